@@ -1,0 +1,1 @@
+"""Temporal activities: the only code that touches the store, templates and providers."""

@@ -1,0 +1,1 @@
+"""The HTTP API: events in, provider webhooks, preference center, health."""

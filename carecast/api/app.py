@@ -1,0 +1,69 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from carecast.config import Settings
+from carecast.store.db import make_engine, ping
+from carecast.temporal import connect
+
+HEALTH_TIMEOUT_SECONDS = 3.0
+
+
+def create_app(
+    settings: Settings,
+    engine: Engine | None = None,
+    temporal: Callable[[], Awaitable[Client]] | None = None,
+) -> FastAPI:
+    """The API for `settings`; tests may hand in an engine or a Temporal client factory."""
+    engine = engine or make_engine(settings.database_url)
+    connect_temporal = temporal or (lambda: connect(settings))
+    clients: dict[str, Client] = {}
+
+    async def temporal_client() -> Client:
+        if "temporal" not in clients:
+            clients["temporal"] = await connect_temporal()
+        return clients["temporal"]
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="carecast", lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        """Whether the database and Temporal answer; 503 when either does not."""
+        checks: dict[str, dict[str, Any]] = {}
+        try:
+            await asyncio.wait_for(asyncio.to_thread(ping, engine), HEALTH_TIMEOUT_SECONDS)
+            checks["database"] = {"ok": True}
+        except Exception as exc:  # any failure means "not reachable"; say which
+            checks["database"] = {"ok": False, "error": _describe(exc)}
+        try:
+            client = await asyncio.wait_for(temporal_client(), HEALTH_TIMEOUT_SECONDS)
+            await asyncio.wait_for(client.service_client.check_health(), HEALTH_TIMEOUT_SECONDS)
+            checks["temporal"] = {"ok": True, "address": settings.temporal_address}
+        except Exception as exc:
+            clients.pop("temporal", None)
+            checks["temporal"] = {"ok": False, "address": settings.temporal_address, "error": _describe(exc)}
+        healthy = all(check["ok"] for check in checks.values())
+        return JSONResponse({"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503)
+
+    return app
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"no answer within {HEALTH_TIMEOUT_SECONDS:g}s"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")

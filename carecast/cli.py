@@ -1,0 +1,198 @@
+"""`carecast ...`: the command line for operators and marketers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import uuid
+from datetime import datetime, timezone
+from typing import Optional
+
+import typer
+
+from carecast.config import ConfigError, Settings
+
+app = typer.Typer(
+    help="carecast: outbound campaigns and proactive care on Temporal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The carecast store.", no_args_is_help=True)
+events_app = typer.Typer(help="Events that start and steer journeys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(events_app, name="events")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _say(line: str) -> None:
+    typer.echo(line)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The outbox line is the product's own output: print it plainly.
+    outbox = logging.getLogger("carecast.outbox")
+    outbox.setLevel(logging.INFO)
+    outbox.propagate = False
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("outbox     %(message)s"))
+    outbox.addHandler(handler)
+
+
+@app.command()
+def dev() -> None:
+    """Start everything on this machine: Temporal dev server, store, worker, API, local outbox."""
+    from carecast.dev import DevServerError, run_dev
+    from carecast.ports import PortInUseError
+
+    _configure_logging()
+    settings = _settings()
+    try:
+        asyncio.run(run_dev(settings, _say))
+    except (PortInUseError, DevServerError, ConfigError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker against CARECAST_TEMPORAL_ADDRESS (as many as you like, on any machine)."""
+    from carecast.providers import build_provider
+    from carecast.store.db import make_engine, make_sessionmaker
+    from carecast.temporal import connect
+    from carecast.worker import carecast_worker
+
+    _configure_logging()
+    settings = _settings()
+
+    async def run() -> None:
+        client = await connect(settings)
+        engine = make_engine(settings.database_url)
+        try:
+            provider = build_provider(settings)
+            if settings.uses_outbox:
+                _say(f"outbox     no provider credentials set: messages are written to {settings.outbox_dir}")
+            async with carecast_worker(client, settings, make_sessionmaker(engine), provider) as w:
+                _say(f"worker     polling task queue {settings.task_queue!r} on {settings.temporal_address}")
+                await w.run()
+        finally:
+            engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except ConfigError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API on CARECAST_API_HOST:CARECAST_API_PORT."""
+    import uvicorn
+
+    from carecast.api.app import create_app
+
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the store's schema to the newest migration."""
+    from carecast.store.db import make_engine
+    from carecast.store.migrate import upgrade
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    _say(f"store {settings.database_url} is at the newest schema")
+
+
+@events_app.command("send")
+def events_send(
+    contact: str = typer.Argument(..., help="contact id"),
+    event: str = typer.Argument(..., help="event name, e.g. signed_up"),
+    data: Optional[str] = typer.Option(None, "--data", help='event data as a JSON object, e.g. \'{"order_id": "o-1"}\''),
+    event_id: Optional[str] = typer.Option(None, "--id", help="event id (deduplicates); a new one by default"),
+) -> None:
+    """Record an event for a contact and start the journeys it triggers."""
+    from carecast.enrolment import IncomingEvent, UnknownContactError, ingest_event
+    from carecast.store.db import make_engine, make_sessionmaker
+    from carecast.temporal import connect
+
+    payload: dict = {}
+    if data is not None:
+        try:
+            payload = json.loads(data)
+        except json.JSONDecodeError as exc:
+            _fail(f"--data is not valid JSON: {exc.msg} at column {exc.colno}")
+        if not isinstance(payload, dict):
+            _fail("--data must be a JSON object, e.g. '{\"order_id\": \"o-1\"}'")
+    settings = _settings()
+    incoming = IncomingEvent(
+        event_id=event_id or f"cli-{uuid.uuid4()}",
+        contact_id=contact,
+        name=event,
+        occurred_at=datetime.now(timezone.utc),
+        data=payload,
+    )
+
+    async def run():
+        client = await connect(settings)
+        engine = make_engine(settings.database_url)
+        try:
+            return await ingest_event(client, make_sessionmaker(engine), settings.task_queue, incoming)
+        finally:
+            engine.dispose()
+
+    try:
+        result = asyncio.run(run())
+    except UnknownContactError as exc:
+        _fail(str(exc))
+    except RuntimeError as exc:  # the Temporal client raises RuntimeError when it cannot connect
+        _fail(f"cannot reach Temporal at {settings.temporal_address}: {exc}. Is `carecast dev` running?")
+    _say(f"event {result.event_id} {'already recorded' if result.duplicate else 'recorded'}")
+    for workflow_id in result.started:
+        _say(f"started    {workflow_id}")
+    for workflow_id in result.already_running:
+        _say(f"existing   {workflow_id} (this entry was already enrolled)")
+    if not result.started and not result.already_running:
+        _say(f"no deployed campaign is triggered by {event!r}")
+
+
+def main() -> None:
+    """The `carecast` console script.
+
+    Ends the process without interpreter teardown: the Temporal client's native
+    threads can abort a finalizing interpreter ("PyGILState_Release ... must be
+    current", temporalio/sdk-python#300), which would turn a successful command
+    into a crash report. Output is flushed first, so nothing is lost.
+    """
+    try:
+        app()
+        code = 0
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):
+            sys.stderr.write(exit_.code + "\n")
+        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

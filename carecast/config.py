@@ -1,0 +1,80 @@
+"""Settings read from the environment, with the embedded defaults of `carecast dev`.
+
+Every process (CLI, worker, API) builds one `Settings` at its edge and passes it
+down; nothing below reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+TASK_QUEUE = "carecast"
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value carecast cannot use."""
+
+
+def _int_env(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if not 1 <= value <= 65535 and name.endswith("_PORT"):
+        raise ConfigError(f"{name}={value} is not a TCP port (1-65535)")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    temporal_address: str
+    temporal_namespace: str
+    task_queue: str
+    temporal_port: int
+    temporal_ui_port: int
+    api_host: str
+    api_port: int
+    campaigns_dir: Path
+    templates_dir: Path
+    outbox_dir: Path
+    temporal_api_key: str | None = None
+    sendgrid_api_key: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+
+    @property
+    def uses_outbox(self) -> bool:
+        """True when no provider credentials are set: messages go to the local outbox."""
+        return not self.sendgrid_api_key and not (self.twilio_account_sid and self.twilio_auth_token)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, cwd: Path | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        cwd = cwd or Path.cwd()
+        home = Path(env.get("CARECAST_HOME", cwd / ".carecast")).resolve()
+        temporal_port = _int_env(env, "CARECAST_TEMPORAL_PORT", 7233)
+        return cls(
+            home=home,
+            database_url=env.get("CARECAST_DATABASE_URL") or f"sqlite:///{home / 'carecast.db'}",
+            temporal_address=env.get("CARECAST_TEMPORAL_ADDRESS") or f"127.0.0.1:{temporal_port}",
+            temporal_namespace=env.get("CARECAST_TEMPORAL_NAMESPACE") or "default",
+            task_queue=env.get("CARECAST_TASK_QUEUE") or TASK_QUEUE,
+            temporal_port=temporal_port,
+            temporal_ui_port=_int_env(env, "CARECAST_TEMPORAL_UI_PORT", temporal_port + 1000),
+            api_host=env.get("CARECAST_API_HOST") or "127.0.0.1",
+            api_port=_int_env(env, "CARECAST_API_PORT", 8000),
+            campaigns_dir=Path(env.get("CARECAST_CAMPAIGNS_DIR", cwd / "campaigns")).resolve(),
+            templates_dir=Path(env.get("CARECAST_TEMPLATES_DIR", cwd / "templates")).resolve(),
+            outbox_dir=Path(env.get("CARECAST_OUTBOX_DIR", home / "outbox")).resolve(),
+            temporal_api_key=env.get("CARECAST_TEMPORAL_API_KEY") or None,
+            sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
+            twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
+            twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
+        )

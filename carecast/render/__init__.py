@@ -1,0 +1,1 @@
+"""Turning templates into the words a customer reads."""

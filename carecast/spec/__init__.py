@@ -1,0 +1,1 @@
+"""Campaign files: their models, their loader, and the snapshot a journey runs on."""

@@ -1,0 +1,1 @@
+"""The relational store: SQLAlchemy models, engine set-up and Alembic migrations."""

@@ -1,0 +1,186 @@
+"""SQLAlchemy models of everything carecast remembers.
+
+The first Alembic migration creates exactly these tables; a change here needs a
+new migration (`tests/test_migrations.py` checks that they agree).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from carecast.store.types import JsonDocument, UtcDateTime
+
+# Stable constraint names, so migrations can refer to them on every database.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# An autoincrementing 64-bit key that SQLite also accepts as its rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Contact(Base):
+    """A person we may reach out to, keyed by the id the business knows them by."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(16), doc="E.164, e.g. +14155550100")
+    timezone: Mapped[str | None] = mapped_column(String(64), doc="IANA zone, e.g. Europe/Paris")
+    locale: Mapped[str | None] = mapped_column(String(35), doc="BCP 47 tag, e.g. fr-FR")
+    lifecycle_stage: Mapped[str | None] = mapped_column(String(64), index=True)
+    care_agent: Mapped[str | None] = mapped_column(String(128))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Preferences(Base):
+    """What a contact asked for. Contacts may tighten the house rules, never loosen them."""
+
+    __tablename__ = "preferences"
+
+    contact_id: Mapped[str] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    email_consent: Mapped[bool] = mapped_column(Boolean, default=True)
+    sms_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    voice_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    preferred_channels: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
+    topics: Mapped[dict[str, bool]] = mapped_column(
+        JsonDocument, default=dict, doc="topic -> subscribed; a missing topic is subscribed"
+    )
+    quiet_hours_start: Mapped[str | None] = mapped_column(String(5), doc="HH:MM local time")
+    quiet_hours_end: Mapped[str | None] = mapped_column(String(5), doc="HH:MM local time")
+    send_windows: Mapped[list[str]] = mapped_column(
+        JsonDocument, default=list, doc="cron expressions in the contact's zone"
+    )
+    frequency_limit: Mapped[dict[str, Any] | None] = mapped_column(
+        JsonDocument, doc='e.g. {"max": 3, "per": "7d"}'
+    )
+    paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ConsentRecord(Base):
+    """Append-only proof of what a contact agreed to or withdrew, when, and how."""
+
+    __tablename__ = "consent_records"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    contact_id: Mapped[str] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str | None] = mapped_column(String(16))
+    topic: Mapped[str | None] = mapped_column(String(64))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(64), doc="import, api, sms_keyword, preference_center, ...")
+    wording: Mapped[str | None] = mapped_column(Text, doc="the text the contact was shown")
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Suppression(Base):
+    """An address no campaign may use: hard bounce, spam complaint, STOP, manual."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("channel", "address", name="uq_suppressions_channel_address"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Event(Base):
+    """Something that happened to a contact; stored once per event id."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_contact_name", "contact_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    contact_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    data: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+
+
+class CampaignVersion(Base):
+    """One deployed content of a campaign; running journeys keep the version they began with."""
+
+    __tablename__ = "campaign_versions"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "version", name="uq_campaign_versions_campaign_version"),
+        UniqueConstraint("campaign_id", "content_hash", name="uq_campaign_versions_campaign_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    deployed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Delivery(Base):
+    """One message we meant to send, reserved before the provider is called.
+
+    The idempotency key is unique, so a retried activity or a replayed workflow
+    finds the row it wrote before instead of sending again.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_deliveries_contact_created", "contact_id", "created_at"),
+        Index("ix_deliveries_campaign_status", "campaign_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(400), unique=True)
+    workflow_id: Mapped[str] = mapped_column(String(300))
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    campaign_version: Mapped[int] = mapped_column(Integer)
+    category: Mapped[str] = mapped_column(String(16))
+    step_id: Mapped[str] = mapped_column(String(64))
+    contact_id: Mapped[str] = mapped_column(String(128))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    template: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), doc="reserved, sent, skipped, failed, delivered, ...")
+    reason: Mapped[str | None] = mapped_column(String(64))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    segments: Mapped[int | None] = mapped_column(Integer)
+    status_history: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,40 @@
+"""The carecast worker: every workflow and activity on one task queue.
+
+Run as many as needed (`carecast worker` or `python worker.py`); nothing here
+assumes it is the only one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.deliver import DeliveryActivities
+from carecast.channels.base import Provider
+from carecast.config import Settings
+from carecast.render.templates import TemplateRenderer
+from workflows.journey import JourneyWorkflow
+
+ACTIVITY_THREADS = 16
+
+
+@asynccontextmanager
+async def carecast_worker(
+    client: Client, settings: Settings, sessions: sessionmaker[Session], provider: Provider
+) -> AsyncIterator[Worker]:
+    """A configured worker and the thread pool its activities run in, closed together."""
+    delivery = DeliveryActivities(sessions, TemplateRenderer(settings.templates_dir), provider)
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="activity") as executor:
+        yield Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[JourneyWorkflow],
+            activities=[delivery.deliver],
+            activity_executor=executor,
+            max_concurrent_activities=ACTIVITY_THREADS,
+        )

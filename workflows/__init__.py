@@ -1,0 +1,1 @@
+"""Temporal workflow code only: deterministic, no I/O, no database or provider imports."""
