@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -20,7 +18,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from carecast.spec.snapshot import CampaignSnapshot
 from carecast.store.campaigns import snapshots_triggered_by
-from carecast.store.models import Contact, Event
+from carecast.store.models import Contact, Event, utcnow
+from carecast.store.writes import upsert
 from workflows import search_attributes as sa
 from workflows.journey import JourneyInput, JourneyWorkflow, journey_summary, journey_workflow_id
 
@@ -52,22 +51,15 @@ def store_event(session: Session, event: IncomingEvent) -> bool:
     """Stores the event unless its id is known; returns True when it was a duplicate."""
     if session.get(Contact, event.contact_id) is None:
         raise UnknownContactError(event.contact_id)
-    if session.scalar(select(Event.id).where(Event.event_id == event.event_id)) is not None:
-        return True
-    try:
-        with session.begin_nested():
-            session.add(
-                Event(
-                    event_id=event.event_id,
-                    contact_id=event.contact_id,
-                    name=event.name,
-                    occurred_at=event.occurred_at,
-                    data=event.data,
-                )
-            )
-    except IntegrityError:
-        return True  # the same event id arrived concurrently
-    return False
+    row = dict(
+        event_id=event.event_id,
+        contact_id=event.contact_id,
+        name=event.name,
+        occurred_at=event.occurred_at,
+        received_at=utcnow(),
+        data=event.data,
+    )
+    return upsert(session, Event, [row], conflict_columns=["event_id"]) == 0
 
 
 async def start_journey(

@@ -1,0 +1,50 @@
+"""Writes that must behave the same on SQLite and PostgreSQL: upserts and row locks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from carecast.store.models import Base, Contact
+
+
+def upsert(
+    session: Session,
+    model: type[Base],
+    rows: Sequence[Mapping[str, Any]],
+    conflict_columns: Iterable[str],
+    update_columns: Iterable[str] = (),
+) -> int:
+    """INSERT ... ON CONFLICT on both databases; returns how many rows were inserted or updated.
+
+    With no `update_columns`, rows whose key exists are left alone (DO NOTHING).
+    """
+    if not rows:
+        return 0
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    table = model.__table__
+    conflict_columns = list(conflict_columns)
+    update_columns = list(update_columns)
+    statement = insert(table).values(list(rows))
+    if update_columns:
+        statement = statement.on_conflict_do_update(
+            index_elements=conflict_columns, set_={c: statement.excluded[c] for c in update_columns}
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=conflict_columns)
+    # RETURNING counts the rows touched on both databases (psycopg's rowcount is -1 here).
+    statement = statement.returning(*(table.c[c] for c in conflict_columns))
+    return len(session.execute(statement).all())
+
+
+def lock_contact(session: Session, contact_id: str) -> Contact | None:
+    """Loads a contact holding its row lock until the transaction ends.
+
+    PostgreSQL: SELECT ... FOR UPDATE. SQLite has no row locks: use a session from
+    `make_locking_sessionmaker`, whose transactions hold the write lock throughout.
+    """
+    return session.scalar(select(Contact).where(Contact.id == contact_id).with_for_update())
