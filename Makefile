@@ -21,6 +21,7 @@ run: $(STAMP)
 	$(BIN)/carecast dev
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 clean:

@@ -140,7 +140,9 @@ class DeliveryActivities:
         addresses = [a for a in (contact.email, contact.phone) if a]
         if not addresses:
             return set()
-        rows = session.execute(select(Suppression.channel, Suppression.address).where(Suppression.address.in_(addresses)))
+        rows = session.execute(
+            select(Suppression.channel, Suppression.address).where(Suppression.address.in_(addresses))
+        )
         return {(channel, address) for channel, address in rows}
 
     @staticmethod
@@ -176,7 +178,9 @@ class DeliveryActivities:
             delivery.status_history = [*delivery.status_history, _history_entry("attempt_failed", error=error)]
 
     @staticmethod
-    def _finish(delivery: Delivery, status: str, channel: str | None = None, reason: str | None = None) -> DeliverResult:
+    def _finish(
+        delivery: Delivery, status: str, channel: str | None = None, reason: str | None = None
+    ) -> DeliverResult:
         delivery.status = status
         delivery.reason = reason
         delivery.status_history = [*delivery.status_history, _history_entry(status, channel=channel, reason=reason)]

@@ -8,8 +8,7 @@ import logging
 import os
 import sys
 import uuid
-from datetime import datetime, timezone
-from typing import Optional
+from datetime import UTC, datetime
 
 import typer
 
@@ -129,8 +128,8 @@ def db_upgrade() -> None:
 def events_send(
     contact: str = typer.Argument(..., help="contact id"),
     event: str = typer.Argument(..., help="event name, e.g. signed_up"),
-    data: Optional[str] = typer.Option(None, "--data", help='event data as a JSON object, e.g. \'{"order_id": "o-1"}\''),
-    event_id: Optional[str] = typer.Option(None, "--id", help="event id (deduplicates); a new one by default"),
+    data: str | None = typer.Option(None, "--data", help='event data as a JSON object, e.g. \'{"order_id": "o-1"}\''),
+    event_id: str | None = typer.Option(None, "--id", help="event id (deduplicates); a new one by default"),
 ) -> None:
     """Record an event for a contact and start the journeys it triggers."""
     from carecast.enrolment import IncomingEvent, UnknownContactError, ingest_event
@@ -144,13 +143,13 @@ def events_send(
         except json.JSONDecodeError as exc:
             _fail(f"--data is not valid JSON: {exc.msg} at column {exc.colno}")
         if not isinstance(payload, dict):
-            _fail("--data must be a JSON object, e.g. '{\"order_id\": \"o-1\"}'")
+            _fail('--data must be a JSON object, e.g. \'{"order_id": "o-1"}\'')
     settings = _settings()
     incoming = IncomingEvent(
         event_id=event_id or f"cli-{uuid.uuid4()}",
         contact_id=contact,
         name=event,
-        occurred_at=datetime.now(timezone.utc),
+        occurred_at=datetime.now(UTC),
         data=payload,
     )
 

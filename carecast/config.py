@@ -55,7 +55,7 @@ class Settings:
         return not self.sendgrid_api_key and not (self.twilio_account_sid and self.twilio_auth_token)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, cwd: Path | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         cwd = cwd or Path.cwd()
         home = Path(env.get("CARECAST_HOME", cwd / ".carecast")).resolve()

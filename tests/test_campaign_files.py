@@ -55,6 +55,8 @@ def test_id_must_match_the_file_name(tmp_path):
 
 def test_content_hash_ignores_layout_and_follows_meaning(tmp_path):
     original = load_campaign(write(tmp_path, WELCOME))
-    reformatted = load_campaign(write(tmp_path, "# a comment\n" + WELCOME.replace("{event: signed_up}", "\n  event: signed_up")))
+    reformatted = load_campaign(
+        write(tmp_path, "# a comment\n" + WELCOME.replace("{event: signed_up}", "\n  event: signed_up"))
+    )
     changed = load_campaign(write(tmp_path, WELCOME.replace("name: Welcome", "name: Hello")))
     assert original.content_hash() == reformatted.content_hash() != changed.content_hash()

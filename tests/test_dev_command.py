@@ -125,7 +125,9 @@ def dev_process():
 
 
 def send_event(env, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CARECAST, "events", "send", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [CARECAST, "events", "send", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 async def list_welcome_journeys(address: str) -> list:

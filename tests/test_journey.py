@@ -1,7 +1,7 @@
 """Journeys on the time-skipping server: an event in, one message out, never twice."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -39,7 +39,7 @@ def event_id():
 
 
 def signed_up(event_id, contact_id="c-1"):
-    return IncomingEvent(event_id, contact_id, "signed_up", datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc))
+    return IncomingEvent(event_id, contact_id, "signed_up", datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
 
 
 async def test_an_event_starts_the_journey_and_the_message_lands_in_the_outbox(

@@ -1,13 +1,13 @@
 """The local outbox: real .eml files, one readable line per message, no duplicates."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import message_from_bytes
 from email.policy import default
 
 from carecast.channels.base import OutboundMessage
 from carecast.channels.outbox import OutboxProvider
 
-AT = datetime(2026, 11, 25, 9, 30, 5, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 25, 9, 30, 5, tzinfo=UTC)
 
 
 def outbox(tmp_path, lines):
@@ -50,7 +50,9 @@ def test_sms_line_shows_its_first_words(tmp_path):
     )  # fmt: skip
     provider = outbox(tmp_path, lines)
     provider.send(sms)
-    assert lines == ["2026-11-25 09:30:05Z  sms    c-7  Hi Chloe, welcome to Acme! Your account is ready. Reply HELP for"]
+    assert lines == [
+        "2026-11-25 09:30:05Z  sms    c-7  Hi Chloe, welcome to Acme! Your account is ready. Reply HELP for"
+    ]
     assert "STOP to opt out." in provider.path_for(sms).read_text()
 
 

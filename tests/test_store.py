@@ -1,6 +1,6 @@
 """What the store guarantees on every database: unique keys, JSON documents, aware times."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
@@ -10,7 +10,7 @@ from carecast.store.models import Contact, Delivery, Event, Suppression
 
 pytestmark = pytest.mark.store
 
-NOW = datetime(2026, 3, 29, 0, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
 
 
 def test_contact_attributes_round_trip_as_json(sessions):
@@ -31,17 +31,15 @@ def test_times_come_back_aware_and_in_utc(sessions):
 
 
 def test_naive_times_are_refused(sessions):
-    with pytest.raises(Exception, match="naive datetime"):
-        with sessions.begin() as session:
-            session.add(Event(event_id="e-1", contact_id="c-1", name="x", occurred_at=datetime(2026, 1, 1)))
+    with pytest.raises(Exception, match="naive datetime"), sessions.begin() as session:
+        session.add(Event(event_id="e-1", contact_id="c-1", name="x", occurred_at=datetime(2026, 1, 1)))
 
 
 def test_event_ids_are_unique(sessions):
     with sessions.begin() as session:
         session.add(Event(event_id="e-1", contact_id="c-1", name="signed_up", occurred_at=NOW))
-    with pytest.raises(IntegrityError):
-        with sessions.begin() as session:
-            session.add(Event(event_id="e-1", contact_id="c-1", name="signed_up", occurred_at=NOW))
+    with pytest.raises(IntegrityError), sessions.begin() as session:
+        session.add(Event(event_id="e-1", contact_id="c-1", name="signed_up", occurred_at=NOW))
 
 
 def test_delivery_idempotency_keys_are_unique(sessions):
@@ -52,15 +50,13 @@ def test_delivery_idempotency_keys_are_unique(sessions):
     )  # fmt: skip
     with sessions.begin() as session:
         session.add(Delivery(**row))
-    with pytest.raises(IntegrityError):
-        with sessions.begin() as session:
-            session.add(Delivery(**row))
+    with pytest.raises(IntegrityError), sessions.begin() as session:
+        session.add(Delivery(**row))
 
 
 def test_one_suppression_per_channel_and_address(sessions):
     with sessions.begin() as session:
         session.add(Suppression(channel="email", address="ada@example.com", reason="hard_bounce"))
         session.add(Suppression(channel="sms", address="ada@example.com", reason="manual"))
-    with pytest.raises(IntegrityError):
-        with sessions.begin() as session:
-            session.add(Suppression(channel="email", address="ada@example.com", reason="spam_complaint"))
+    with pytest.raises(IntegrityError), sessions.begin() as session:
+        session.add(Suppression(channel="email", address="ada@example.com", reason="spam_complaint"))

@@ -58,7 +58,9 @@ def create_app(
             clients.pop("temporal", None)
             checks["temporal"] = {"ok": False, "address": settings.temporal_address, "error": _describe(exc)}
         healthy = all(check["ok"] for check in checks.values())
-        return JSONResponse({"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503)
+        return JSONResponse(
+            {"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503
+        )
 
     return app
 

@@ -9,12 +9,12 @@ same file instead of adding a duplicate.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import default as email_policy
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from typing import Callable
 
 from carecast.channels.base import OutboundMessage, ProviderReceipt
 
@@ -37,7 +37,7 @@ class OutboxProvider:
         self,
         directory: Path,
         echo: Callable[[str], None] = log.info,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.directory = directory
         self.echo = echo

@@ -77,7 +77,6 @@ class Campaign(Strict):
             content_hash=self.content_hash(),
             category=self.category,
             steps=[
-                SendStepSnapshot(id=s.id, template=s.send.template, channels=list(s.send.channels))
-                for s in self.steps
+                SendStepSnapshot(id=s.id, template=s.send.template, channels=list(s.send.channels)) for s in self.steps
             ],
         )

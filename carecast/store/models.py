@@ -6,7 +6,7 @@ new migration (`tests/test_migrations.py` checks that they agree).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -38,7 +38,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -67,9 +67,7 @@ class Preferences(Base):
 
     __tablename__ = "preferences"
 
-    contact_id: Mapped[str] = mapped_column(
-        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
-    )
+    contact_id: Mapped[str] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
     email_consent: Mapped[bool] = mapped_column(Boolean, default=True)
     sms_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     voice_consent: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -82,9 +80,7 @@ class Preferences(Base):
     send_windows: Mapped[list[str]] = mapped_column(
         JsonDocument, default=list, doc="cron expressions in the contact's zone"
     )
-    frequency_limit: Mapped[dict[str, Any] | None] = mapped_column(
-        JsonDocument, doc='e.g. {"max": 3, "per": "7d"}'
-    )
+    frequency_limit: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument, doc='e.g. {"max": 3, "per": "7d"}')
     paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -95,9 +91,7 @@ class ConsentRecord(Base):
     __tablename__ = "consent_records"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    contact_id: Mapped[str] = mapped_column(
-        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
-    )
+    contact_id: Mapped[str] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
     channel: Mapped[str | None] = mapped_column(String(16))
     topic: Mapped[str | None] = mapped_column(String(64))
     granted: Mapped[bool] = mapped_column(Boolean)
