@@ -1,0 +1,96 @@
+"""The plain data the policy decides over. No I/O, no ORM objects: the caller loads these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Literal
+
+Category = Literal["transactional", "care", "marketing"]
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A daily span of local wall-clock time with no messages; wraps midnight when start > end."""
+
+    start: time
+    end: time
+
+    def contains(self, wall: time) -> bool:
+        if self.start == self.end:
+            return False
+        if self.start < self.end:
+            return self.start <= wall < self.end
+        return wall >= self.start or wall < self.end
+
+
+@dataclass(frozen=True)
+class CapRule:
+    """At most `max` messages per rolling `window`, counting deliveries of `categories`.
+
+    Only marketing is ever held back by a cap; care counts toward caps that list it.
+    With `channel`, only deliveries on that channel count and only that channel is capped.
+    """
+
+    name: str
+    max: int
+    window: timedelta
+    categories: frozenset[str] = frozenset({"marketing"})
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class HouseRules:
+    default_timezone: str = "UTC"
+    quiet_hours: QuietHours | None = None
+    caps: tuple[CapRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContactView:
+    id: str
+    email: str | None = None
+    phone: str | None = None
+    timezone: str | None = None
+
+
+@dataclass(frozen=True)
+class PreferenceView:
+    """What the contact asked for; every field can only tighten the house rules."""
+
+    consent: Mapping[str, bool] = field(default_factory=lambda: {"email": True})
+    topics: Mapping[str, bool] = field(default_factory=dict)
+    preferred_channels: tuple[str, ...] = ()
+    quiet_hours: QuietHours | None = None
+    send_windows: tuple[str, ...] = ()
+    frequency_limit: CapRule | None = None
+    paused_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One intended message: the step's channels and category, and how long it may wait."""
+
+    category: Category
+    channels: tuple[str, ...]
+    topic: str | None = None
+    urgent: bool = False
+    on_cap: Literal["skip", "defer"] = "skip"
+    held_since: datetime | None = None
+    max_hold: timedelta | None = None
+
+    @property
+    def hold_deadline(self) -> datetime | None:
+        if self.held_since is None or self.max_hold is None:
+            return None
+        return self.held_since + self.max_hold
+
+
+@dataclass(frozen=True)
+class SentDelivery:
+    """A delivery that counts toward caps: sent, or reserved and on its way."""
+
+    at: datetime
+    category: str
+    channel: str
