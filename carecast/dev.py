@@ -26,7 +26,8 @@ from carecast.api.app import create_app
 from carecast.config import Settings
 from carecast.ports import PortNeed, ensure_free
 from carecast.providers import build_provider
-from carecast.spec.loader import CampaignFileError, load_campaigns
+from carecast.spec.documents import SpecError
+from carecast.spec.loader import load_campaigns
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.db import make_engine, make_sessionmaker
 from carecast.store.demo import seed_demo_contacts
@@ -145,7 +146,7 @@ def prepare_store(settings: Settings, say: Callable[[str], None]):
     say(f"store      {settings.database_url} (migrated)")
     try:
         campaigns = load_campaigns(settings.campaigns_dir)
-    except CampaignFileError as exc:
+    except SpecError as exc:
         say(f"campaigns  NOT deployed, fix this first: {exc}")
         campaigns = []
     with sessions.begin() as session:

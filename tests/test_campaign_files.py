@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from carecast.spec.loader import CampaignFileError, load_campaign, load_campaigns
+from carecast.spec.documents import SpecError
+from carecast.spec.loader import load_campaign, load_campaigns
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,25 +32,25 @@ def test_shipped_campaigns_load():
 
 def test_yaml_syntax_error_names_line_and_column(tmp_path):
     path = write(tmp_path, WELCOME.replace("trigger: {event: signed_up}", "trigger: {event: signed_up"))
-    with pytest.raises(CampaignFileError, match=rf"^{path}:\d+:\d+: "):
+    with pytest.raises(SpecError, match=rf"^{path}:\d+:\d+: "):
         load_campaign(path)
 
 
 def test_unknown_key_is_an_error_naming_the_field(tmp_path):
     path = write(tmp_path, WELCOME + "scheduel: weekly\n")
-    with pytest.raises(CampaignFileError, match=rf"^{path}: scheduel: Extra inputs are not permitted"):
+    with pytest.raises(SpecError, match=rf"^{path}: scheduel: Extra inputs are not permitted"):
         load_campaign(path)
 
 
 def test_unknown_channel_lists_the_allowed_ones(tmp_path):
     path = write(tmp_path, WELCOME.replace("channels: [email]", "channels: [fax]"))
-    with pytest.raises(CampaignFileError, match=r"steps\.0\.send\.channels: .*'fax'; use one of email, sms, voice"):
+    with pytest.raises(SpecError, match=r"steps\.0\.send\.channels: .*'fax'; use one of email, sms, voice"):
         load_campaign(path)
 
 
 def test_id_must_match_the_file_name(tmp_path):
     path = write(tmp_path, WELCOME, name="hello.yaml")
-    with pytest.raises(CampaignFileError, match="id 'welcome' must match the file name 'hello'"):
+    with pytest.raises(SpecError, match="id 'welcome' must match the file name 'hello'"):
         load_campaign(path)
 
 

@@ -1,0 +1,81 @@
+"""`campaigns/policy.yaml`: the house rules every message obeys, whatever the campaign."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from carecast.policy.model import CapRule, HouseRules, QuietHours
+from carecast.policy.timezones import is_known_zone
+from carecast.spec.documents import load_model
+from carecast.spec.durations import Duration
+
+POLICY_FILE = "policy.yaml"
+CLOCK = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QuietHoursSpec(Strict):
+    start: str = Field(pattern=CLOCK, description="local time HH:MM when quiet begins")
+    end: str = Field(pattern=CLOCK, description="local time HH:MM when quiet ends")
+
+    def to_policy(self) -> QuietHours:
+        return QuietHours(time.fromisoformat(self.start), time.fromisoformat(self.end))
+
+
+class CapSpec(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    max: int = Field(ge=0)
+    per: Duration
+    channel: str | None = Field(default=None, pattern=r"^(email|sms|voice)$")
+
+
+class CeilingSpec(Strict):
+    max: int = Field(ge=0)
+    per: Duration
+
+
+class HouseRulesSpec(Strict):
+    timezone: str = Field(default="UTC", description="zone for contacts with no zone and no phone region zone")
+    quiet_hours: QuietHoursSpec | None = None
+    frequency_caps: list[CapSpec] = Field(default_factory=list, description="caps on marketing messages")
+    global_ceiling: CeilingSpec | None = Field(
+        default=None, description="all care and marketing messages count; marketing is held back"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def known_zone(cls, value: str) -> str:
+        if not is_known_zone(value):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris")
+        return value
+
+    def to_policy(self) -> HouseRules:
+        caps = [CapRule(c.name, c.max, c.per, channel=c.channel) for c in self.frequency_caps]
+        if self.global_ceiling is not None:
+            caps.append(
+                CapRule(
+                    "global_ceiling",
+                    self.global_ceiling.max,
+                    self.global_ceiling.per,
+                    categories=frozenset({"care", "marketing"}),
+                )
+            )
+        return HouseRules(
+            default_timezone=self.timezone,
+            quiet_hours=self.quiet_hours.to_policy() if self.quiet_hours else None,
+            caps=tuple(caps),
+        )
+
+
+def load_house_rules(campaigns_dir: Path) -> HouseRules:
+    """The rules in `<campaigns>/policy.yaml`; without the file, no quiet hours and no caps."""
+    path = campaigns_dir / POLICY_FILE
+    if not path.exists():
+        return HouseRules()
+    return load_model(path, HouseRulesSpec).to_policy()

@@ -1,0 +1,48 @@
+"""campaigns/policy.yaml: the shipped rules load; mistakes name the file and field."""
+
+from datetime import time, timedelta
+from pathlib import Path
+
+import pytest
+
+from carecast.policy.model import QuietHours
+from carecast.spec.documents import SpecError
+from carecast.spec.durations import format_duration, parse_duration
+from carecast.spec.house_rules import load_house_rules
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_rules_load_with_the_global_ceiling_counting_care():
+    rules = load_house_rules(ROOT / "campaigns")
+    assert rules.quiet_hours == QuietHours(time(21), time(8))
+    ceiling = next(c for c in rules.caps if c.name == "global_ceiling")
+    assert (ceiling.max, ceiling.window, ceiling.categories) == (20, timedelta(days=30), {"care", "marketing"})
+
+
+def test_no_policy_file_means_no_quiet_hours_and_no_caps(tmp_path):
+    rules = load_house_rules(tmp_path)
+    assert (rules.quiet_hours, rules.caps) == (None, ())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("quiet_hours: {start: '25:00', end: '08:00'}", r"quiet_hours\.start: String should match pattern"),
+        ("timezone: Mars/Olympus", r"timezone: Value error, unknown time zone 'Mars/Olympus'"),
+        ("frequency_caps: [{name: daily, max: 1, per: 1 day}]", r"frequency_caps\.0\.per: .*e\.g\. 15m, 2h, 3d, 1w"),
+        ("quiet_hour: {start: '21:00', end: '08:00'}", r"quiet_hour: Extra inputs are not permitted"),
+    ],
+)
+def test_mistakes_name_the_file_and_the_field(tmp_path, text, message):
+    (tmp_path / "policy.yaml").write_text(text)
+    with pytest.raises(SpecError, match=rf"^{tmp_path / 'policy.yaml'}: {message}"):
+        load_house_rules(tmp_path)
+
+
+def test_durations_read_and_print_as_marketers_write_them():
+    assert parse_duration("1h30m") == timedelta(hours=1, minutes=30)
+    assert parse_duration("2w") == timedelta(days=14)
+    assert format_duration(timedelta(days=1, hours=2)) == "1d2h"
+    with pytest.raises(ValueError, match="must be longer than zero"):
+        parse_duration("0m")
