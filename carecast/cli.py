@@ -9,7 +9,10 @@ import os
 import sys
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
 
+import phonenumbers
 import typer
 
 from carecast.config import ConfigError, Settings
@@ -21,8 +24,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The carecast store.", no_args_is_help=True)
 events_app = typer.Typer(help="Events that start and steer journeys.", no_args_is_help=True)
+contacts_app = typer.Typer(help="Contacts and their preferences.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
+app.add_typer(contacts_app, name="contacts")
 
 
 def _settings() -> Settings:
@@ -35,6 +40,23 @@ def _settings() -> Settings:
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
+
+
+def _store(settings: Settings):
+    """An engine on a store at the current schema, or a clear exit naming the fix."""
+    from carecast.store.db import make_engine
+    from carecast.store.migrate import StoreNotReadyError, check_schema
+
+    engine = make_engine(settings.database_url)
+    try:
+        check_schema(engine)
+    except StoreNotReadyError as exc:
+        engine.dispose()
+        _fail(str(exc))
+    except Exception as exc:  # the database itself does not answer
+        engine.dispose()
+        _fail(f"cannot open the store {settings.database_url}: {str(exc).splitlines()[0]}")
+    return engine
 
 
 def _say(line: str) -> None:
@@ -70,16 +92,17 @@ def dev() -> None:
 def worker() -> None:
     """Run a worker against CARECAST_TEMPORAL_ADDRESS (as many as you like, on any machine)."""
     from carecast.providers import build_provider
-    from carecast.store.db import make_engine, make_sessionmaker
+    from carecast.store.db import make_sessionmaker
     from carecast.temporal import connect
     from carecast.worker import carecast_worker
 
     _configure_logging()
     settings = _settings()
 
+    engine = _store(settings)
+
     async def run() -> None:
         client = await connect(settings)
-        engine = make_engine(settings.database_url)
         try:
             provider = build_provider(settings)
             if settings.uses_outbox:
@@ -124,16 +147,68 @@ def db_upgrade() -> None:
     _say(f"store {settings.database_url} is at the newest schema")
 
 
+@contacts_app.command("import")
+def contacts_import(
+    file: Annotated[Path, typer.Argument(help="CSV with a header: id, email, phone, timezone, ..., attr.<name>")],
+    default_region: Annotated[
+        str | None, typer.Option(help="region for phone numbers without +country code, e.g. US or FR")
+    ] = None,
+) -> None:
+    """Create or update contacts from a CSV file; bad rows are listed and the rest still land."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from carecast.contacts.csv_import import ImportFileError, import_contacts
+    from carecast.store.db import make_sessionmaker
+
+    if default_region is not None and default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        _fail(f"--default-region {default_region!r} is not a region code such as US, GB or FR")
+    settings = _settings()
+    engine = _store(settings)
+    try:
+        total = _count_data_lines(file)
+        with Progress(
+            TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+        ) as bar:
+            task = bar.add_task("rows", total=total)
+            report = import_contacts(
+                make_sessionmaker(engine),
+                file,
+                default_region=default_region.upper() if default_region else None,
+                progress=lambda rows_read: bar.update(task, completed=rows_read),
+            )
+    except ImportFileError as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+    s = report.summary
+    _say(
+        f"{report.rows} rows: {s.created} created, {s.updated} updated, {s.unchanged} unchanged, "
+        f"{len(report.rejected)} rejected"
+    )
+    for error in report.rejected:
+        typer.secho(f"{file}: {error}", fg=typer.colors.YELLOW, err=True)
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+def _count_data_lines(file: Path) -> int | None:
+    try:
+        with file.open("rb") as handle:
+            return max(sum(1 for _ in handle) - 1, 0)
+    except OSError:
+        return None  # import_contacts reports why it cannot read the file
+
+
 @events_app.command("send")
 def events_send(
-    contact: str = typer.Argument(..., help="contact id"),
-    event: str = typer.Argument(..., help="event name, e.g. signed_up"),
-    data: str | None = typer.Option(None, "--data", help='event data as a JSON object, e.g. \'{"order_id": "o-1"}\''),
-    event_id: str | None = typer.Option(None, "--id", help="event id (deduplicates); a new one by default"),
+    contact: Annotated[str, typer.Argument(help="contact id")],
+    event: Annotated[str, typer.Argument(help="event name, e.g. signed_up")],
+    data: Annotated[str | None, typer.Option(help='event data as a JSON object, e.g. \'{"order_id": "o-1"}\'')] = None,
+    event_id: Annotated[str | None, typer.Option("--id", help="event id (deduplicates); a new one by default")] = None,
 ) -> None:
     """Record an event for a contact and start the journeys it triggers."""
     from carecast.enrolment import IncomingEvent, UnknownContactError, ingest_event
-    from carecast.store.db import make_engine, make_sessionmaker
+    from carecast.store.db import make_sessionmaker
     from carecast.temporal import connect
 
     payload: dict = {}
@@ -153,9 +228,10 @@ def events_send(
         data=payload,
     )
 
+    engine = _store(settings)
+
     async def run():
         client = await connect(settings)
-        engine = make_engine(settings.database_url)
         try:
             return await ingest_event(client, make_sessionmaker(engine), settings.task_queue, incoming)
         finally:

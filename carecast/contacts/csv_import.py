@@ -1,0 +1,156 @@
+"""`carecast contacts import FILE.csv`: upsert contacts, report bad rows, keep the good ones.
+
+Columns: `id` (required), `email`, `phone`, `timezone`, `locale`, `lifecycle_stage`,
+`care_agent`, `preferences` (a JSON object, as in `PUT /v1/contacts/{id}`), and
+`attr.<name>` for attributes (values kept as text; an empty cell sets nothing).
+Unknown columns are refused before any row is read, so a typo in a header
+cannot silently drop a column.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from carecast.contacts.schema import ContactInput, first_error
+from carecast.contacts.writer import WriteSummary, write_contacts
+
+KNOWN_COLUMNS = {"id", "email", "phone", "timezone", "locale", "lifecycle_stage", "care_agent", "preferences"}
+ATTRIBUTE_PREFIX = "attr."
+BATCH_SIZE = 1000
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be imported (unreadable, no header, unknown columns)."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    contact_id: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        who = f" ({self.contact_id})" if self.contact_id else ""
+        return f"line {self.line}{who}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    summary: WriteSummary = field(default_factory=WriteSummary)
+    rejected: list[RowError] = field(default_factory=list)
+    rows: int = 0
+
+
+def check_header(header: list[str] | None) -> list[str]:
+    if not header:
+        raise ImportFileError("the file is empty; the first line must name the columns (at least 'id')")
+    unknown = [c for c in header if c not in KNOWN_COLUMNS and not c.startswith(ATTRIBUTE_PREFIX)]
+    if unknown:
+        raise ImportFileError(
+            f"unknown column {unknown[0]!r}; use {', '.join(sorted(KNOWN_COLUMNS))} or attr.<name> for attributes"
+        )
+    if "id" not in header:
+        raise ImportFileError("there is no 'id' column; every row needs the contact's id")
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise ImportFileError(f"column {duplicated[0]!r} appears twice")
+    return header
+
+
+def row_to_input(row: dict[str, str], default_region: str | None) -> ContactInput:
+    """One CSV row as a validated ContactInput; raises ValueError with `column: reason`."""
+    values: dict = {}
+    attributes: dict[str, str] = {}
+    for column, raw in row.items():
+        cell = (raw or "").strip()
+        if not cell:
+            continue
+        if column.startswith(ATTRIBUTE_PREFIX):
+            attributes[column.removeprefix(ATTRIBUTE_PREFIX)] = cell
+        elif column == "preferences":
+            try:
+                values["preferences"] = json.loads(cell)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"preferences: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        else:
+            values[column] = cell
+    if attributes:
+        values["attributes"] = attributes
+    try:
+        return ContactInput.model_validate(values, context={"default_region": default_region})
+    except ValidationError as exc:
+        raise ValueError(first_error(exc)) from None
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) pairs; line numbers count the header as line 1."""
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        reader = csv.DictReader(handle, restkey="\0extra")
+        try:
+            check_header(reader.fieldnames)
+            for row in reader:
+                if "\0extra" in row:
+                    row.pop("\0extra")
+                    yield reader.line_num, {"\0error": "the row has more cells than the header has columns"}
+                    continue
+                yield reader.line_num, row
+        except UnicodeDecodeError:
+            raise ImportFileError(f"{path} is not UTF-8 text; save it as CSV UTF-8") from None
+        except csv.Error as exc:
+            raise ImportFileError(f"{path}: line {reader.line_num}: {exc}") from None
+
+
+def import_contacts(
+    sessions: sessionmaker[Session],
+    path: Path,
+    *,
+    default_region: str | None = None,
+    progress: Callable[[int], None] = lambda rows_read: None,
+) -> ImportReport:
+    """Imports every valid row in batches; a bad row is reported and never blocks the others.
+
+    Each batch commits on its own, so an interrupted import keeps what it wrote and
+    a rerun completes it (re-importing changes nothing that is already right).
+    """
+    report = ImportReport()
+    seen: dict[str, int] = {}
+    batch: list[ContactInput] = []
+
+    def flush() -> None:
+        if batch:
+            with sessions.begin() as session:
+                report.summary.add(write_contacts(session, batch, source=f"import:{path.name}"))
+            batch.clear()
+        progress(report.rows)
+
+    for line, row in read_rows(path):
+        report.rows += 1
+        contact_id = (row.get("id") or "").strip() or None
+        if "\0error" in row:
+            report.rejected.append(RowError(line, None, row["\0error"]))
+            continue
+        try:
+            item = row_to_input(row, default_region)
+        except ValueError as exc:
+            report.rejected.append(RowError(line, contact_id, str(exc)))
+            continue
+        if item.id in seen:
+            report.rejected.append(RowError(line, item.id, f"duplicate id; first seen on line {seen[item.id]}"))
+            continue
+        seen[item.id] = line
+        batch.append(item)
+        if len(batch) >= BATCH_SIZE:
+            flush()
+    flush()
+    return report

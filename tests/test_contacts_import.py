@@ -1,0 +1,123 @@
+"""`carecast contacts import`: good rows land, bad rows are named by line, reruns change nothing."""
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from carecast.contacts.csv_import import ImportFileError, import_contacts
+from carecast.store.models import ConsentRecord, Contact, Preferences
+
+pytestmark = pytest.mark.store
+
+HEADER = "id,email,phone,timezone,locale,lifecycle_stage,preferences,attr.first_name\n"
+SMS_YES = json.dumps({"consent": {"sms": True}, "topics": {"offers": False}}).replace('"', '""')
+
+
+def csv_file(tmp_path: Path, *rows: str, header: str = HEADER) -> Path:
+    path = tmp_path / "contacts.csv"
+    path.write_text(header + "".join(row + "\n" for row in rows))
+    return path
+
+
+def count(sessions, model):
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_valid_rows_are_normalised_and_stored(sessions, tmp_path):
+    path = csv_file(tmp_path, f'c-1,Ada@EXAMPLE.com,+1 415 555 0101,America/Los_Angeles,en-US,new,"{SMS_YES}",Ada')
+    report = import_contacts(sessions, path)
+    assert (report.summary.created, report.rejected) == (1, [])
+    with sessions() as session:
+        contact = session.get(Contact, "c-1")
+        prefs = session.get(Preferences, "c-1")
+    assert (contact.email, contact.phone, contact.attributes) == (
+        "Ada@example.com",
+        "+14155550101",
+        {"first_name": "Ada"},
+    )
+    assert (prefs.email_consent, prefs.sms_consent, prefs.voice_consent, prefs.topics) == (
+        True,
+        True,
+        False,
+        {"offers": False},
+    )
+
+
+def test_bad_rows_are_reported_by_line_and_the_good_ones_still_land(sessions, tmp_path):
+    path = csv_file(
+        tmp_path,
+        "c-1,ada@example.com,+14155550101,,,,,Ada",
+        "c-2,not-an-email,,,,,,Bo",
+        "c-3,,+1 555,,,,,Cy",
+        "c-4,,,Mars/Base,,,,Di",
+        "c-1,other@example.com,,,,,,Dup",
+        'c-5,,,,,,"{""consent"": {""sms"": yes}}",Eve',
+        "c-6,e@example.com,,,,,,Fay,extra",
+    )
+    report = import_contacts(sessions, path)
+    assert [str(e) for e in report.rejected] == [
+        "line 3 (c-2): email: invalid email 'not-an-email': An email address must have an @-sign.",
+        "line 4 (c-3): phone: invalid phone '+1 555': not a valid number for its region",
+        "line 5 (c-4): timezone: unknown time zone 'Mars/Base'; use an IANA name such as Europe/Paris",
+        "line 6 (c-1): duplicate id; first seen on line 2",
+        "line 7 (c-5): preferences: not valid JSON (Expecting value at column 21)",
+        "line 8: the row has more cells than the header has columns",
+    ]
+    assert report.summary.created == 1
+    assert count(sessions, Contact) == 1
+
+
+def test_a_local_number_needs_a_default_region(sessions, tmp_path):
+    path = csv_file(tmp_path, "c-1,,(415) 555-0101,,,,,Ada")
+    assert "pass a default region" in str(import_contacts(sessions, path).rejected[0])
+    assert import_contacts(sessions, path, default_region="US").summary.created == 1
+
+
+def test_reimporting_the_same_file_changes_nothing_and_records_no_consent_again(sessions, tmp_path):
+    path = csv_file(tmp_path, f'c-1,ada@example.com,+14155550101,,,,"{SMS_YES}",Ada', "c-2,bo@example.com,,,,,,Bo")
+    first = import_contacts(sessions, path)
+    records = count(sessions, ConsentRecord)
+    second = import_contacts(sessions, path)
+    assert (first.summary.created, second.summary.created, second.summary.updated, second.summary.unchanged) == (
+        2,
+        0,
+        0,
+        2,
+    )
+    assert records == count(sessions, ConsentRecord) == 2  # sms granted, offers withdrawn
+
+
+def test_a_changed_row_updates_only_that_contact(sessions, tmp_path):
+    import_contacts(sessions, csv_file(tmp_path, "c-1,ada@example.com,,,,,,Ada", "c-2,bo@example.com,,,,,,Bo"))
+    report = import_contacts(sessions, csv_file(tmp_path, "c-1,ada@example.com,,,,,,Ada", "c-2,bo@example.org,,,,,,Bo"))
+    assert (report.summary.updated, report.summary.unchanged) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("id,email,phnoe\n", "unknown column 'phnoe'"),
+        ("email,phone\n", "there is no 'id' column"),
+        ("id,email,email\n", "column 'email' appears twice"),
+    ],
+)
+def test_a_bad_header_stops_the_import_before_any_row(sessions, tmp_path, header, message):
+    path = csv_file(tmp_path, "c-1,ada@example.com,x", header=header)
+    with pytest.raises(ImportFileError, match=message):
+        import_contacts(sessions, path)
+    assert count(sessions, Contact) == 0
+
+
+def test_an_empty_file_asks_for_a_header(sessions, tmp_path):
+    with pytest.raises(ImportFileError, match="the file is empty; the first line must name the columns"):
+        import_contacts(sessions, csv_file(tmp_path, header=""))
+
+
+def test_a_file_that_is_not_utf8_is_refused_with_a_hint(sessions, tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("id,attr.city\nc-1,Besançon\n".encode("latin-1"))
+    with pytest.raises(ImportFileError, match="is not UTF-8 text; save it as CSV UTF-8"):
+        import_contacts(sessions, path)
