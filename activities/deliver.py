@@ -1,13 +1,25 @@
-"""The `deliver` activity: reserve, decide, render, send, record — once per key.
+"""The `deliver` activity: decide, reserve, render, send, record — once per idempotency key.
 
-The delivery row is written under its idempotency key before the provider is
-called and completed after it, so a retried activity or a replayed workflow
-returns what was recorded instead of sending again.
+1. The row for the key is found or inserted (`reserved`).
+2. In one transaction holding the contact's lock, the policy decides over the
+   contact's preferences, suppressions and counted deliveries; a Send marks the
+   row `sending` with its `sent_at`, so fifty racing journeys see each other's
+   sends and a cap of 2 lets exactly 2 through.
+3. The message is rendered and handed to the provider; the row becomes `sent`.
+
+A retry that finds the row final returns what was recorded. A retry that finds
+it `sending` for longer than an attempt may last (DELIVER_TIMEOUT) means a crash
+between handing the message over and recording it: nobody can know whether the
+provider took it, so the row is resolved by category (transactional and care:
+send again; marketing: record `uncertain`). Younger `sending` rows belong to a
+live attempt, and this one retries later.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -17,29 +29,44 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from carecast.channels.base import OutboundMessage, Provider, ProviderError
-from carecast.policy.channels import Reachability, choose_channel
-from carecast.policy.decision import Send
+from carecast.contacts.views import contact_view, preference_view
+from carecast.policy.decide import decide
+from carecast.policy.decision import Defer, Send, Skip
+from carecast.policy.model import HouseRules, Message, SentDelivery
+from carecast.policy.timezones import contact_zone
 from carecast.render.templates import TemplateError, TemplateRenderer
 from carecast.store.models import Contact, Delivery, Event, Preferences, Suppression, utcnow
-from workflows.contracts import DELIVER, DeliverInput, DeliverResult
+from carecast.store.writes import lock_contact
+from workflows.contracts import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
 
 log = logging.getLogger(__name__)
 
-FINAL_STATUSES = {"sent", "skipped", "failed"}
+FINAL = {"sent", "skipped", "failed", "uncertain"}
+# Rows that never reached a provider do not count toward caps.
+NOT_COUNTED = ("reserved", "deferred", "skipped", "failed")
+RESEND_AFTER_UNCERTAINTY = {"transactional", "care"}
 
 
-def _history_entry(status: str, **details: Any) -> dict[str, Any]:
+def temporal_now() -> datetime:
+    """Now, as Temporal sees this attempt: never earlier than when the server scheduled it.
+
+    In production that is the wall clock; on the time-skipping test server the
+    scheduled time runs ahead, so a journey that slept through the night wakes
+    to a policy that sees the morning.
+    """
+    now = utcnow()
+    if activity.in_activity():
+        return max(now, activity.info().current_attempt_scheduled_time)
+    return now
+
+
+def _history(status: str, **details: Any) -> dict[str, Any]:
     return {"status": status, "at": utcnow().isoformat(), **{k: v for k, v in details.items() if v is not None}}
 
 
-def reachability(contact: Contact, preferences: Preferences | None) -> Reachability:
-    """Addresses and consent of a contact; without a preferences row only email is consented."""
-    prefs = preferences or Preferences(email_consent=True, sms_consent=False, voice_consent=False)
-    return Reachability(
-        addresses={"email": contact.email, "sms": contact.phone, "voice": contact.phone},
-        consent={"email": prefs.email_consent, "sms": prefs.sms_consent, "voice": prefs.voice_consent},
-        preferred=list(prefs.preferred_channels or []),
-    )
+def _record(delivery: Delivery, status: str, **details: Any) -> None:
+    delivery.status = status
+    delivery.status_history = [*delivery.status_history, _history(status, **details)]
 
 
 def template_context(contact: Contact, event: Event | None, campaign_id: str) -> dict[str, Any]:
@@ -60,52 +87,45 @@ def template_context(contact: Contact, event: Event | None, campaign_id: str) ->
 
 
 class DeliveryActivities:
-    def __init__(self, sessions: sessionmaker[Session], renderer: TemplateRenderer, provider: Provider) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        renderer: TemplateRenderer,
+        provider: Provider,
+        house_rules: HouseRules,
+        clock: Callable[[], datetime] = temporal_now,
+    ) -> None:
         self.sessions = sessions
+        self.clock = clock
         self.renderer = renderer
         self.provider = provider
+        self.house_rules = house_rules
+        windows = [cap.window for cap in house_rules.caps]
+        self.count_window = max(windows, default=timedelta(days=30))
 
     @activity.defn(name=DELIVER)
     def deliver(self, request: DeliverInput) -> DeliverResult:
         delivery = self._reserve(request)
-        if delivery.status in FINAL_STATUSES:
+        if delivery.status in FINAL:
             return self._result(delivery)
-        with self.sessions.begin() as session:
-            delivery = session.get(Delivery, delivery.id)
-            contact = session.get(Contact, request.contact_id)
-            if contact is None:
-                return self._finish(delivery, "skipped", reason="unknown_contact")
-            decision = choose_channel(
-                request.channels,
-                reachability(contact, session.get(Preferences, contact.id)),
-                self._suppressed(session, contact),
-            )
-            if not isinstance(decision, Send):
-                return self._finish(delivery, "skipped", reason=decision.reason)
-            event = self._trigger_event(session, request.trigger_event_id)
-            try:
-                message = self._render(request, delivery.id, decision, contact, event)
-            except TemplateError as exc:
-                self._finish(delivery, "failed", channel=decision.channel, reason="template_error")
-                failure = str(exc)
-            else:
-                delivery.channel = decision.channel
-                failure = None
-        if failure is not None:
-            # A broken template will not mend itself on retry; the operator must see it.
-            raise ApplicationError(failure, non_retryable=True, type="TemplateError")
+        if delivery.status == "sending":
+            if self.clock() - delivery.sent_at < DELIVER_TIMEOUT:
+                return self._claimed_elsewhere(delivery)  # a live attempt is sending it right now
+            if request.category not in RESEND_AFTER_UNCERTAINTY:
+                return self._finish(delivery.id, "uncertain", reason="crashed_while_sending")
+
+        outcome = self._decide_and_claim(request, delivery.id, seen_status=delivery.status)
+        if not isinstance(outcome, OutboundMessage):
+            return outcome
 
         try:
-            receipt = self.provider.send(message)
+            receipt = self.provider.send(outcome)
         except ProviderError as exc:
-            self._record_attempt_failure(delivery.id, str(exc))
+            self._release_after_failure(delivery.id, str(exc))
             raise ApplicationError(str(exc), non_retryable=not exc.retryable, type="ProviderError") from None
-
-        with self.sessions.begin() as session:
-            delivery = session.get(Delivery, delivery.id)
-            delivery.provider = receipt.provider
-            delivery.provider_message_id = receipt.message_id
-            return self._finish(delivery, "sent", channel=decision.channel)
+        return self._finish(
+            delivery.id, "sent", channel=outcome.channel, provider=receipt.provider, message_id=receipt.message_id
+        )
 
     def _reserve(self, request: DeliverInput) -> Delivery:
         """The row for this key: found if an earlier attempt wrote it, else inserted now."""
@@ -126,7 +146,7 @@ class DeliveryActivities:
                     contact_id=request.contact_id,
                     template=request.template,
                     status="reserved",
-                    status_history=[_history_entry("reserved")],
+                    status_history=[_history("reserved")],
                 )
                 session.add(delivery)
             return delivery
@@ -134,6 +154,80 @@ class DeliveryActivities:
             # Another attempt reserved the same key between our read and our insert.
             with self.sessions.begin() as session:
                 return session.scalars(select(Delivery).where(Delivery.idempotency_key == key)).one()
+
+    def _decide_and_claim(
+        self, request: DeliverInput, delivery_id: int, seen_status: str
+    ) -> OutboundMessage | DeliverResult:
+        """Asks the policy under the contact's lock; a Send claims its place in the caps at once."""
+        with self.sessions.begin() as session:
+            contact = lock_contact(session, request.contact_id)
+            # Read the clock and the row only once the lock is held: a racing send that
+            # committed while we waited must be in the past of `now`, or caps miss it.
+            now = self.clock()
+            delivery = session.get(Delivery, delivery_id)
+            if delivery.status != seen_status:
+                return self._claimed_elsewhere(delivery)
+            if contact is None:
+                _record(delivery, "skipped", reason="unknown_contact")
+                delivery.reason = "unknown_contact"
+                return self._result(delivery)
+            prefs = session.get(Preferences, contact.id)
+            if seen_status == "sending":  # resending after a crash, as decided before
+                decision = Send(delivery.channel, self._address(contact, delivery.channel))
+            else:
+                decision = decide(
+                    self._message(request),
+                    contact_view(contact),
+                    preference_view(prefs),
+                    self._suppressed(session, contact),
+                    self._counted(session, contact.id, now),
+                    self.house_rules,
+                    now,
+                )
+            if isinstance(decision, Skip):
+                delivery.reason = decision.reason
+                _record(delivery, "skipped", reason=decision.reason)
+                return self._result(delivery)
+            if isinstance(decision, Defer):
+                delivery.reason = decision.reason
+                _record(delivery, "deferred", reason=decision.reason, until=decision.until.isoformat())
+                return self._deferred(delivery, decision, contact)
+            try:
+                message = self._render(request, delivery.id, decision, contact, session)
+            except TemplateError as exc:
+                delivery.reason = "template_error"
+                _record(delivery, "failed", reason="template_error", error=str(exc))
+                failure = str(exc)
+            else:
+                delivery.channel = decision.channel
+                delivery.reason = None
+                delivery.sent_at = delivery.sent_at or now
+                _record(delivery, "sending", channel=decision.channel)
+                return message
+        # A broken template will not mend itself on retry; the operator must see it.
+        raise ApplicationError(failure, non_retryable=True, type="TemplateError")
+
+    def _claimed_elsewhere(self, delivery: Delivery) -> DeliverResult:
+        """Another attempt of the same key decided first: use its outcome, or wait for it."""
+        if delivery.status in FINAL:
+            return self._result(delivery)
+        raise ApplicationError(f"delivery {delivery.id} is being sent by another attempt", type="ConcurrentAttempt")
+
+    def _message(self, request: DeliverInput) -> Message:
+        max_hold = timedelta(seconds=request.max_hold_seconds) if request.max_hold_seconds else None
+        return Message(
+            category=request.category,  # type: ignore[arg-type]
+            channels=tuple(request.channels),
+            topic=request.topic,
+            urgent=request.urgent,
+            on_cap=request.on_cap,  # type: ignore[arg-type]
+            held_since=request.held_since,
+            max_hold=max_hold,
+        )
+
+    @staticmethod
+    def _address(contact: Contact, channel: str) -> str:
+        return contact.email if channel == "email" else contact.phone
 
     @staticmethod
     def _suppressed(session: Session, contact: Contact) -> set[tuple[str, str]]:
@@ -145,15 +239,35 @@ class DeliveryActivities:
         )
         return {(channel, address) for channel, address in rows}
 
-    @staticmethod
-    def _trigger_event(session: Session, event_id: str | None) -> Event | None:
-        if event_id is None:
-            return None
-        return session.scalar(select(Event).where(Event.event_id == event_id))
+    def _counted(self, session: Session, contact_id: str, now: datetime) -> list[SentDelivery]:
+        rows = session.execute(
+            select(Delivery.sent_at, Delivery.category, Delivery.channel).where(
+                Delivery.contact_id == contact_id,
+                Delivery.sent_at > now - self.count_window,
+                Delivery.status.not_in(NOT_COUNTED),
+            )
+        )
+        return [SentDelivery(at=at, category=category, channel=channel) for at, category, channel in rows]
+
+    def _deferred(self, delivery: Delivery, decision: Defer, contact: Contact) -> DeliverResult:
+        tz = contact_zone(contact.timezone, contact.phone, self.house_rules.default_timezone)
+        local = decision.until.astimezone(tz)
+        today = self.clock().astimezone(tz).date()
+        when = f"{local:%H:%M}" if local.date() == today else f"{local:%a %d %b %H:%M}"
+        return DeliverResult(
+            delivery_id=delivery.id,
+            status="deferred",
+            reason=decision.reason,
+            deferred_until=decision.until,
+            deferred_until_local=f"{when} {tz.key}",
+        )
 
     def _render(
-        self, request: DeliverInput, delivery_id: int, decision: Send, contact: Contact, event: Event | None
+        self, request: DeliverInput, delivery_id: int, decision: Send, contact: Contact, session: Session
     ) -> OutboundMessage:
+        event = None
+        if request.trigger_event_id is not None:
+            event = session.scalar(select(Event).where(Event.event_id == request.trigger_event_id))
         context = template_context(contact, event, request.campaign_id)
         if decision.channel == "email":
             email = self.renderer.render_email(request.template, context, contact.locale)
@@ -172,19 +286,22 @@ class DeliveryActivities:
             html=html,
         )
 
-    def _record_attempt_failure(self, delivery_id: int, error: str) -> None:
+    def _release_after_failure(self, delivery_id: int, error: str) -> None:
+        """The provider refused: the message is known not to be out, so the row is no longer counted."""
         with self.sessions.begin() as session:
             delivery = session.get(Delivery, delivery_id)
-            delivery.status_history = [*delivery.status_history, _history_entry("attempt_failed", error=error)]
+            delivery.sent_at = None
+            _record(delivery, "reserved", error=error)
 
-    @staticmethod
-    def _finish(
-        delivery: Delivery, status: str, channel: str | None = None, reason: str | None = None
-    ) -> DeliverResult:
-        delivery.status = status
-        delivery.reason = reason
-        delivery.status_history = [*delivery.status_history, _history_entry(status, channel=channel, reason=reason)]
-        return DeliveryActivities._result(delivery)
+    def _finish(self, delivery_id: int, status: str, **details: Any) -> DeliverResult:
+        with self.sessions.begin() as session:
+            delivery = session.get(Delivery, delivery_id)
+            if "provider" in details:
+                delivery.provider = details.pop("provider")
+                delivery.provider_message_id = details.pop("message_id")
+            delivery.reason = details.get("reason")
+            _record(delivery, status, **details)
+            return self._result(delivery)
 
     @staticmethod
     def _result(delivery: Delivery) -> DeliverResult:

@@ -92,7 +92,6 @@ def dev() -> None:
 def worker() -> None:
     """Run a worker against CARECAST_TEMPORAL_ADDRESS (as many as you like, on any machine)."""
     from carecast.providers import build_provider
-    from carecast.store.db import make_sessionmaker
     from carecast.temporal import connect
     from carecast.worker import carecast_worker
 
@@ -107,7 +106,7 @@ def worker() -> None:
             provider = build_provider(settings)
             if settings.uses_outbox:
                 _say(f"outbox     no provider credentials set: messages are written to {settings.outbox_dir}")
-            async with carecast_worker(client, settings, make_sessionmaker(engine), provider) as w:
+            async with carecast_worker(client, settings, engine, provider) as w:
                 _say(f"worker     polling task queue {settings.task_queue!r} on {settings.temporal_address}")
                 await w.run()
         finally:

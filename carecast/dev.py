@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
+from sqlalchemy import Engine
 from temporalio.client import Client
 
 from carecast.api.app import create_app
@@ -138,7 +139,7 @@ class EmbeddedApiServer(uvicorn.Server):
         yield
 
 
-def prepare_store(settings: Settings, say: Callable[[str], None]):
+def prepare_store(settings: Settings, say: Callable[[str], None]) -> Engine:
     """Migrates the store, deploys the campaign folder, seeds demo contacts into an empty store."""
     engine = make_engine(settings.database_url)
     upgrade(engine)
@@ -157,12 +158,12 @@ def prepare_store(settings: Settings, say: Callable[[str], None]):
         seeded = seed_demo_contacts(session)
     if seeded:
         say(f"contacts   seeded demo contacts {', '.join(seeded)} into the empty store")
-    return engine, sessions
+    return engine
 
 
 async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
     ensure_free("127.0.0.1", required_ports(settings))
-    engine, sessions = prepare_store(settings, say)
+    engine = prepare_store(settings, say)
     provider = build_provider(settings)
     if settings.uses_outbox:
         say(f"outbox     no provider credentials set: messages are written to {settings.outbox_dir}")
@@ -184,7 +185,7 @@ async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
                 lifespan="on",
             )
         )
-        async with carecast_worker(client, settings, sessions, provider) as worker:
+        async with carecast_worker(client, settings, engine, provider) as worker:
             worker_task = asyncio.create_task(worker.run(), name="worker")
             api_task = asyncio.create_task(api.serve(), name="api")
             say(f"api        http://{settings.api_host}:{settings.api_port} (GET /healthz)")

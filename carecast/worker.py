@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -18,6 +18,8 @@ from activities.deliver import DeliveryActivities
 from carecast.channels.base import Provider
 from carecast.config import Settings
 from carecast.render.templates import TemplateRenderer
+from carecast.spec.house_rules import load_house_rules
+from carecast.store.db import make_sessionmaker
 from workflows.journey import JourneyWorkflow
 
 ACTIVITY_THREADS = 16
@@ -25,10 +27,15 @@ ACTIVITY_THREADS = 16
 
 @asynccontextmanager
 async def carecast_worker(
-    client: Client, settings: Settings, sessions: sessionmaker[Session], provider: Provider
+    client: Client, settings: Settings, engine: Engine, provider: Provider
 ) -> AsyncIterator[Worker]:
     """A configured worker and the thread pool its activities run in, closed together."""
-    delivery = DeliveryActivities(sessions, TemplateRenderer(settings.templates_dir), provider)
+    delivery = DeliveryActivities(
+        make_sessionmaker(engine),
+        TemplateRenderer(settings.templates_dir),
+        provider,
+        load_house_rules(settings.campaigns_dir),
+    )
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="activity") as executor:
         yield Worker(
             client,

@@ -1,5 +1,7 @@
-"""The deliver activity: one message per idempotency key, whatever retries or replays do."""
+"""The deliver activity: the policy under the contact's lock, one message per idempotency key."""
 
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -8,23 +10,36 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.deliver import DeliveryActivities
+from carecast.channels.base import ProviderError
 from carecast.channels.outbox import OutboxProvider
+from carecast.policy.model import CapRule, HouseRules, QuietHours
 from carecast.render.templates import TemplateRenderer
-from carecast.store.models import Delivery, Suppression
+from carecast.store.models import Delivery, Suppression, utcnow
 from tests.factories import add_contact
-from workflows.contracts import DeliverInput
+from workflows.contracts import DELIVER_TIMEOUT, DeliverInput
 
 pytestmark = pytest.mark.store
 
 ROOT = Path(__file__).resolve().parent.parent
+TWO_A_DAY = HouseRules(default_timezone="UTC", caps=(CapRule("marketing_daily", 2, timedelta(days=1)),))
 
 
-def request(contact_id="c-1", channels=("email", "sms"), template="welcome"):
+def request(n=0, contact_id="c-1", channels=("email", "sms"), category="transactional", **fields):
     return DeliverInput(
-        workflow_id=f"journey/welcome/{contact_id}/e-1", campaign_id="welcome", campaign_version=1,
-        category="transactional", step_id="welcome_email", template=template, channels=list(channels),
-        contact_id=contact_id, trigger_event_id=None,
+        workflow_id=f"journey/welcome/{contact_id}/e-{n}", campaign_id="welcome", campaign_version=1,
+        category=category, step_id="welcome_email", template="welcome", channels=list(channels),
+        contact_id=contact_id, trigger_event_id=None, topic="news" if category == "marketing" else None, **fields,
     )  # fmt: skip
+
+
+class FailingProvider:
+    name = "failing"
+
+    def __init__(self, retryable: bool) -> None:
+        self.retryable = retryable
+
+    def send(self, message):
+        raise ProviderError("503 from provider", retryable=self.retryable)
 
 
 @pytest.fixture
@@ -32,10 +47,17 @@ def printed():
     return []
 
 
+NO_RULES = HouseRules()
+
+
+def activities(engine, sessions, tmp_path, printed, rules=NO_RULES, provider=None, clock=utcnow):
+    provider = provider or OutboxProvider(tmp_path / "outbox", echo=printed.append)
+    return DeliveryActivities(sessions, TemplateRenderer(ROOT / "templates"), provider, rules, clock)
+
+
 @pytest.fixture
-def deliver(sessions, tmp_path, printed):
-    provider = OutboxProvider(tmp_path / "outbox", echo=printed.append)
-    return DeliveryActivities(sessions, TemplateRenderer(ROOT / "templates"), provider).deliver
+def deliver(engine, sessions, tmp_path, printed):
+    return activities(engine, sessions, tmp_path, printed).deliver
 
 
 def run(deliver, req):
@@ -44,7 +66,7 @@ def run(deliver, req):
 
 def deliveries(sessions):
     with sessions() as session:
-        return session.scalars(select(Delivery)).all()
+        return session.scalars(select(Delivery).order_by(Delivery.id)).all()
 
 
 def test_sends_by_email_and_records_the_provider_id(sessions, deliver, printed):
@@ -54,7 +76,8 @@ def test_sends_by_email_and_records_the_provider_id(sessions, deliver, printed):
     [row] = deliveries(sessions)
     assert (result.status, result.channel) == ("sent", "email")
     assert (row.status, row.provider, row.provider_message_id) == ("sent", "outbox", f"outbox-{row.id}")
-    assert [entry["status"] for entry in row.status_history] == ["reserved", "sent"]
+    assert [entry["status"] for entry in row.status_history] == ["reserved", "sending", "sent"]
+    assert row.sent_at is not None
     assert printed and printed[0].endswith("email  c-1  Welcome to Acme, Ada")
 
 
@@ -76,12 +99,12 @@ def test_falls_back_to_sms_when_the_email_is_suppressed(sessions, deliver):
     assert (result.status, result.channel) == ("sent", "sms")
 
 
-def test_skips_with_a_reason_when_no_channel_is_usable(sessions, deliver, printed):
+def test_skips_with_the_policy_reason_and_sends_nothing(sessions, deliver, printed):
     with sessions.begin() as session:
         add_contact(session, email=None)
     result = run(deliver, request())
     assert (result.status, result.reason) == ("skipped", "no_address")
-    assert deliveries(sessions)[0].status == "skipped"
+    assert (deliveries(sessions)[0].status, deliveries(sessions)[0].reason) == ("skipped", "no_address")
     assert printed == []
 
 
@@ -90,7 +113,23 @@ def test_unknown_contact_is_skipped(sessions, deliver):
     assert (result.status, result.reason) == ("skipped", "unknown_contact")
 
 
-def test_broken_template_fails_without_retry_and_records_why(sessions, deliver, tmp_path):
+def test_quiet_hours_defer_with_the_local_time_for_the_timer_summary(engine, sessions, tmp_path, printed):
+    midnight_in_paris = datetime(2026, 6, 10, 22, 0, tzinfo=UTC)
+    quiet_nights = HouseRules(default_timezone="UTC", quiet_hours=QuietHours(time(21, 0), time(8, 0)))
+    deliver = activities(
+        engine, sessions, tmp_path, printed, rules=quiet_nights, clock=lambda: midnight_in_paris
+    ).deliver
+    with sessions.begin() as session:
+        add_contact(session, timezone="Europe/Paris")
+    result = run(deliver, request(category="marketing", held_since=midnight_in_paris, max_hold_seconds=86400))
+    assert (result.status, result.reason) == ("deferred", "quiet_hours")
+    assert result.deferred_until == datetime(2026, 6, 11, 6, 0, tzinfo=UTC)
+    assert result.deferred_until_local == "08:00 Europe/Paris"
+    assert deliveries(sessions)[0].status == "deferred"
+    assert printed == []
+
+
+def test_broken_template_fails_without_retry_and_records_why(sessions, deliver):
     with sessions.begin() as session:
         add_contact(session, attributes={})  # the welcome template needs first_name
     with pytest.raises(ApplicationError, match="first_name") as failure:
@@ -98,3 +137,72 @@ def test_broken_template_fails_without_retry_and_records_why(sessions, deliver, 
     assert failure.value.non_retryable
     [row] = deliveries(sessions)
     assert (row.status, row.reason) == ("failed", "template_error")
+
+
+def test_a_provider_failure_releases_the_claim_so_it_does_not_count(engine, sessions, tmp_path, printed):
+    deliver = activities(engine, sessions, tmp_path, printed, provider=FailingProvider(retryable=True)).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+    with pytest.raises(ApplicationError, match="503 from provider") as failure:
+        run(deliver, request())
+    assert not failure.value.non_retryable
+    [row] = deliveries(sessions)
+    assert (row.status, row.sent_at) == ("reserved", None)
+
+
+@pytest.mark.parametrize(("category", "status"), [("marketing", "uncertain"), ("care", "sent")])
+def test_a_crash_between_sending_and_recording_is_resolved_by_category(sessions, deliver, printed, category, status):
+    with sessions.begin() as session:
+        add_contact(session)
+        session.add(
+            Delivery(
+                idempotency_key=request(category=category).idempotency_key,
+                workflow_id="w",
+                campaign_id="welcome",
+                campaign_version=1,
+                category=category,
+                step_id="welcome_email",
+                contact_id="c-1",
+                channel="email",
+                status="sending",
+                sent_at=utcnow() - 2 * DELIVER_TIMEOUT,
+                status_history=[],
+            )  # fmt: skip
+        )
+    result = run(deliver, request(category=category))
+    assert result.status == status
+    assert len(printed) == (1 if status == "sent" else 0)
+
+
+def test_fifty_racing_sends_to_one_contact_with_a_cap_of_two_send_exactly_two(engine, sessions, tmp_path, printed):
+    deliver = activities(engine, sessions, tmp_path, printed, rules=TWO_A_DAY).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(lambda n: run(deliver, request(n, category="marketing")), range(50)))
+
+    assert sorted(r.status for r in results).count("sent") == 2
+    assert {r.reason for r in results if r.status == "skipped"} == {"frequency_cap:marketing_daily"}
+    statuses = [row.status for row in deliveries(sessions)]
+    assert (statuses.count("sent"), statuses.count("skipped"), len(statuses)) == (2, 48, 50)
+    assert len(printed) == 2
+
+
+def test_the_same_key_racing_with_itself_sends_once(sessions, deliver, printed):
+    with sessions.begin() as session:
+        add_contact(session)
+
+    def attempt(_):
+        try:
+            return run(deliver, request(7)).status
+        except ApplicationError as exc:  # retryable: Temporal tries again once the other attempt is done
+            assert (exc.type, exc.non_retryable) == ("ConcurrentAttempt", False)
+            return "retry"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(attempt, range(8)))
+    assert set(outcomes) <= {"sent", "retry"}
+    assert run(deliver, request(7)).status == "sent"
+    assert len(deliveries(sessions)) == 1
+    assert len(printed) == 1

@@ -1,7 +1,9 @@
 """Journeys on the time-skipping server: an event in, one message out, never twice."""
 
 import uuid
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -13,6 +15,7 @@ from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Delivery, Event
 from carecast.worker import carecast_worker
 from tests.factories import add_contact
+from tests.skipping import skip_until_closed
 from workflows.journey import JourneyWorkflow
 
 pytestmark = pytest.mark.store
@@ -43,13 +46,13 @@ def signed_up(event_id, contact_id="c-1"):
 
 
 async def test_an_event_starts_the_journey_and_the_message_lands_in_the_outbox(
-    time_skipping_env, settings, sessions, deployed, task_queue, event_id
+    time_skipping_env, settings, engine, sessions, deployed, task_queue, event_id
 ):
     client = time_skipping_env.client
     printed: list[str] = []
     provider = OutboxProvider(settings.outbox_dir, echo=printed.append)
-    settings = type(settings)(**{**settings.__dict__, "task_queue": task_queue})
-    async with carecast_worker(client, settings, sessions, provider) as worker, worker:
+    settings = replace(settings, task_queue=task_queue)
+    async with carecast_worker(client, settings, engine, provider) as worker, worker:
         result = await ingest_event(client, sessions, task_queue, signed_up(event_id))
         assert result.started == [f"journey/welcome/c-1/{event_id}"]
         handle = client.get_workflow_handle_for(JourneyWorkflow.run, result.started[0])
@@ -63,11 +66,13 @@ async def test_an_event_starts_the_journey_and_the_message_lands_in_the_outbox(
     assert len(printed) == 1
 
 
-async def test_the_same_event_twice_enrols_once(time_skipping_env, settings, sessions, deployed, task_queue, event_id):
+async def test_the_same_event_twice_enrols_once(
+    time_skipping_env, settings, engine, sessions, deployed, task_queue, event_id
+):
     client = time_skipping_env.client
     provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
-    settings = type(settings)(**{**settings.__dict__, "task_queue": task_queue})
-    async with carecast_worker(client, settings, sessions, provider) as worker, worker:
+    settings = replace(settings, task_queue=task_queue)
+    async with carecast_worker(client, settings, engine, provider) as worker, worker:
         first = await ingest_event(client, sessions, task_queue, signed_up(event_id))
         await client.get_workflow_handle(first.started[0]).result()
         second = await ingest_event(client, sessions, task_queue, signed_up(event_id))
@@ -86,3 +91,55 @@ async def test_an_event_for_an_unknown_contact_is_refused_and_not_stored(
         await ingest_event(time_skipping_env.client, sessions, "unused", signed_up(event_id, contact_id="ghost"))
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 0
+
+
+OFFER = """\
+id: spring_offer
+name: Spring offer
+category: marketing
+topic: offers
+trigger: {event: browsed}
+steps:
+  - id: offer_email
+    send: {template: welcome, channels: [email], max_hold: 1d}
+"""
+
+
+def quiet_hours_around_now_in(zone: str) -> str:
+    """House rules whose quiet hours started an hour ago in `zone` and end in two hours."""
+    local = datetime.now(ZoneInfo(zone))
+    start, end = (local - timedelta(hours=1)).strftime("%H:00"), (local + timedelta(hours=2)).strftime("%H:00")
+    return f"timezone: UTC\nquiet_hours: {{start: '{start}', end: '{end}'}}\n", end
+
+
+async def test_a_marketing_message_in_quiet_hours_waits_on_a_timer_until_morning(
+    time_skipping_env, settings, engine, sessions, task_queue, event_id, tmp_path
+):
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    policy, quiet_end = quiet_hours_around_now_in("Europe/Paris")
+    (campaigns / "policy.yaml").write_text(policy)
+    (campaigns / "spring_offer.yaml").write_text(OFFER)
+    settings = replace(settings, task_queue=task_queue, campaigns_dir=campaigns)
+    with sessions.begin() as session:
+        for campaign in load_campaigns(campaigns):
+            deploy_campaign(session, campaign)
+        add_contact(session, "c-1", timezone="Europe/Paris")
+    client = time_skipping_env.client
+    provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
+    browsed = IncomingEvent(event_id, "c-1", "browsed", datetime.now(UTC))
+
+    async with carecast_worker(client, settings, engine, provider) as worker, worker:
+        started = await ingest_event(client, sessions, task_queue, browsed)
+        await skip_until_closed(time_skipping_env, started.started[0])
+        handle = client.get_workflow_handle_for(JourneyWorkflow.run, started.started[0])
+        outcome = await handle.result()
+        history = await handle.fetch_history()
+
+    assert [(s.step_id, s.status) for s in outcome.history] == [("offer_email", "sent")]
+    timers = [e for e in history.events if e.HasField("timer_started_event_attributes")]
+    [summary] = [t.user_metadata.summary for t in timers]
+    assert f"quiet hours until {quiet_end} Europe/Paris" in summary.data.decode()
+    with sessions() as session:
+        [row] = session.scalars(select(Delivery)).all()
+    assert row.sent_at.astimezone(ZoneInfo("Europe/Paris")).strftime("%H:00") == quiet_end

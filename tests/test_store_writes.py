@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from carecast.store.db import make_locking_sessionmaker
 from carecast.store.models import Contact
 from carecast.store.writes import lock_contact, upsert
 
@@ -40,13 +39,12 @@ def test_upsert_without_update_columns_leaves_existing_rows_alone(sessions):
         assert session.scalar(select(func.count()).select_from(Contact)) == 1
 
 
-def test_locked_read_modify_write_loses_no_update_under_concurrency(engine, sessions):
+def test_locked_read_modify_write_loses_no_update_under_concurrency(sessions):
     with sessions.begin() as session:
         session.add(Contact(id="c-1", attributes={"n": 0}))
-    locking = make_locking_sessionmaker(engine)
 
     def increment(_):
-        with locking.begin() as session:
+        with sessions.begin() as session:
             contact = lock_contact(session, "c-1")
             seen = contact.attributes["n"]
             time.sleep(0.002)  # widen the race window an unlocked version would lose in

@@ -8,8 +8,11 @@ Payloads carry ids and small values only: no address, no rendered body.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 DELIVER = "deliver"
+# One deliver attempt may take this long; a `sending` row older than this belongs to no live attempt.
+DELIVER_TIMEOUT = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,12 @@ class DeliverInput:
     channels: list[str]
     contact_id: str
     trigger_event_id: str | None
+    topic: str | None = None
+    urgent: bool = False
+    on_cap: str = "skip"
+    # When the step first asked to send, and how long it may wait after that.
+    held_since: datetime | None = None
+    max_hold_seconds: int | None = None
     # Counts the sends of this step within one journey, never the activity attempt,
     # so the idempotency key is the same on every retry and replay.
     occurrence: int = 0
@@ -35,6 +44,9 @@ class DeliverInput:
 @dataclass(frozen=True)
 class DeliverResult:
     delivery_id: int
-    status: str  # "sent", "skipped" or "failed"
+    status: str  # "sent", "skipped", "failed", "uncertain" or "deferred"
     channel: str | None = None
     reason: str | None = None
+    deferred_until: datetime | None = None
+    # The same moment in the contact's own zone, for timer summaries: "08:00 Europe/Paris".
+    deferred_until_local: str | None = None

@@ -7,7 +7,7 @@ redeploying the YAML never changes a journey already under way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -15,7 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from carecast.spec.snapshot import CampaignSnapshot, SendStepSnapshot
 from workflows import search_attributes as sa
-from workflows.contracts import DELIVER, DeliverInput, DeliverResult
+from workflows.contracts import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
 
 SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5))
 
@@ -79,17 +79,24 @@ class JourneyWorkflow:
         workflow.set_current_details(f"at step {step_id}" if step_id else "finished")
 
     async def _send(self, journey: JourneyInput, step: SendStepSnapshot) -> StepOutcome:
+        """Delivers one step, sleeping on a durable timer for as long as the policy defers it."""
         campaign = journey.campaign
-        try:
-            result = await self._deliver(journey, step)
-        except ActivityError as exc:
-            # Only non-retryable failures get here (e.g. a broken template): record and go on.
-            cause = exc.cause.type if isinstance(exc.cause, ApplicationError) else "activity_failed"
-            workflow.logger.warning("step %s of %s failed: %s", step.id, campaign.campaign_id, exc.cause)
-            return StepOutcome(step_id=step.id, status="failed", reason=cause)
-        return StepOutcome(step_id=step.id, status=result.status, channel=result.channel, reason=result.reason)
+        held_since = workflow.now()
+        while True:
+            try:
+                result = await self._deliver(journey, step, held_since)
+            except ActivityError as exc:
+                # Only non-retryable failures get here (e.g. a broken template): record and go on.
+                cause = exc.cause.type if isinstance(exc.cause, ApplicationError) else "activity_failed"
+                workflow.logger.warning("step %s of %s failed: %s", step.id, campaign.campaign_id, exc.cause)
+                return StepOutcome(step_id=step.id, status="failed", reason=cause)
+            if result.status != "deferred" or result.deferred_until is None:
+                return StepOutcome(step_id=step.id, status=result.status, channel=result.channel, reason=result.reason)
+            waiting = f"{result.reason.replace('_', ' ')} until {result.deferred_until_local}"
+            workflow.set_current_details(f"step {step.id}: {waiting}")
+            await workflow.sleep(max(result.deferred_until - workflow.now(), timedelta(seconds=1)), summary=waiting)
 
-    async def _deliver(self, journey: JourneyInput, step: SendStepSnapshot) -> DeliverResult:
+    async def _deliver(self, journey: JourneyInput, step: SendStepSnapshot, held_since: datetime) -> DeliverResult:
         campaign = journey.campaign
         return await workflow.execute_activity(
             DELIVER,
@@ -103,9 +110,14 @@ class JourneyWorkflow:
                 channels=list(step.channels),
                 contact_id=journey.contact_id,
                 trigger_event_id=journey.trigger_event_id,
+                topic=campaign.topic,
+                urgent=step.urgent,
+                on_cap=step.on_cap,
+                held_since=held_since,
+                max_hold_seconds=step.max_hold_seconds,
             ),
             result_type=DeliverResult,
-            start_to_close_timeout=timedelta(minutes=1),
+            start_to_close_timeout=DELIVER_TIMEOUT,
             retry_policy=SEND_RETRY,
             summary=f"send {step.template} by {' or '.join(step.channels)}",
         )

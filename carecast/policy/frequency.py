@@ -9,12 +9,15 @@ from carecast.policy.model import CapRule, SentDelivery
 
 
 def counted(rule: CapRule, deliveries: Iterable[SentDelivery], now: datetime) -> list[datetime]:
-    """Times of the deliveries inside the rule's window that the rule counts, oldest first."""
+    """Times of the deliveries inside the rule's window that the rule counts, oldest first.
+
+    A delivery stamped after `now` (a racing send on a clock a moment ahead) counts too.
+    """
     since = now - rule.window
     return sorted(
         d.at
         for d in deliveries
-        if since < d.at <= now and d.category in rule.categories and (rule.channel is None or d.channel == rule.channel)
+        if since < d.at and d.category in rule.categories and (rule.channel is None or d.channel == rule.channel)
     )
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from carecast.channels.base import CHANNELS
+from carecast.spec.durations import Duration
 from carecast.spec.snapshot import CampaignSnapshot, SendStepSnapshot
 
 IDENTIFIER = r"^[a-z][a-z0-9_-]{0,63}$"
@@ -26,9 +28,17 @@ class Trigger(Strict):
     event: str = Field(pattern=IDENTIFIER, description="name of the event that enrols a contact")
 
 
+DEFAULT_MAX_HOLD = timedelta(days=2)
+
+
 class SendAction(Strict):
     template: str = Field(pattern=IDENTIFIER, description="template name under templates/")
     channels: list[str] = Field(min_length=1, description="channels in order of preference")
+    urgent: bool = Field(default=False, description="transactional SMS/voice may break quiet hours")
+    on_cap: Literal["skip", "defer"] = Field(default="skip", description="what a capped marketing message does")
+    max_hold: Duration = Field(
+        default=DEFAULT_MAX_HOLD, description="how long a deferred message may wait before it expires"
+    )
 
     @field_validator("channels")
     @classmethod
@@ -51,6 +61,7 @@ class Campaign(Strict):
     name: str
     description: str = ""
     category: Literal["transactional", "care", "marketing"]
+    topic: str | None = Field(default=None, pattern=IDENTIFIER, description="subscription topic contacts can leave")
     trigger: Trigger
     steps: list[SendStep] = Field(min_length=1)
 
@@ -63,6 +74,12 @@ class Campaign(Strict):
                 raise ValueError(f"step id {step.id!r} is used twice")
             seen.add(step.id)
         return steps
+
+    @model_validator(mode="after")
+    def marketing_has_a_topic(self) -> Campaign:
+        if self.category == "marketing" and self.topic is None:
+            raise ValueError("a marketing campaign needs a topic, so contacts can unsubscribe from it")
+        return self
 
     def content_hash(self) -> str:
         """Changes exactly when the campaign's meaning changes (not its YAML layout)."""

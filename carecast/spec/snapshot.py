@@ -15,6 +15,9 @@ class SendStepSnapshot:
     id: str
     template: str
     channels: list[str]
+    urgent: bool = False
+    on_cap: str = "skip"
+    max_hold_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -24,4 +27,5 @@ class CampaignSnapshot:
     version: int
     content_hash: str
     category: str
+    topic: str | None = None
     steps: list[SendStepSnapshot] = field(default_factory=list)

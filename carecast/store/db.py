@@ -8,8 +8,6 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-SQLITE_BEGIN = "carecast_sqlite_begin"
-
 
 def make_engine(url: str, **kwargs) -> Engine:
     """An engine for `url`; SQLite gets WAL, enforced foreign keys and a busy timeout.
@@ -28,8 +26,12 @@ def make_engine(url: str, **kwargs) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _sqlite_connect(dbapi_connection, _record):
-        # pysqlite's own transaction handling delays BEGIN and cannot take the write
-        # lock up front; carecast emits BEGIN itself (SQLAlchemy's pysqlite recipe).
+        # carecast emits BEGIN itself (SQLAlchemy's pysqlite recipe) so that it can be
+        # IMMEDIATE: a transaction that reads and then writes would otherwise fail at
+        # once with "database is locked" when another writer committed in between
+        # (WAL's stale-snapshot rule ignores busy_timeout). Readers still run
+        # concurrently in WAL mode; only writers queue, which is what a check-then-write
+        # such as a frequency-capped send needs.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -39,22 +41,9 @@ def make_engine(url: str, **kwargs) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection):
-        mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def make_locking_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Sessions for read-check-write transactions that must not interleave.
-
-    On SQLite each transaction begins IMMEDIATE (it holds the database's write lock
-    from its first statement); on PostgreSQL take row locks with `FOR UPDATE`
-    (see `carecast.store.locks`), which SQLite ignores because it needs none.
-    """
-    if engine.dialect.name == "sqlite":
-        engine = engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
-    return sessionmaker(engine, expire_on_commit=False)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -157,6 +157,7 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         Index("ix_deliveries_contact_created", "contact_id", "created_at"),
+        Index("ix_deliveries_contact_sent", "contact_id", "sent_at"),
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
     )
 
@@ -176,5 +177,8 @@ class Delivery(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(128), index=True)
     segments: Mapped[int | None] = mapped_column(Integer)
     status_history: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument, default=list)
+    sent_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, doc="when the policy let it go out; frequency caps count from here"
+    )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

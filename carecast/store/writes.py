@@ -44,7 +44,7 @@ def upsert(
 def lock_contact(session: Session, contact_id: str) -> Contact | None:
     """Loads a contact holding its row lock until the transaction ends.
 
-    PostgreSQL: SELECT ... FOR UPDATE. SQLite has no row locks: use a session from
-    `make_locking_sessionmaker`, whose transactions hold the write lock throughout.
+    PostgreSQL: SELECT ... FOR UPDATE. SQLite has no row locks and needs none:
+    carecast's SQLite transactions begin IMMEDIATE and hold the write lock throughout.
     """
     return session.scalar(select(Contact).where(Contact.id == contact_id).with_for_update())

@@ -1,0 +1,43 @@
+"""Stored contacts and preferences as the policy's plain views."""
+
+from __future__ import annotations
+
+from datetime import time
+
+from carecast.channels.base import CHANNELS
+from carecast.contacts.writer import DEFAULT_CONSENT
+from carecast.policy.model import CapRule, ContactView, PreferenceView, QuietHours
+from carecast.spec.durations import parse_duration
+from carecast.store.models import Contact, Preferences
+
+# A contact's own limit counts everything but transactional, and holds back marketing.
+CONTACT_LIMIT_COUNTS = frozenset({"care", "marketing"})
+
+
+def contact_view(contact: Contact) -> ContactView:
+    return ContactView(id=contact.id, email=contact.email, phone=contact.phone, timezone=contact.timezone)
+
+
+def preference_view(prefs: Preferences | None) -> PreferenceView:
+    if prefs is None:
+        return PreferenceView(consent=dict(DEFAULT_CONSENT))
+    quiet = None
+    if prefs.quiet_hours_start and prefs.quiet_hours_end:
+        quiet = QuietHours(time.fromisoformat(prefs.quiet_hours_start), time.fromisoformat(prefs.quiet_hours_end))
+    limit = None
+    if prefs.frequency_limit:
+        limit = CapRule(
+            "contact",
+            int(prefs.frequency_limit["max"]),
+            parse_duration(prefs.frequency_limit["per"]),
+            categories=CONTACT_LIMIT_COUNTS,
+        )
+    return PreferenceView(
+        consent={channel: bool(getattr(prefs, f"{channel}_consent")) for channel in CHANNELS},
+        topics=dict(prefs.topics or {}),
+        preferred_channels=tuple(prefs.preferred_channels or ()),
+        quiet_hours=quiet,
+        send_windows=tuple(prefs.send_windows or ()),
+        frequency_limit=limit,
+        paused_until=prefs.paused_until,
+    )
