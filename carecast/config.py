@@ -45,6 +45,7 @@ class Settings:
     templates_dir: Path
     outbox_dir: Path
     temporal_api_key: str | None = None
+    api_key: str | None = None
     sendgrid_api_key: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
@@ -74,6 +75,7 @@ class Settings:
             templates_dir=Path(env.get("CARECAST_TEMPLATES_DIR", cwd / "templates")).resolve(),
             outbox_dir=Path(env.get("CARECAST_OUTBOX_DIR", home / "outbox")).resolve(),
             temporal_api_key=env.get("CARECAST_TEMPORAL_API_KEY") or None,
+            api_key=env.get("CARECAST_API_KEY") or None,
             sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
             twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
             twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,

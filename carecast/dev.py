@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
@@ -161,8 +163,22 @@ def prepare_store(settings: Settings, say: Callable[[str], None]) -> Engine:
     return engine
 
 
+def local_api_key(settings: Settings) -> str:
+    """The embedded API key: CARECAST_API_KEY, else one made once and kept in the home folder."""
+    if settings.api_key:
+        return settings.api_key
+    path = settings.home / "api-key"
+    if not path.exists():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
     ensure_free("127.0.0.1", required_ports(settings))
+    key_source = "CARECAST_API_KEY" if settings.api_key else f"$(cat {settings.home / 'api-key'})"
+    settings = replace(settings, api_key=local_api_key(settings))
     engine = prepare_store(settings, say)
     provider = build_provider(settings)
     if settings.uses_outbox:
@@ -189,6 +205,7 @@ async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
             worker_task = asyncio.create_task(worker.run(), name="worker")
             api_task = asyncio.create_task(api.serve(), name="api")
             say(f"api        http://{settings.api_host}:{settings.api_port} (GET /healthz)")
+            say(f"api key    Authorization: Bearer {key_source}")
             say("ready      try: carecast events send c1 signed_up   (Ctrl-C stops everything)")
             stopped = asyncio.create_task(stop.wait())
             await asyncio.wait({worker_task, api_task, stopped}, return_when=asyncio.FIRST_COMPLETED)

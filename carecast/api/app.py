@@ -12,8 +12,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from temporalio.client import Client
 
+from carecast.api.auth import require_api_key
+from carecast.api.contacts import contacts_router
 from carecast.config import Settings
-from carecast.store.db import make_engine, ping
+from carecast.store.db import make_engine, make_sessionmaker, ping
 from carecast.temporal import connect
 
 HEALTH_TIMEOUT_SECONDS = 3.0
@@ -40,6 +42,7 @@ def create_app(
         engine.dispose()
 
     app = FastAPI(title="carecast", lifespan=lifespan)
+    app.include_router(contacts_router(make_sessionmaker(engine), require_api_key(settings.api_key)))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

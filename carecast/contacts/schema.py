@@ -72,8 +72,9 @@ class PreferencesInput(Strict):
         return windows
 
 
-class ContactInput(Strict):
-    id: str = Field(pattern=CONTACT_ID)
+class ContactFields(Strict):
+    """Everything about a contact but its id (which a URL or a CSV column gives)."""
+
     email: str | None = None
     phone: str | None = None
     timezone: str | None = None
@@ -114,6 +115,15 @@ class ContactInput(Strict):
         if value and not is_known_zone(value):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris")
         return value or None
+
+
+class ContactInput(ContactFields):
+    id: str = Field(pattern=CONTACT_ID)
+
+    @classmethod
+    def for_id(cls, contact_id: str, fields: ContactFields) -> ContactInput:
+        """Joins an id to fields validated elsewhere, keeping which fields were given."""
+        return cls.model_validate({"id": contact_id, **fields.model_dump(exclude_unset=True)})
 
 
 def first_error(exc: Exception) -> str:
