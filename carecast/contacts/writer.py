@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from carecast.channels.base import CHANNELS
 from carecast.contacts.schema import ContactInput, PreferencesInput
 from carecast.spec.durations import format_duration
-from carecast.store.models import ConsentRecord, Contact, Preferences, utcnow
+from carecast.store.models import Base, ConsentRecord, Contact, Preferences, utcnow
 
 # Email is opt-out (CAN-SPAM); SMS and calls need express consent (TCPA), so they start off.
 DEFAULT_CONSENT = {"email": True, "sms": False, "voice": False}
@@ -68,15 +68,16 @@ def _apply_contact(contact: Contact, item: ContactInput) -> bool:
 
 
 def _apply_preferences(
-    session: Session, prefs: Preferences, given: PreferencesInput, source: str, wording: str | None
+    prefs: Preferences, given: PreferencesInput, records: list[dict], source: str, wording: str | None
 ) -> bool:
+    """Applies what was given; appends a consent record (as a row dict) for each real change."""
     changed = False
     record = dict(contact_id=prefs.contact_id, source=source, wording=wording, recorded_at=utcnow())
     if given.consent is not None:
         for channel in CHANNELS:
             value = getattr(given.consent, channel)
             if value is not None and _set(prefs, f"{channel}_consent", value):
-                session.add(ConsentRecord(channel=channel, granted=value, **record))
+                records.append(dict(channel=channel, topic=None, granted=value, **record))
                 changed = True
     if given.topics is not None:
         topics = dict(prefs.topics or {})
@@ -84,7 +85,7 @@ def _apply_preferences(
             if topics.get(topic) == subscribed:
                 continue
             if topics.get(topic, True) != subscribed:  # a missing topic counts as subscribed
-                session.add(ConsentRecord(topic=topic, granted=subscribed, **record))
+                records.append(dict(channel=None, topic=topic, granted=subscribed, **record))
             topics[topic] = subscribed
         changed |= _set(prefs, "topics", topics)
     fields = given.model_fields_set
@@ -106,32 +107,53 @@ def _apply_preferences(
     return changed
 
 
+def _columns(row: Base) -> dict[str, Any]:
+    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
+
+
 def write_contacts(
     session: Session, items: Sequence[ContactInput], *, source: str, wording: str | None = None
 ) -> WriteSummary:
-    """Creates or updates each contact in one round trip per table; ids must be unique in `items`."""
+    """Creates or updates each contact with one query per table; ids must be unique in `items`.
+
+    New contacts go in as bulk INSERTs (an import is mostly new contacts); existing
+    ones are updated through the ORM, only where something changed.
+    """
     ids = [item.id for item in items]
     contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
     preferences = {p.contact_id: p for p in session.scalars(select(Preferences).where(Preferences.contact_id.in_(ids)))}
+    now = utcnow()
     summary = WriteSummary()
-    changed: dict[str, bool] = {}
+    new_contacts: list[dict[str, Any]] = []
+    new_preferences_rows: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
     for item in items:
         contact = contacts.get(item.id)
-        if contact is None:
-            session.add(contact := Contact(id=item.id, attributes={}))
-        changed[item.id] = _apply_contact(contact, item)
-    session.flush()  # contacts first: preferences and consent records refer to them
-    for item in items:
         prefs = preferences.get(item.id)
-        if prefs is None:
-            session.add(prefs := new_preferences(item.id))
-        if item.preferences is not None:
-            changed[item.id] |= _apply_preferences(session, prefs, item.preferences, source, wording)
-        if item.id not in contacts:
+        if contact is None:
+            contact = Contact(id=item.id, attributes={}, created_at=now, updated_at=now)
+            _apply_contact(contact, item)
+            new_contacts.append(_columns(contact))
             summary.created += 1
-        elif changed[item.id]:
-            summary.updated += 1
+            changed = True
         else:
-            summary.unchanged += 1
-    session.flush()
+            changed = _apply_contact(contact, item)
+        if prefs is None:
+            prefs = new_preferences(item.id)
+            prefs.updated_at = now
+            if item.preferences is not None:
+                _apply_preferences(prefs, item.preferences, records, source, wording)
+            new_preferences_rows.append(_columns(prefs))
+            changed = True
+        elif item.preferences is not None:
+            changed |= _apply_preferences(prefs, item.preferences, records, source, wording)
+        if item.id in contacts:
+            if changed:
+                summary.updated += 1
+            else:
+                summary.unchanged += 1
+    session.flush()  # updates of existing rows first, then the bulk inserts that may refer to them
+    for model, rows in ((Contact, new_contacts), (Preferences, new_preferences_rows), (ConsentRecord, records)):
+        if rows:
+            session.execute(insert(model.__table__), rows)
     return summary
