@@ -190,6 +190,30 @@ def contacts_import(
         raise typer.Exit(1)
 
 
+@contacts_app.command("suppress")
+def contacts_suppress(
+    channel: Annotated[str, typer.Argument(help="email, sms or voice")],
+    address: Annotated[str, typer.Argument(help="the email address or phone number (+E.164)")],
+    reason: Annotated[
+        str, typer.Option(help="manual, hard_bounce, spam_complaint, stop or invalid_address")
+    ] = "manual",
+) -> None:
+    """Stop every campaign from using an address on a channel, whoever the contact."""
+    from carecast.contacts.suppressions import suppress
+    from carecast.store.db import make_sessionmaker
+
+    settings = _settings()
+    engine = _store(settings)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            added = suppress(session, channel, address, reason, source="cli")
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+    _say(f"{channel} {address} {'suppressed' if added else 'was already suppressed'}")
+
+
 def _count_data_lines(file: Path) -> int | None:
     try:
         with file.open("rb") as handle:
