@@ -28,16 +28,23 @@ def test_no_policy_file_means_no_quiet_hours_and_no_caps(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("quiet_hours: {start: '25:00', end: '08:00'}", r"quiet_hours\.start: String should match pattern"),
-        ("timezone: Mars/Olympus", r"timezone: Value error, unknown time zone 'Mars/Olympus'"),
-        ("frequency_caps: [{name: daily, max: 1, per: 1 day}]", r"frequency_caps\.0\.per: .*e\.g\. 15m, 2h, 3d, 1w"),
-        ("quiet_hour: {start: '21:00', end: '08:00'}", r"quiet_hour: Extra inputs are not permitted"),
+        ("quiet_hours: {start: '25:00', end: '08:00'}", "1:22: '25:00' is not allowed here; write a time of day as HH:MM, e.g. 08:00"),
+        ("timezone: Mars/Olympus", "1:11: unknown time zone 'Mars/Olympus'; use an IANA name such as Europe/Paris"),
+        (
+            "frequency_caps:\n  - {name: daily, max: 1, per: 1 day}",
+            "2:32: '1 day' is not a duration; write a number and a unit, e.g. 15m, 2h, 3d, 1w or 1h30m",
+        ),
+        (
+            "quiet_hour: {start: '21:00', end: '08:00'}",
+            "1:1: unknown key 'quiet_hour'; allowed here: timezone, quiet_hours, frequency_caps, global_ceiling",
+        ),
     ],
 )
-def test_mistakes_name_the_file_and_the_field(tmp_path, text, message):
+def test_mistakes_name_the_file_line_and_column(tmp_path, text, message):
     (tmp_path / "policy.yaml").write_text(text)
-    with pytest.raises(SpecError, match=rf"^{tmp_path / 'policy.yaml'}: {message}"):
+    with pytest.raises(SpecError) as error:
         load_house_rules(tmp_path)
+    assert str(error.value) == f"{tmp_path / 'policy.yaml'}:{message}"
 
 
 def test_durations_read_and_print_as_marketers_write_them():

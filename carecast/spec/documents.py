@@ -1,40 +1,158 @@
-"""Reading marketers' YAML files into models, with errors that say where and what."""
+"""Reading marketers' YAML files into models, with errors at `path:line:col`.
+
+PyYAML composes the file into nodes that keep their position; pydantic reports
+each error with a location path (`steps.2.send.template`); walking that path
+through the nodes gives the line and column to point at. Every problem in a file
+is reported, not just the first, so one `carecast validate` run shows them all.
+"""
 
 from __future__ import annotations
 
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from carecast.spec.patterns import describe
+
 M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    line: int | None
+    column: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}:{self.column}" if self.line is not None else str(self.path)
+        return f"{where}: {self.message}"
 
 
 class SpecError(Exception):
     """A campaign, policy or lifecycle file cannot be used; the message says where and why."""
 
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
 
-def read_yaml(path: Path) -> Any:
+    @classmethod
+    def at(cls, path: Path, node: yaml.Node | None, message: str) -> SpecError:
+        return cls([problem_at(path, node, message)])
+
+
+def problem_at(path: Path, node: yaml.Node | None, message: str) -> Problem:
+    if node is None:
+        return Problem(path, None, None, message)
+    return Problem(path, node.start_mark.line + 1, node.start_mark.column + 1, message)
+
+
+@dataclass(frozen=True)
+class Document:
+    path: Path
+    data: Any
+    node: yaml.Node | None
+
+    def node_at(self, loc: tuple[Any, ...], key: bool = False) -> yaml.Node | None:
+        """The node a pydantic location points to (the key itself when `key`), or its nearest parent."""
+        node = self.node
+        for part in loc:
+            if isinstance(node, yaml.MappingNode):
+                match = next(((k, v) for k, v in node.value if k.value == part), None)
+                if match is None:
+                    continue  # a tag such as a union member's name, or a missing field: stay here
+                node = match[0] if key and part == loc[-1] else match[1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+                node = node.value[part]
+        return node
+
+
+def read_yaml(path: Path) -> Document:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([Problem(path, None, None, f"cannot read the file: {exc.strerror}")]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{where}: {problem}") from None
+        if mark is None:
+            raise SpecError([Problem(path, None, None, problem)]) from None
+        raise SpecError([Problem(path, mark.line + 1, mark.column + 1, problem)]) from None
+    return Document(path, data, node)
 
 
-def validate(path: Path, model: type[M], document: Any) -> M:
-    if not isinstance(document, dict):
-        raise SpecError(f"{path}: the file must be a mapping of keys to values")
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The keys the model accepts at the mapping that holds `loc`'s last part."""
+    annotation: Any = model
+    for part in loc[:-1]:
+        annotation = _unwrap(annotation, part)
+        if annotation is None:
+            return None
+    annotation = _unwrap(annotation, None)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [info.alias or name for name, info in annotation.model_fields.items()]
+    return None
+
+
+def _unwrap(annotation: Any, part: Any) -> Any:
+    """One step along a location: into a model's field, a list's items, a dict's values."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            models = [a for a in members if isinstance(a, type) and issubclass(a, BaseModel)]
+            annotation = models[0] if models else members[0]
+        else:
+            break
+    if part is None:
+        return annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(part)
+        return field.annotation if field else None
+    if origin in (list, tuple) and isinstance(part, int):
+        return typing.get_args(annotation)[0]
+    if origin is dict:
+        return typing.get_args(annotation)[1]
+    return None
+
+
+def problems_from(document: Document, model: type[BaseModel], exc: ValidationError) -> list[Problem]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, loc)
+            message = f"unknown key {loc[-1]!r}" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
+            node = document.node_at(loc, key=True)
+        else:
+            if error["type"] == "missing":
+                message = f"missing required key {loc[-1]!r}"
+            elif error["type"] == "string_pattern_mismatch":
+                message = f"{error['input']!r} is not allowed here; write {describe(error['ctx']['pattern'])}"
+            node = document.node_at(loc)
+        problems.append(problem_at(document.path, node, message))
+    return problems
+
+
+def validate(document: Document, model: type[M], context: dict[str, Any] | None = None) -> M:
+    if not isinstance(document.data, dict):
+        raise SpecError.at(document.path, document.node, "the file must be a mapping of keys to values")
     try:
-        return model.model_validate(document)
+        return model.model_validate(document.data, context=context)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise SpecError(f"{path}: {field}: {first['msg']}") from None
+        raise SpecError(problems_from(document, model, exc)) from None
 
 
-def load_model(path: Path, model: type[M]) -> M:
-    return validate(path, model, read_yaml(path))
+def load_model(path: Path, model: type[M], context: dict[str, Any] | None = None) -> M:
+    return validate(read_yaml(path), model, context)

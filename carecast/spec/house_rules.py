@@ -11,9 +11,9 @@ from carecast.policy.model import CapRule, HouseRules, QuietHours
 from carecast.policy.timezones import is_known_zone
 from carecast.spec.documents import load_model
 from carecast.spec.durations import Duration
+from carecast.spec.patterns import CLOCK, RULE_NAME
 
 POLICY_FILE = "policy.yaml"
-CLOCK = r"^([01]\d|2[0-3]):[0-5]\d$"
 
 
 class Strict(BaseModel):
@@ -29,7 +29,7 @@ class QuietHoursSpec(Strict):
 
 
 class CapSpec(Strict):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str = Field(pattern=RULE_NAME)
     max: int = Field(ge=0)
     per: Duration
     channel: str | None = Field(default=None, pattern=r"^(email|sms|voice)$")
