@@ -29,11 +29,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from carecast.channels.base import OutboundMessage, Provider, ProviderError
-from carecast.contacts.views import contact_view, preference_view
+from carecast.contacts.views import contact_facts, contact_view, preference_view
 from carecast.policy.decide import decide
 from carecast.policy.decision import Defer, Send, Skip
 from carecast.policy.model import HouseRules, Message, SentDelivery
 from carecast.policy.timezones import contact_zone
+from carecast.render.context import template_context
+from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateError, TemplateRenderer
 from carecast.store.models import Contact, Delivery, Event, Preferences, Suppression, utcnow
 from carecast.store.writes import lock_contact
@@ -41,9 +43,9 @@ from workflows.contracts import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverR
 
 log = logging.getLogger(__name__)
 
-FINAL = {"sent", "skipped", "failed", "uncertain"}
+FINAL = {"sent", "skipped", "failed", "uncertain", "holdout"}
 # Rows that never reached a provider do not count toward caps.
-NOT_COUNTED = ("reserved", "deferred", "skipped", "failed")
+NOT_COUNTED = ("reserved", "deferred", "skipped", "failed", "holdout")
 RESEND_AFTER_UNCERTAINTY = {"transactional", "care"}
 
 
@@ -69,23 +71,6 @@ def _record(delivery: Delivery, status: str, **details: Any) -> None:
     delivery.status_history = [*delivery.status_history, _history(status, **details)]
 
 
-def template_context(contact: Contact, event: Event | None, campaign_id: str) -> dict[str, Any]:
-    return {
-        "contact": {
-            "id": contact.id,
-            "email": contact.email,
-            "phone": contact.phone,
-            "timezone": contact.timezone,
-            "locale": contact.locale,
-            "lifecycle_stage": contact.lifecycle_stage,
-            "care_agent": contact.care_agent,
-            "attributes": contact.attributes or {},
-        },
-        "event": {"id": event.event_id, "name": event.name, "data": event.data or {}} if event else {},
-        "campaign": {"id": campaign_id},
-    }
-
-
 class DeliveryActivities:
     def __init__(
         self,
@@ -93,9 +78,11 @@ class DeliveryActivities:
         renderer: TemplateRenderer,
         provider: Provider,
         house_rules: HouseRules,
+        links: LinkSigner,
         clock: Callable[[], datetime] = temporal_now,
     ) -> None:
         self.sessions = sessions
+        self.links = links
         self.clock = clock
         self.renderer = renderer
         self.provider = provider
@@ -108,6 +95,8 @@ class DeliveryActivities:
         delivery = self._reserve(request)
         if delivery.status in FINAL:
             return self._result(delivery)
+        if request.holdout:
+            return self._finish(delivery.id, "holdout", reason="holdout")
         if delivery.status == "sending":
             if self.clock() - delivery.sent_at < DELIVER_TIMEOUT:
                 return self._claimed_elsewhere(delivery)  # a live attempt is sending it right now
@@ -268,7 +257,14 @@ class DeliveryActivities:
         event = None
         if request.trigger_event_id is not None:
             event = session.scalar(select(Event).where(Event.event_id == request.trigger_event_id))
-        context = template_context(contact, event, request.campaign_id)
+        context = template_context(
+            contact_facts(contact),
+            event.data if event else None,
+            request.campaign_id,
+            request.campaign_name,
+            request.topic,
+            self.links,
+        )
         if decision.channel == "email":
             email = self.renderer.render_email(request.template, context, contact.locale)
             subject, text, html = email.subject, email.text, email.html

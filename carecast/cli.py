@@ -131,6 +131,98 @@ def api() -> None:
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
 
 
+def _print_report(report) -> None:
+    for problem in report.errors:
+        typer.secho(f"{problem}", fg=typer.colors.RED, err=True)
+    for problem in report.warnings:
+        typer.secho(f"warning: {problem}", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path] | None, typer.Argument(help="campaign files; all of campaigns/ by default")] = None,
+) -> None:
+    """Check campaigns, house rules, lifecycle stages and templates; exit 1 on any error."""
+    from carecast.spec.project import validate_project
+
+    settings = _settings()
+    report = validate_project(settings.campaigns_dir, settings.templates_dir, paths)
+    _print_report(report)
+    if not report.ok:
+        _say(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+        raise typer.Exit(1)
+    _say(f"{len(report.campaigns)} campaign(s) valid, {len(report.warnings)} warning(s)")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of campaign files (editors use it to autocomplete and underline)."""
+    from carecast.spec.campaign import Campaign
+
+    document = Campaign.model_json_schema()
+    document["title"] = "carecast campaign"
+    typer.echo(json.dumps(document, indent=2))
+
+
+@app.command()
+def preview(
+    campaign_id: Annotated[str, typer.Argument(help="campaign id, e.g. welcome_series")],
+    contact: Annotated[str | None, typer.Option(help="render for this stored contact")] = None,
+    step: Annotated[str | None, typer.Option(help="only this step")] = None,
+) -> None:
+    """Render each message of a campaign as the customer would get it (default: its sample contact)."""
+    from carecast.preview import PreviewError, preview_campaign
+
+    settings = _settings()
+    engine = _store(settings) if contact else None
+    try:
+        for block in preview_campaign(settings, campaign_id, contact_id=contact, step_id=step, engine=engine):
+            _say(block)
+    except PreviewError as exc:
+        _fail(str(exc))
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+@app.command()
+def deploy(
+    paths: Annotated[list[Path] | None, typer.Argument(help="campaign files; all of campaigns/ by default")] = None,
+) -> None:
+    """Validate, store new campaign versions, and create or update their Temporal Schedules."""
+    from carecast.deploy import deploy_versions, sync_schedules
+    from carecast.spec.project import validate_project
+    from carecast.store.db import make_sessionmaker
+    from carecast.temporal import connect
+
+    settings = _settings()
+    report = validate_project(settings.campaigns_dir, settings.templates_dir)
+    _print_report(report)
+    if not report.ok:
+        _fail("nothing deployed: fix the errors above")
+    campaigns = report.campaigns
+    if paths:
+        wanted = {Path(p).resolve() for p in paths}
+        campaigns = [c for c in campaigns if (settings.campaigns_dir / f"{c.id}.yaml").resolve() in wanted]
+    engine = _store(settings)
+
+    async def run():
+        client = await connect(settings)
+        with make_sessionmaker(engine).begin() as session:
+            changes, versions, removed = deploy_versions(session, campaigns, remove_missing=not paths)
+        return changes + await sync_schedules(client, campaigns, versions, removed, settings.task_queue)
+
+    try:
+        changes = asyncio.run(run())
+    except RuntimeError as exc:
+        _fail(f"cannot reach Temporal at {settings.temporal_address}: {exc}")
+    finally:
+        engine.dispose()
+    for change in changes:
+        _say(str(change))
+    _say(f"{len(changes)} change(s)" if changes else "nothing changed")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the store's schema to the newest migration."""

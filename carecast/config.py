@@ -7,8 +7,11 @@ down; nothing below reads the environment itself.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from carecast.render.links import LinkSigner
 
 TASK_QUEUE = "carecast"
 
@@ -46,9 +49,29 @@ class Settings:
     outbox_dir: Path
     temporal_api_key: str | None = None
     api_key: str | None = None
+    secret_key: str | None = None
+    public_url: str = ""
     sendgrid_api_key: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
+
+    def local_secret(self, name: str, given: str | None) -> str:
+        """`given` if set, else a random secret made once and kept in the home folder as `name`.
+
+        Fine for one machine (`carecast dev`); several machines must share it through
+        the environment (CARECAST_API_KEY, CARECAST_SECRET_KEY).
+        """
+        if given:
+            return given
+        path = self.home / name
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32) + "\n")
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def link_signer(self) -> LinkSigner:
+        return LinkSigner(self.local_secret("secret-key", self.secret_key), self.public_url)
 
     @property
     def uses_outbox(self) -> bool:
@@ -76,6 +99,8 @@ class Settings:
             outbox_dir=Path(env.get("CARECAST_OUTBOX_DIR", home / "outbox")).resolve(),
             temporal_api_key=env.get("CARECAST_TEMPORAL_API_KEY") or None,
             api_key=env.get("CARECAST_API_KEY") or None,
+            secret_key=env.get("CARECAST_SECRET_KEY") or None,
+            public_url=env.get("CARECAST_PUBLIC_URL") or f"http://127.0.0.1:{_int_env(env, 'CARECAST_API_PORT', 8000)}",
             sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
             twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
             twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,

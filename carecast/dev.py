@@ -12,13 +12,12 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import secrets
 import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import uvicorn
@@ -27,11 +26,10 @@ from temporalio.client import Client
 
 from carecast.api.app import create_app
 from carecast.config import Settings
+from carecast.deploy import deploy_versions, sync_schedules
 from carecast.ports import PortNeed, ensure_free
 from carecast.providers import build_provider
-from carecast.spec.documents import SpecError
-from carecast.spec.loader import load_campaigns
-from carecast.store.campaigns import deploy_campaign
+from carecast.spec.project import validate_project
 from carecast.store.db import make_engine, make_sessionmaker
 from carecast.store.demo import seed_demo_contacts
 from carecast.store.migrate import upgrade
@@ -141,45 +139,44 @@ class EmbeddedApiServer(uvicorn.Server):
         yield
 
 
-def prepare_store(settings: Settings, say: Callable[[str], None]) -> Engine:
+@dataclass(frozen=True)
+class DeployPlan:
+    """What prepare_store deployed, for the schedules to follow once Temporal is up."""
+
+    campaigns: list
+    versions: dict[str, int]
+    removed: list[str]
+
+
+def prepare_store(settings: Settings, say: Callable[[str], None]) -> tuple[Engine, DeployPlan]:
     """Migrates the store, deploys the campaign folder, seeds demo contacts into an empty store."""
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    sessions = make_sessionmaker(engine)
     say(f"store      {settings.database_url} (migrated)")
-    try:
-        campaigns = load_campaigns(settings.campaigns_dir)
-    except SpecError as exc:
-        say(f"campaigns  NOT deployed, fix this first: {exc}")
-        campaigns = []
-    with sessions.begin() as session:
-        for campaign in campaigns:
-            deployment = deploy_campaign(session, campaign)
-            state = "deployed" if deployment.changed else "unchanged"
-            say(f"campaign   {campaign.id} v{deployment.version} ({state})")
+    report = validate_project(settings.campaigns_dir, settings.templates_dir)
+    for problem in report.errors:
+        say(f"campaigns  {problem}")
+    plan = DeployPlan([], {}, [])
+    with make_sessionmaker(engine).begin() as session:
+        if report.ok:
+            changes, versions, removed = deploy_versions(session, report.campaigns)
+            plan = DeployPlan(report.campaigns, versions, removed)
+            for change in changes:
+                say(f"campaign   {change}")
+            say(f"campaigns  {len(report.campaigns)} valid, {len(changes)} change(s)")
+        else:
+            say("campaigns  NOT deployed: fix the errors above (the versions deployed before stay active)")
         seeded = seed_demo_contacts(session)
     if seeded:
         say(f"contacts   seeded demo contacts {', '.join(seeded)} into the empty store")
-    return engine
-
-
-def local_api_key(settings: Settings) -> str:
-    """The embedded API key: CARECAST_API_KEY, else one made once and kept in the home folder."""
-    if settings.api_key:
-        return settings.api_key
-    path = settings.home / "api-key"
-    if not path.exists():
-        settings.home.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32) + "\n")
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return engine, plan
 
 
 async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
     ensure_free("127.0.0.1", required_ports(settings))
     key_source = "CARECAST_API_KEY" if settings.api_key else f"$(cat {settings.home / 'api-key'})"
-    settings = replace(settings, api_key=local_api_key(settings))
-    engine = prepare_store(settings, say)
+    settings = replace(settings, api_key=settings.local_secret("api-key", settings.api_key))
+    engine, plan = prepare_store(settings, say)
     provider = build_provider(settings)
     if settings.uses_outbox:
         say(f"outbox     no provider credentials set: messages are written to {settings.outbox_dir}")
@@ -192,6 +189,8 @@ async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
     process, client = await start_dev_server(settings)
     try:
         say(f"temporal   {settings.temporal_address}, UI http://127.0.0.1:{settings.temporal_ui_port}")
+        for change in await sync_schedules(client, plan.campaigns, plan.versions, plan.removed, settings.task_queue):
+            say(f"schedule   {change}")
         api = EmbeddedApiServer(
             uvicorn.Config(
                 create_app(settings, engine=engine, temporal=lambda: asyncio.sleep(0, client)),

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.deliver import DeliveryActivities
+from activities.journey_steps import JourneyStepActivities
 from carecast.channels.base import Provider
 from carecast.config import Settings
 from carecast.render.templates import TemplateRenderer
@@ -30,18 +31,18 @@ async def carecast_worker(
     client: Client, settings: Settings, engine: Engine, provider: Provider
 ) -> AsyncIterator[Worker]:
     """A configured worker and the thread pool its activities run in, closed together."""
+    sessions = make_sessionmaker(engine)
+    house_rules = load_house_rules(settings.campaigns_dir)
     delivery = DeliveryActivities(
-        make_sessionmaker(engine),
-        TemplateRenderer(settings.templates_dir),
-        provider,
-        load_house_rules(settings.campaigns_dir),
+        sessions, TemplateRenderer(settings.templates_dir), provider, house_rules, settings.link_signer()
     )
+    steps = JourneyStepActivities(sessions, house_rules)
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="activity") as executor:
         yield Worker(
             client,
             task_queue=settings.task_queue,
             workflows=[JourneyWorkflow],
-            activities=[delivery.deliver],
+            activities=[delivery.deliver, steps.next_local_time, steps.match_case, steps.update_contact],
             activity_executor=executor,
             max_concurrent_activities=ACTIVITY_THREADS,
         )

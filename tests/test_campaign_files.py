@@ -1,63 +1,231 @@
-"""Campaign files: the shipped ones load; broken ones say where and what is wrong."""
+"""`carecast validate`: every mistake a marketer can make, with the exact message it gets."""
 
+import json
 from pathlib import Path
 
 import pytest
 
+from carecast.spec.campaign import Campaign
 from carecast.spec.documents import SpecError
-from carecast.spec.loader import load_campaign, load_campaigns
+from carecast.spec.loader import load_campaign
+from carecast.spec.project import validate_project
 
 ROOT = Path(__file__).resolve().parent.parent
 
-WELCOME = """\
-id: welcome
-name: Welcome
-category: transactional
+JOURNEY = """\
+id: hello
+name: Hello
+category: marketing
+topic: tips
 trigger: {event: signed_up}
+samples: {contact: {attributes: {first_name: Ada}}}
 steps:
-  - id: hello
-    send: {template: welcome, channels: [email]}
+  - id: first
+    send: {template: hello, channels: [email]}
+  - id: pause
+    wait: 1d
+  - id: second
+    send: {template: hello, channels: [email]}
 """
 
-
-def write(tmp_path, text, name="welcome.yaml"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def test_shipped_campaigns_load():
-    assert [c.id for c in load_campaigns(ROOT / "campaigns")] == ["welcome"]
+HELLO_TEMPLATES = {
+    "hello.email.subject.j2": "Hello {{ contact.attributes.first_name }}",
+    "hello.email.txt.j2": "Hi!\nUnsubscribe: {{ unsubscribe_url }}",
+}
 
 
-def test_yaml_syntax_error_names_line_and_column(tmp_path):
-    path = write(tmp_path, WELCOME.replace("trigger: {event: signed_up}", "trigger: {event: signed_up"))
-    with pytest.raises(SpecError, match=rf"^{path}:\d+:\d+: "):
-        load_campaign(path)
+@pytest.fixture
+def project(tmp_path):
+    campaigns, templates = tmp_path / "campaigns", tmp_path / "templates"
+    campaigns.mkdir()
+    templates.mkdir()
+    for name, text in HELLO_TEMPLATES.items():
+        (templates / name).write_text(text)
+
+    def write(text, name="hello.yaml", **template_files):
+        (campaigns / name).write_text(text)
+        for filename, body in template_files.items():
+            (templates / filename.replace("__", ".")).write_text(body)
+        return campaigns / name
+
+    write.campaigns, write.templates = campaigns, templates
+    return write
 
 
-def test_unknown_key_is_an_error_naming_the_field(tmp_path):
-    path = write(tmp_path, WELCOME + "scheduel: weekly\n")
-    with pytest.raises(SpecError, match=rf"^{path}: scheduel: Extra inputs are not permitted"):
-        load_campaign(path)
+def messages(project, *paths):
+    report = validate_project(project.campaigns, project.templates, paths or None)
+    return [str(p) for p in report.errors], [str(p) for p in report.warnings]
 
 
-def test_unknown_channel_lists_the_allowed_ones(tmp_path):
-    path = write(tmp_path, WELCOME.replace("channels: [email]", "channels: [fax]"))
-    with pytest.raises(SpecError, match=r"steps\.0\.send\.channels: .*'fax'; use one of email, sms, voice"):
-        load_campaign(path)
+def only_error(project, path):
+    errors, _ = messages(project, path)
+    assert len(errors) == 1, errors
+    return errors[0].removeprefix(f"{path}:").lstrip()
 
 
-def test_id_must_match_the_file_name(tmp_path):
-    path = write(tmp_path, WELCOME, name="hello.yaml")
-    with pytest.raises(SpecError, match="id 'welcome' must match the file name 'hello'"):
-        load_campaign(path)
+def test_the_shipped_campaigns_templates_and_rules_are_valid():
+    report = validate_project(ROOT / "campaigns", ROOT / "templates")
+    assert [str(p) for p in report.errors + report.warnings] == []
+    assert {c.id for c in report.campaigns} == {
+        "welcome", "welcome_series", "order_confirmation", "delivery_delay", "back_in_stock", "win_back",
+    }  # fmt: skip
 
 
-def test_content_hash_ignores_layout_and_follows_meaning(tmp_path):
-    original = load_campaign(write(tmp_path, WELCOME))
-    reformatted = load_campaign(
-        write(tmp_path, "# a comment\n" + WELCOME.replace("{event: signed_up}", "\n  event: signed_up"))
+def test_a_valid_journey_passes(project):
+    assert messages(project, project(JOURNEY)) == ([], [])
+
+
+def test_yaml_syntax_error_points_at_the_line(project):
+    path = project(JOURNEY.replace("trigger: {event: signed_up}", "trigger: {event: signed_up"))
+    assert only_error(project, path) == "6:8: expected ',' or '}', but got ':'"
+
+
+def test_unknown_key_lists_the_allowed_ones(project):
+    path = project(JOURNEY.replace("    wait: 1d", "    wait: 1d\n    wiat: 2d"))
+    assert only_error(project, path) == (
+        "12:5: unknown key 'wiat'; allowed here: id, send, wait, wait_until, wait_for, branch, update, exit"
     )
-    changed = load_campaign(write(tmp_path, WELCOME.replace("name: Welcome", "name: Hello")))
+
+
+def test_unknown_step_target(project):
+    path = project(JOURNEY.replace("    wait: 1d", "    wait_for: {event: clicked, timeout: 2d, on_timeout: sceond}"))
+    assert only_error(project, path) == "11:57: no step 'sceond' in this journey; steps are first, pause, second"
+
+
+def test_unreachable_step(project):
+    path = project(JOURNEY.replace("    wait: 1d", "    exit: true"))
+    assert only_error(project, path) == "12:9: step 'second' can never be reached"
+
+
+def test_cycle_without_a_wait(project):
+    looping = (
+        JOURNEY
+        + """\
+  - id: again
+    branch:
+      cases: [{when: {attributes.vip: {eq: true}}, goto: second}]
+"""
+    )
+    assert only_error(project, project(looping)) == "12:9: steps second -> again -> second loop without a wait step"
+
+
+def test_a_loop_through_a_wait_is_fine(project):
+    looping = (
+        JOURNEY
+        + """\
+  - id: again
+    branch:
+      cases: [{when: {attributes.vip: {eq: true}}, goto: pause}]
+"""
+    )
+    assert messages(project, project(looping)) == ([], [])
+
+
+def test_cron_that_croniter_rejects(project):
+    path = project(
+        "id: hello\nname: Hello\ncategory: marketing\ntopic: tips\naudience: {lifecycle_stage: {eq: new}}\n"
+        "schedule: {cron: '0 25 * * *', timezone: Europe/Paris}\nsend: {template: hello, channels: [email]}\n"
+    )
+    assert only_error(project, path) == (
+        "6:18: '0 25 * * *' is not a five-field cron expression, e.g. '0 10 * * 1' (Mondays 10:00)"
+    )
+
+
+def test_unknown_channel(project):
+    path = project(JOURNEY.replace("channels: [email]}\n  - id: pause", "channels: [fax]}\n  - id: pause"))
+    assert only_error(project, path) == "9:39: unknown channel 'fax'; use one of email, sms, voice"
+
+
+def test_id_must_match_the_file_name(project):
+    path = project(JOURNEY, name="other.yaml")
+    assert only_error(project, path) == "1:5: id 'hello' must match the file name 'other'"
+
+
+def test_marketing_needs_a_topic(project):
+    path = project(JOURNEY.replace("topic: tips\n", ""))
+    assert only_error(project, path) == "1:1: a marketing campaign needs a topic, so contacts can unsubscribe from it"
+
+
+def test_a_step_does_one_thing(project):
+    path = project(JOURNEY.replace("    wait: 1d", "    wait: 1d\n    exit: true"))
+    assert only_error(project, path) == (
+        "10:5: step 'pause' needs exactly one of send, wait, wait_until, wait_for, branch, update, exit (found 2)"
+    )
+
+
+def test_bad_filter_in_a_branch_names_the_problem(project):
+    branching = (
+        JOURNEY
+        + """\
+  - id: choose
+    branch:
+      cases: [{when: {attributes.vip: {is: true}}, goto: second}]
+"""
+    )
+    assert only_error(project, project(branching)) == (
+        "16:22: attributes.vip: unknown operator 'is'; use one of eq, ne, gt, gte, lt, lte, in, not_in, "
+        "older_than, within, exists"
+    )
+
+
+def test_unknown_lifecycle_stage(project):
+    (project.campaigns / "lifecycle.yaml").write_text(
+        "stages:\n  - {name: new, when: {lifecycle_stage: {eq: x}}}\n  - {name: lead}\n"
+    )
+    path = project(JOURNEY.replace("trigger: {event: signed_up}", "trigger: {stage: lapsed}"))
+    assert only_error(project, path) == "5:18: unknown lifecycle stage 'lapsed'; stages are new, lead"
+
+
+def test_undefined_template_variable_names_the_template_file_and_line(project):
+    path = project(JOURNEY, hello__email__txt__j2="Hi\n{{ contact.attributes.frist_name }}\n{{ unsubscribe_url }}")
+    errors, _ = messages(project, path)
+    assert errors == [f"{project.templates / 'hello.email.txt.j2'}:2: 'dict object' has no attribute 'frist_name'"] * 2
+
+
+def test_marketing_email_without_an_unsubscribe_link(project):
+    path = project(JOURNEY, hello__email__txt__j2="Hi, no way out here.")
+    errors, _ = messages(project, path)
+    assert set(errors) == {
+        f"{project.templates / 'hello.email.txt.j2'}: a marketing email must contain its unsubscribe link: "
+        "add {{ unsubscribe_url }}"
+    }
+
+
+def test_missing_template_part(project):
+    path = project(JOURNEY.replace("channels: [email]}\n  - id: pause", "channels: [email, sms]}\n  - id: pause"))
+    assert only_error(project, path) == f"sms needs hello.sms.j2 in {project.templates}"
+
+
+def test_an_sms_over_three_segments_is_a_warning_with_the_count(project):
+    path = project(
+        JOURNEY.replace("channels: [email]}\n  - id: pause", "channels: [sms]}\n  - id: pause"),
+        hello__sms__j2="x" * 470,
+    )
+    errors, warnings = messages(project, path)
+    assert errors == []
+    assert warnings == [
+        f"{project.templates / 'hello.sms.j2'}: this SMS takes 4 segments (470 GSM-7 characters); keep it to 3 or fewer"
+    ]
+
+
+def test_the_json_schema_in_the_repository_is_current():
+    committed = json.loads((ROOT / "campaign.schema.json").read_text())
+    generated = Campaign.model_json_schema()
+    generated["title"] = "carecast campaign"
+    assert committed == generated, "run `carecast schema > campaign.schema.json`"
+
+
+def test_content_hash_ignores_layout_and_follows_meaning(project):
+    original = load_campaign(project(JOURNEY))
+    reformatted = load_campaign(
+        project("# a comment\n" + JOURNEY.replace("{event: signed_up}", "\n  event: signed_up"))
+    )
+    changed = load_campaign(project(JOURNEY.replace("name: Hello", "name: Hi")))
     assert original.content_hash() == reformatted.content_hash() != changed.content_hash()
+
+
+def test_load_errors_collect_every_problem_in_the_file(project):
+    path = project(JOURNEY.replace("topic: tips", "topic: Tips").replace("wait: 1d", "wait: soon"))
+    with pytest.raises(SpecError) as error:
+        load_campaign(path)
+    assert len(error.value.problems) == 2

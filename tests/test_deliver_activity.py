@@ -13,6 +13,7 @@ from activities.deliver import DeliveryActivities
 from carecast.channels.base import ProviderError
 from carecast.channels.outbox import OutboxProvider
 from carecast.policy.model import CapRule, HouseRules, QuietHours
+from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateRenderer
 from carecast.store.models import Delivery, Suppression, utcnow
 from tests.factories import add_contact
@@ -26,7 +27,7 @@ TWO_A_DAY = HouseRules(default_timezone="UTC", caps=(CapRule("marketing_daily", 
 
 def request(n=0, contact_id="c-1", channels=("email", "sms"), category="transactional", **fields):
     return DeliverInput(
-        workflow_id=f"journey/welcome/{contact_id}/e-{n}", campaign_id="welcome", campaign_version=1,
+        workflow_id=f"journey/welcome/{contact_id}/e-{n}", campaign_id="welcome", campaign_name="Welcome", campaign_version=1,
         category=category, step_id="welcome_email", template="welcome", channels=list(channels),
         contact_id=contact_id, trigger_event_id=None, topic="news" if category == "marketing" else None, **fields,
     )  # fmt: skip
@@ -52,7 +53,8 @@ NO_RULES = HouseRules()
 
 def activities(engine, sessions, tmp_path, printed, rules=NO_RULES, provider=None, clock=utcnow):
     provider = provider or OutboxProvider(tmp_path / "outbox", echo=printed.append)
-    return DeliveryActivities(sessions, TemplateRenderer(ROOT / "templates"), provider, rules, clock)
+    links = LinkSigner("test secret", "https://care.example.com")
+    return DeliveryActivities(sessions, TemplateRenderer(ROOT / "templates"), provider, rules, links, clock)
 
 
 @pytest.fixture

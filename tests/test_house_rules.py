@@ -28,7 +28,10 @@ def test_no_policy_file_means_no_quiet_hours_and_no_caps(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("quiet_hours: {start: '25:00', end: '08:00'}", "1:22: '25:00' is not allowed here; write a time of day as HH:MM, e.g. 08:00"),
+        (
+            "quiet_hours: {start: '25:00', end: '08:00'}",
+            "1:22: '25:00' is not allowed here; write a time of day as HH:MM, e.g. 08:00",
+        ),
         ("timezone: Mars/Olympus", "1:11: unknown time zone 'Mars/Olympus'; use an IANA name such as Europe/Paris"),
         (
             "frequency_caps:\n  - {name: daily, max: 1, per: 1 day}",

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from carecast.channels.outbox import OutboxProvider
 from carecast.enrolment import IncomingEvent, UnknownContactError, ingest_event
-from carecast.spec.loader import load_campaigns
+from carecast.spec.loader import load_campaign, load_campaigns
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Delivery, Event
 from carecast.worker import carecast_worker
@@ -24,8 +24,7 @@ pytestmark = pytest.mark.store
 @pytest.fixture
 def deployed(sessions, settings):
     with sessions.begin() as session:
-        for campaign in load_campaigns(settings.campaigns_dir):
-            deploy_campaign(session, campaign)
+        deploy_campaign(session, load_campaign(settings.campaigns_dir / "welcome.yaml"))
         add_contact(session, "c-1", care_agent="Maya from Acme care")
 
 

@@ -14,6 +14,11 @@ from carecast.store.models import Contact, Preferences
 CONTACT_LIMIT_COUNTS = frozenset({"care", "marketing"})
 
 
+def contact_facts(contact: Contact) -> dict:
+    """The contact as the filter language sees it: its columns and `attributes`."""
+    return {column.key: getattr(contact, column.key) for column in Contact.__table__.columns}
+
+
 def contact_view(contact: Contact) -> ContactView:
     return ContactView(id=contact.id, email=contact.email, phone=contact.phone, timezone=contact.timezone)
 

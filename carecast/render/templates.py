@@ -9,8 +9,8 @@ variants `<name>.<part>.<locale>.j2` (e.g. `welcome.email.html.fr.j2`):
     sms             the SMS body
     voice           the script read out on a call
 
-A missing variable is an error naming the template file and line, never a
-blank in a customer's message.
+Files starting with `_` are partials for `{% include %}`. A missing variable is
+an error naming the template file and line, never a blank in a customer's message.
 """
 
 from __future__ import annotations
@@ -20,11 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+PARTS_BY_CHANNEL = {"email": ("email.subject", "email.txt"), "sms": ("sms",), "voice": ("voice",)}
 
 
 class TemplateError(Exception):
     """A template is missing, malformed, or uses a variable the context lacks."""
+
+    def __init__(self, message: str, path: Path | None = None, line: int | None = None) -> None:
+        where = f"{path}:{line}: " if path and line else (f"{path}: " if path else "")
+        super().__init__(f"{where}{message}")
+        self.path, self.line, self.detail = path, line, message
 
 
 @dataclass(frozen=True)
@@ -52,43 +59,55 @@ class TemplateRenderer:
             keep_trailing_newline=False,
         )
 
-    def _find(self, name: str, part: str, locale: str | None, required: bool = True) -> str | None:
+    def find(self, name: str, part: str, locale: str | None = None) -> str | None:
+        """The file for a template part in the contact's locale, falling back to the default."""
         for candidate in locale_candidates(locale):
             filename = f"{name}.{part}.{candidate}.j2" if candidate else f"{name}.{part}.j2"
             if (self.directory / filename).is_file():
                 return filename
-        if required:
-            raise TemplateError(f"template {name}.{part}.j2 not found in {self.directory}")
         return None
 
-    def render_part(self, name: str, part: str, context: dict[str, Any], locale: str | None = None) -> str:
-        filename = self._find(name, part, locale)
-        return self._render(filename, context)
+    def variants(self, name: str, part: str) -> list[str]:
+        """Every file of a part: the default and each locale variant."""
+        default = f"{name}.{part}.j2"
+        localized = sorted(p.name for p in self.directory.glob(f"{name}.{part}.*.j2"))
+        return ([default] if (self.directory / default).is_file() else []) + localized
 
-    def _render(self, filename: str, context: dict[str, Any]) -> str:
+    def render_part(self, name: str, part: str, context: dict[str, Any], locale: str | None = None) -> str:
+        filename = self.find(name, part, locale)
+        if filename is None:
+            raise TemplateError(f"template {name}.{part}.j2 not found in {self.directory}")
+        return self.render_file(filename, context)
+
+    def render_file(self, filename: str, context: dict[str, Any]) -> str:
         try:
             return self.env.get_template(filename).render(context).strip()
         except UndefinedError as exc:
-            raise TemplateError(f"{self._where(filename, exc)}: {exc.message}") from None
+            path, line = self._where(exc)
+            raise TemplateError(exc.message, path or self.directory / filename, line) from None
         except TemplateSyntaxError as exc:
-            raise TemplateError(f"{self.directory / filename}:{exc.lineno}: {exc.message}") from None
+            path = Path(exc.filename) if exc.filename else self.directory / filename
+            raise TemplateError(exc.message, path, exc.lineno) from None
         except TemplateNotFound as exc:
             raise TemplateError(f"template {exc.name} not found in {self.directory}") from None
+        except SecurityError as exc:
+            raise TemplateError(f"not allowed in a template: {exc}", self.directory / filename) from None
 
-    def _where(self, filename: str, exc: BaseException) -> str:
-        """The file and line of the failing expression, from Jinja's rewritten traceback."""
-        path = str(self.directory / filename)
-        lineno = None
+    def _where(self, exc: BaseException) -> tuple[Path | None, int | None]:
+        """The template file and line of the failing expression, from Jinja's rewritten traceback."""
+        found: tuple[Path | None, int | None] = (None, None)
         tb = exc.__traceback__
+        root = str(self.directory)
         while tb is not None:
-            if tb.tb_frame.f_code.co_filename == path:
-                lineno = tb.tb_lineno
+            filename = tb.tb_frame.f_code.co_filename
+            if filename.startswith(root) and filename.endswith(".j2"):
+                found = (Path(filename), tb.tb_lineno)
             tb = tb.tb_next
-        return f"{path}:{lineno}" if lineno else path
+        return found
 
     def render_email(self, name: str, context: dict[str, Any], locale: str | None = None) -> RenderedEmail:
         subject = self.render_part(name, "email.subject", context, locale)
         text = self.render_part(name, "email.txt", context, locale)
-        html_file = self._find(name, "email.html", locale, required=False)
-        html = self._render(html_file, context) if html_file else None
+        html_file = self.find(name, "email.html", locale)
+        html = self.render_file(html_file, context) if html_file else None
         return RenderedEmail(subject=" ".join(subject.split()), text=text, html=html)

@@ -1,20 +1,29 @@
-"""Reading the campaign folder into models."""
+"""Reading the campaign folder into models, every problem at its line and column."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from carecast.spec.campaign import Campaign
-from carecast.spec.documents import SpecError, load_model
+from carecast.spec.documents import Problem, SpecError, problem_at, read_yaml, validate
+from carecast.spec.journey_graph import journey_problems
 
 # House files that live beside campaigns but are not campaigns.
 NOT_CAMPAIGNS = {"policy.yaml", "lifecycle.yaml"}
 
 
 def load_campaign(path: Path) -> Campaign:
-    campaign = load_model(path, Campaign)
+    document = read_yaml(path)
+    campaign = validate(document, Campaign)
+    problems: list[Problem] = []
     if campaign.id != path.stem:
-        raise SpecError(f"{path}: id {campaign.id!r} must match the file name {path.stem!r}")
+        problems.append(
+            problem_at(path, document.node_at(("id",)), f"id {campaign.id!r} must match the file name {path.stem!r}")
+        )
+    if campaign.is_journey:
+        problems += [problem_at(path, document.node_at(loc), message) for loc, message in journey_problems(campaign)]
+    if problems:
+        raise SpecError(problems)
     return campaign
 
 
@@ -23,5 +32,13 @@ def campaign_files(directory: Path) -> list[Path]:
 
 
 def load_campaigns(directory: Path) -> list[Campaign]:
-    """Every campaign in `directory`; the first broken file stops the load."""
-    return [load_campaign(path) for path in campaign_files(directory)]
+    """Every campaign in `directory`; raises one SpecError with the problems of all files."""
+    campaigns, problems = [], []
+    for path in campaign_files(directory):
+        try:
+            campaigns.append(load_campaign(path))
+        except SpecError as exc:
+            problems += exc.problems
+    if problems:
+        raise SpecError(problems)
+    return campaigns

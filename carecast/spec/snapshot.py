@@ -2,22 +2,49 @@
 
 Plain dataclasses only: workflows import this module, so it must stay free of
 I/O and of anything non-deterministic. A running journey keeps the snapshot it
-was started with, whatever is deployed after it.
+was started with, whatever is deployed after it. Filters travel in their YAML
+form (definitions, never contact data).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
-class SendStepSnapshot:
+class BranchCaseSnapshot:
+    condition: dict[str, Any]
+    goto: str
+
+
+@dataclass(frozen=True)
+class StepSnapshot:
+    """One step; which fields matter depends on `kind` (send, wait, wait_until, wait_for, branch, update, exit)."""
+
     id: str
-    template: str
-    channels: list[str]
+    kind: str
+    # send
+    template: str | None = None
+    channels: list[str] = field(default_factory=list)
     urgent: bool = False
     on_cap: str = "skip"
     max_hold_seconds: int | None = None
+    # wait
+    seconds: int | None = None
+    # wait_until
+    time_of_day: str | None = None
+    weekdays: list[str] = field(default_factory=list)
+    # wait_for
+    event: str | None = None
+    timeout_seconds: int | None = None
+    on_timeout: str | None = None
+    # branch
+    cases: list[BranchCaseSnapshot] = field(default_factory=list)
+    otherwise: str | None = None
+    # update
+    attributes: dict[str, Any] | None = None
+    lifecycle_stage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -28,4 +55,10 @@ class CampaignSnapshot:
     content_hash: str
     category: str
     topic: str | None = None
-    steps: list[SendStepSnapshot] = field(default_factory=list)
+    steps: list[StepSnapshot] = field(default_factory=list)
+    exit_on: list[str] = field(default_factory=list)
+    goal_event: str | None = None
+    goal_within_seconds: int | None = None
+    holdout_percent: float = 0
+    # A stage-triggered journey ends when the contact leaves that stage.
+    trigger_stage: str | None = None

@@ -8,7 +8,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from carecast.spec.campaign import Campaign
-from carecast.spec.snapshot import CampaignSnapshot
 from carecast.store.models import CampaignVersion
 
 
@@ -58,13 +57,3 @@ def latest_version(session: Session, campaign_id: str) -> CampaignVersion | None
         .order_by(CampaignVersion.version.desc())
         .limit(1)
     )
-
-
-def snapshots_triggered_by(session: Session, event_name: str) -> list[CampaignSnapshot]:
-    """The active version of every deployed campaign whose trigger is `event_name`."""
-    rows = session.scalars(select(CampaignVersion).where(CampaignVersion.active.is_(True)))
-    return [
-        Campaign.model_validate(row.spec).snapshot(row.version)
-        for row in rows
-        if row.spec.get("trigger", {}).get("event") == event_name
-    ]

@@ -147,6 +147,24 @@ class CampaignVersion(Base):
     deployed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class Enrolment(Base):
+    """A contact's entry into a journey; re-entry rules and holdout reports read these."""
+
+    __tablename__ = "enrolments"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "contact_id", "entry_key", name="uq_enrolments_campaign_contact_entry"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    campaign_version: Mapped[int] = mapped_column(Integer)
+    contact_id: Mapped[str] = mapped_column(String(128))
+    entry_key: Mapped[str] = mapped_column(String(200))
+    workflow_id: Mapped[str] = mapped_column(String(300))
+    holdout: Mapped[bool] = mapped_column(Boolean, default=False)
+    enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class Delivery(Base):
     """One message we meant to send, reserved before the provider is called.
 

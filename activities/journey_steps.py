@@ -1,0 +1,86 @@
+"""Activities for the journey steps that read or change the contact: wait_until, branch, update."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from carecast.contacts.views import contact_facts
+from carecast.filters.evaluate import matches
+from carecast.filters.model import parse_filter
+from carecast.policy.local_time import earliest_instant_for_wall, wall
+from carecast.policy.model import HouseRules
+from carecast.policy.timezones import contact_zone
+from carecast.spec.campaign import WEEKDAYS
+from carecast.store.models import Contact, Event
+from workflows.contracts import (
+    MATCH_CASE,
+    NEXT_LOCAL_TIME,
+    UPDATE_CONTACT,
+    MatchCaseInput,
+    MatchCaseResult,
+    NextLocalTimeInput,
+    NextLocalTimeResult,
+    UpdateContactInput,
+)
+
+
+def next_local_time(after: datetime, tz, time_of_day: str, weekdays: list[str]) -> datetime:
+    """The first instant after `after` that shows `time_of_day` on an allowed weekday in `tz`."""
+    hour, minute = (int(part) for part in time_of_day.split(":"))
+    local = wall(after, tz)
+    for days in range(0, 8):
+        day = (local + timedelta(days=days)).replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if weekdays and WEEKDAYS[day.weekday()] not in weekdays:
+            continue
+        instant = earliest_instant_for_wall(day, tz)
+        if instant > after:
+            return instant
+    raise ValueError(f"no {time_of_day} on {weekdays} within a week")  # unreachable: some weekday always comes
+
+
+class JourneyStepActivities:
+    def __init__(self, sessions: sessionmaker[Session], house_rules: HouseRules) -> None:
+        self.sessions = sessions
+        self.house_rules = house_rules
+
+    def _contact(self, session: Session, contact_id: str) -> Contact:
+        contact = session.get(Contact, contact_id)
+        if contact is None:
+            raise ApplicationError(f"contact {contact_id} no longer exists", non_retryable=True, type="UnknownContact")
+        return contact
+
+    @activity.defn(name=NEXT_LOCAL_TIME)
+    def next_local_time(self, request: NextLocalTimeInput) -> NextLocalTimeResult:
+        with self.sessions() as session:
+            contact = self._contact(session, request.contact_id)
+            tz = contact_zone(contact.timezone, contact.phone, self.house_rules.default_timezone)
+        at = next_local_time(request.after, tz, request.time_of_day, request.weekdays)
+        return NextLocalTimeResult(at=at, local=f"{at.astimezone(tz):%a %H:%M} {tz.key}")
+
+    @activity.defn(name=MATCH_CASE)
+    def match_case(self, request: MatchCaseInput) -> MatchCaseResult:
+        with self.sessions() as session:
+            facts = contact_facts(self._contact(session, request.contact_id))
+            event = None
+            if request.trigger_event_id:
+                row = session.scalar(select(Event).where(Event.event_id == request.trigger_event_id))
+                event = row.data if row else None
+        for index, condition in enumerate(request.conditions):
+            if matches(parse_filter(condition, allow_event=True), facts, request.now, event):
+                return MatchCaseResult(index=index)
+        return MatchCaseResult(index=-1)
+
+    @activity.defn(name=UPDATE_CONTACT)
+    def update_contact(self, request: UpdateContactInput) -> None:
+        """Sets attributes and stage; setting the same values again changes nothing."""
+        with self.sessions.begin() as session:
+            contact = self._contact(session, request.contact_id)
+            if request.attributes:
+                contact.attributes = {**(contact.attributes or {}), **request.attributes}
+            if request.lifecycle_stage:
+                contact.lifecycle_stage = request.lifecycle_stage

@@ -1,0 +1,153 @@
+"""`carecast validate`: every campaign, the house rules, the lifecycle and every template.
+
+Errors stop a deploy; warnings (an SMS over three segments) are shown and do not.
+Templates are rendered for real, with the campaign's sample contact and event,
+so an undefined variable, a syntax error or a marketing email without its
+unsubscribe link is found here and never by a customer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from carecast.render.context import template_context
+from carecast.render.links import LinkSigner
+from carecast.render.segments import count_segments
+from carecast.render.templates import PARTS_BY_CHANNEL, TemplateError, TemplateRenderer
+from carecast.spec.campaign import Campaign, SendAction
+from carecast.spec.documents import Problem, SpecError, problem_at, read_yaml
+from carecast.spec.house_rules import load_house_rules
+from carecast.spec.lifecycle import Lifecycle, load_lifecycle
+from carecast.spec.loader import campaign_files, load_campaign
+
+MAX_SMS_SEGMENTS = 3
+SAMPLE_LINKS = LinkSigner("validate", "https://care.example.com")
+SAMPLE_CONTACT: dict[str, Any] = {
+    "id": "sample-1",
+    "email": "sample@example.com",
+    "phone": "+14155550100",
+    "timezone": "America/New_York",
+    "locale": "en-US",
+    "lifecycle_stage": "active",
+    "care_agent": "Sam from Acme care",
+    "attributes": {},
+}
+
+
+@dataclass
+class Report:
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    campaigns: list[Campaign] = field(default_factory=list)
+    lifecycle: Lifecycle | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def sample_context(campaign: Campaign) -> dict[str, Any]:
+    contact = {**SAMPLE_CONTACT, **campaign.samples.contact}
+    contact["attributes"] = {**SAMPLE_CONTACT["attributes"], **(campaign.samples.contact.get("attributes") or {})}
+    return template_context(contact, campaign.samples.event, campaign.id, campaign.name, campaign.topic, SAMPLE_LINKS)
+
+
+def _template_problems(
+    campaign: Campaign, send: SendAction, renderer: TemplateRenderer, report: Report, path: Path
+) -> None:
+    context = sample_context(campaign)
+    channels = send.channel_list()
+    available = [c for c in channels if all(renderer.variants(send.template, p) for p in PARTS_BY_CHANNEL[c])]
+    missing = [c for c in channels if c not in available]
+    if send.channels == "preferred":
+        if not available:
+            report.errors.append(
+                Problem(
+                    path, None, None, f"template {send.template!r} has no part for any channel in {renderer.directory}"
+                )
+            )
+    else:
+        for channel in missing:
+            parts = ", ".join(f"{send.template}.{p}.j2" for p in PARTS_BY_CHANNEL[channel])
+            report.errors.append(Problem(path, None, None, f"{channel} needs {parts} in {renderer.directory}"))
+    for channel in available:
+        parts = PARTS_BY_CHANNEL[channel] + (("email.html",) if channel == "email" else ())
+        rendered: list[str] = []
+        broken = False
+        for part in parts:
+            for filename in renderer.variants(send.template, part):
+                try:
+                    text = renderer.render_file(filename, context)
+                except TemplateError as exc:
+                    report.errors.append(Problem(exc.path or path, exc.line, None, exc.detail))
+                    broken = True
+                    continue
+                rendered.append(text)
+                if channel == "sms":
+                    count = count_segments(text)
+                    if count.segments > MAX_SMS_SEGMENTS:
+                        report.warnings.append(
+                            Problem(
+                                renderer.directory / filename,
+                                None,
+                                None,
+                                f"this SMS takes {count.segments} segments ({count.units} {count.encoding} "
+                                f"characters); keep it to {MAX_SMS_SEGMENTS} or fewer",
+                            )  # fmt: skip
+                        )
+        needs_link = channel == "email" and campaign.category == "marketing" and not broken
+        if needs_link and not any(context["unsubscribe_url"] in text for text in rendered):
+            report.errors.append(
+                Problem(
+                    renderer.directory / f"{send.template}.email.txt.j2",
+                    None,
+                    None,
+                    "a marketing email must contain its unsubscribe link: add {{ unsubscribe_url }}",
+                )  # fmt: skip
+            )
+
+
+def _stage_problems(campaign: Campaign, path: Path, lifecycle: Lifecycle | None, report: Report) -> None:
+    named: list[tuple[tuple, str]] = []
+    if campaign.trigger is not None and campaign.trigger.stage is not None:
+        named.append((("trigger", "stage"), campaign.trigger.stage))
+    for n, step in enumerate(campaign.steps):
+        if step.update is not None and step.update.lifecycle_stage is not None:
+            named.append((("steps", n, "update", "lifecycle_stage"), step.update.lifecycle_stage))
+    if not named:
+        return
+    document = read_yaml(path)
+    known = lifecycle.names if lifecycle else []
+    for loc, stage in named:
+        if stage not in known:
+            where = f"; stages are {', '.join(known)}" if known else "; there is no campaigns/lifecycle.yaml"
+            report.errors.append(problem_at(path, document.node_at(loc), f"unknown lifecycle stage {stage!r}{where}"))
+
+
+def validate_project(campaigns_dir: Path, templates_dir: Path, paths: Iterable[Path] | None = None) -> Report:
+    """Everything `carecast validate` checks; `paths` limits which campaign files are checked."""
+    report = Report()
+    for load in (load_house_rules, load_lifecycle):
+        try:
+            loaded = load(campaigns_dir)
+        except SpecError as exc:
+            report.errors += exc.problems
+            continue
+        if isinstance(loaded, Lifecycle):
+            report.lifecycle = loaded
+    renderer = TemplateRenderer(templates_dir)
+    files = [Path(p) for p in paths] if paths else campaign_files(campaigns_dir)
+    for path in files:
+        try:
+            campaign = load_campaign(path)
+        except SpecError as exc:
+            report.errors += exc.problems
+            continue
+        report.campaigns.append(campaign)
+        _stage_problems(campaign, path, report.lifecycle, report)
+        for _step_id, send in campaign.sends():
+            _template_problems(campaign, send, renderer, report, path)
+    return report
