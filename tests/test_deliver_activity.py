@@ -27,7 +27,8 @@ TWO_A_DAY = HouseRules(default_timezone="UTC", caps=(CapRule("marketing_daily", 
 
 def request(n=0, contact_id="c-1", channels=("email", "sms"), category="transactional", **fields):
     return DeliverInput(
-        workflow_id=f"journey/welcome/{contact_id}/e-{n}", campaign_id="welcome", campaign_name="Welcome", campaign_version=1,
+        workflow_id=f"journey/welcome/{contact_id}/e-{n}", campaign_id="welcome", campaign_name="Welcome",
+        campaign_version=1,
         category=category, step_id="welcome_email", template="welcome", channels=list(channels),
         contact_id=contact_id, trigger_event_id=None, topic="news" if category == "marketing" else None, **fields,
     )  # fmt: skip

@@ -195,7 +195,8 @@ class JourneyWorkflow:
         except TimeoutError:
             self._record(step, "timed_out")
             return step.on_timeout
-        self._record(step, "event_received")
+        if not self._state.ended_by:
+            self._record(step, "event_received")
         return None
 
     async def _branch(self, journey: JourneyInput, step: StepSnapshot) -> str | None:
