@@ -49,19 +49,6 @@ NOT_COUNTED = ("reserved", "deferred", "skipped", "failed", "holdout")
 RESEND_AFTER_UNCERTAINTY = {"transactional", "care"}
 
 
-def temporal_now() -> datetime:
-    """Now, as Temporal sees this attempt: never earlier than when the server scheduled it.
-
-    In production that is the wall clock; on the time-skipping test server the
-    scheduled time runs ahead, so a journey that slept through the night wakes
-    to a policy that sees the morning.
-    """
-    now = utcnow()
-    if activity.in_activity():
-        return max(now, activity.info().current_attempt_scheduled_time)
-    return now
-
-
 def _history(status: str, **details: Any) -> dict[str, Any]:
     return {"status": status, "at": utcnow().isoformat(), **{k: v for k, v in details.items() if v is not None}}
 
@@ -79,7 +66,7 @@ class DeliveryActivities:
         provider: Provider,
         house_rules: HouseRules,
         links: LinkSigner,
-        clock: Callable[[], datetime] = temporal_now,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
         self.links = links
@@ -152,7 +139,7 @@ class DeliveryActivities:
             contact = lock_contact(session, request.contact_id)
             # Read the clock and the row only once the lock is held: a racing send that
             # committed while we waited must be in the past of `now`, or caps miss it.
-            now = self.clock()
+            now = max(self.clock(), request.asked_at or self.clock())
             delivery = session.get(Delivery, delivery_id)
             if delivery.status != seen_status:
                 return self._claimed_elsewhere(delivery)
@@ -180,7 +167,7 @@ class DeliveryActivities:
             if isinstance(decision, Defer):
                 delivery.reason = decision.reason
                 _record(delivery, "deferred", reason=decision.reason, until=decision.until.isoformat())
-                return self._deferred(delivery, decision, contact)
+                return self._deferred(delivery, decision, contact, now)
             try:
                 message = self._render(request, delivery.id, decision, contact, session)
             except TemplateError as exc:
@@ -238,10 +225,10 @@ class DeliveryActivities:
         )
         return [SentDelivery(at=at, category=category, channel=channel) for at, category, channel in rows]
 
-    def _deferred(self, delivery: Delivery, decision: Defer, contact: Contact) -> DeliverResult:
+    def _deferred(self, delivery: Delivery, decision: Defer, contact: Contact, now: datetime) -> DeliverResult:
         tz = contact_zone(contact.timezone, contact.phone, self.house_rules.default_timezone)
         local = decision.until.astimezone(tz)
-        today = self.clock().astimezone(tz).date()
+        today = now.astimezone(tz).date()
         when = f"{local:%H:%M}" if local.date() == today else f"{local:%a %d %b %H:%M}"
         return DeliverResult(
             delivery_id=delivery.id,

@@ -25,6 +25,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="The carecast store.", no_args_is_help=True)
 events_app = typer.Typer(help="Events that start and steer journeys.", no_args_is_help=True)
 contacts_app = typer.Typer(help="Contacts and their preferences.", no_args_is_help=True)
+broadcast_app = typer.Typer(help="Start and steer broadcasts.", no_args_is_help=True)
+app.add_typer(broadcast_app, name="broadcast")
 app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(contacts_app, name="contacts")
@@ -221,6 +223,100 @@ def deploy(
     for change in changes:
         _say(str(change))
     _say(f"{len(changes)} change(s)" if changes else "nothing changed")
+
+
+def _run_temporal(settings: Settings, work):
+    """Runs `work(client)` against Temporal, turning the usual failures into one-line errors."""
+    from carecast.broadcasts import BroadcastError
+    from carecast.temporal import connect
+
+    async def run():
+        return await work(await connect(settings))
+
+    try:
+        return asyncio.run(run())
+    except BroadcastError as exc:
+        _fail(str(exc))
+    except RuntimeError as exc:
+        _fail(f"cannot reach Temporal at {settings.temporal_address}: {exc}")
+
+
+@broadcast_app.command("start")
+def broadcast_start(campaign_id: Annotated[str, typer.Argument(help="a deployed broadcast campaign")]) -> None:
+    """Start a broadcast run now, whatever its schedule."""
+    from carecast.broadcasts import BroadcastError, deployed_broadcast, start_broadcast
+    from carecast.store.db import make_sessionmaker
+
+    settings = _settings()
+    engine = _store(settings)
+    try:
+        with make_sessionmaker(engine)() as session:
+            campaign, version = deployed_broadcast(session, campaign_id)
+    except BroadcastError as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+    label = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    workflow_id = _run_temporal(settings, lambda c: start_broadcast(c, settings.task_queue, campaign, version, label))
+    _say(f"started    {workflow_id}")
+
+
+def _signal_broadcast(campaign_id: str, signal: str) -> None:
+    from carecast.broadcasts import latest_run
+    from workflows.broadcast import BroadcastWorkflow
+
+    settings = _settings()
+
+    async def work(client):
+        workflow_id = await latest_run(client, campaign_id)
+        await client.get_workflow_handle(workflow_id).signal(getattr(BroadcastWorkflow, signal))
+        return workflow_id
+
+    _say(f"{signal:<10} {_run_temporal(settings, work)}")
+
+
+@broadcast_app.command("pause")
+def broadcast_pause(campaign_id: str) -> None:
+    """Pause the running broadcast of a campaign (it finishes the page it is on)."""
+    _signal_broadcast(campaign_id, "pause")
+
+
+@broadcast_app.command("resume")
+def broadcast_resume(campaign_id: str) -> None:
+    """Resume a paused broadcast."""
+    _signal_broadcast(campaign_id, "resume")
+
+
+@broadcast_app.command("cancel")
+def broadcast_cancel(campaign_id: str) -> None:
+    """Stop a broadcast after the page it is on; nobody is sent a message twice."""
+    _signal_broadcast(campaign_id, "cancel")
+
+
+@broadcast_app.command("status")
+def broadcast_status(campaign_id: str) -> None:
+    """How far the latest broadcast of a campaign is."""
+    from carecast.broadcasts import latest_run, progress
+
+    settings = _settings()
+
+    async def work(client):
+        workflow_id = await latest_run(client, campaign_id)
+        return workflow_id, await progress(client, workflow_id)
+
+    workflow_id, state = _run_temporal(settings, work)
+    status = (
+        "cancelled"
+        if state.cancelled
+        else "paused"
+        if state.paused
+        else "reading"
+        if not state.done_reading
+        else "finishing"
+    )
+    _say(f"{workflow_id}: {status}, {state.counters.audience}/{state.total} contacts, {state.counters.summary()}")
+    for reason, count in sorted(state.counters.skipped.items()):
+        _say(f"  skipped {reason}: {count}")
 
 
 @db_app.command("upgrade")

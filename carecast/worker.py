@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.broadcast import BroadcastActivities
 from activities.deliver import DeliveryActivities
 from activities.journey_steps import JourneyStepActivities
 from carecast.channels.base import Provider
@@ -21,6 +22,7 @@ from carecast.config import Settings
 from carecast.render.templates import TemplateRenderer
 from carecast.spec.house_rules import load_house_rules
 from carecast.store.db import make_sessionmaker
+from workflows.broadcast import BroadcastWorkflow
 from workflows.journey import JourneyWorkflow
 
 ACTIVITY_THREADS = 16
@@ -37,12 +39,21 @@ async def carecast_worker(
         sessions, TemplateRenderer(settings.templates_dir), provider, house_rules, settings.link_signer()
     )
     steps = JourneyStepActivities(sessions, house_rules)
+    broadcasts = BroadcastActivities(sessions, delivery, house_rules)
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="activity") as executor:
         yield Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[JourneyWorkflow],
-            activities=[delivery.deliver, steps.next_local_time, steps.match_case, steps.update_contact],
+            workflows=[JourneyWorkflow, BroadcastWorkflow],
+            activities=[
+                delivery.deliver,
+                steps.next_local_time,
+                steps.match_case,
+                steps.update_contact,
+                broadcasts.count_audience,
+                broadcasts.broadcast_page,
+                broadcasts.retry_deferred,
+            ],
             activity_executor=executor,
             max_concurrent_activities=ACTIVITY_THREADS,
         )

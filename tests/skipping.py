@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 
@@ -25,3 +26,22 @@ async def skip_until_closed(
         await env.sleep(step)
         skipped += step
     return description
+
+
+async def eventually(read, holds, attempts: int = 100, pause: float = 0.05):
+    """Reads until `holds(value)` (a workflow may not have run its first task yet); returns the value."""
+    for _ in range(attempts):
+        value = await read()
+        if holds(value):
+            return value
+        await asyncio.sleep(pause)
+    raise AssertionError(f"never held; last value {value!r}")
+
+
+async def terminate_running(client: Client, workflow_ids: list[str]) -> None:
+    """Ends what a failed test left running: on the shared time-skipping server an unfinished
+    workflow with no worker blocks time skipping for every later test."""
+    for workflow_id in workflow_ids:
+        handle = client.get_workflow_handle(workflow_id)
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await handle.terminate(reason="test cleanup")

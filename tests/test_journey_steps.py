@@ -16,7 +16,7 @@ from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Contact, Delivery, Enrolment
 from carecast.worker import carecast_worker
 from tests.factories import add_contact
-from tests.skipping import skip_until_closed
+from tests.skipping import skip_until_closed, terminate_running
 from workflows.journey import JourneyWorkflow
 
 pytestmark = pytest.mark.store
@@ -51,7 +51,7 @@ steps:
 
 
 @pytest.fixture
-def journeys(time_skipping_env, settings, engine, sessions, tmp_path):
+async def journeys(time_skipping_env, settings, engine, sessions, tmp_path):
     """Deploys a campaign text and returns a runner: event in, skipped to the end, outcome out."""
     campaigns = tmp_path / "campaigns"
     campaigns.mkdir()
@@ -70,6 +70,7 @@ def journeys(time_skipping_env, settings, engine, sessions, tmp_path):
         async with carecast_worker(client, settings, engine, provider) as worker, worker:
             result = await ingest_event(client, sessions, task_queue, event)
             [workflow_id] = result.started
+            started.append(workflow_id)
             if during is not None:
                 await during(workflow_id)
             await skip_until_closed(time_skipping_env, workflow_id)
@@ -79,8 +80,10 @@ def journeys(time_skipping_env, settings, engine, sessions, tmp_path):
         event = IncomingEvent(f"e-{uuid.uuid4().hex[:8]}", contact_id, name, datetime.now(UTC))
         return await ingest_event(client, sessions, task_queue, event)
 
+    started: list[str] = []
     run.deploy, run.signal = deploy, signal
-    return run
+    yield run
+    await terminate_running(client, started)
 
 
 def statuses(outcome):

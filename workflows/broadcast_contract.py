@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 BROADCAST_WORKFLOW = "BroadcastWorkflow"
+COUNT_AUDIENCE = "count_audience"
+BROADCAST_PAGE = "broadcast_page"
+RETRY_DEFERRED = "retry_deferred"
 
 
 @dataclass(frozen=True)
@@ -14,3 +18,74 @@ class BroadcastInput:
     # For `schedule.timezone: contact`: the run sends to the contacts whose local time matches
     # the campaign's cron at the moment the schedule fires (it fires every 15 minutes).
     local_time_cron: str | None = None
+    page_size: int = 1000
+    pages_per_run: int = 10  # pages before continuing as new, which keeps the history small
+    state: BroadcastState | None = None  # set when the workflow continues as new
+
+
+@dataclass
+class BroadcastCounters:
+    audience: int = 0  # contacts the audience query matched so far
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+    def add(self, other: BroadcastCounters) -> None:
+        self.audience += other.audience
+        self.sent += other.sent
+        self.deferred += other.deferred
+        self.failed += other.failed
+        for reason, count in other.skipped.items():
+            self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+    def summary(self) -> str:
+        skipped = sum(self.skipped.values())
+        return f"{self.sent} sent, {skipped} skipped, {self.deferred} deferred, {self.failed} failed"
+
+
+@dataclass(frozen=True)
+class BroadcastPageInput:
+    campaign_id: str
+    version: int
+    run_id: str  # the broadcast's workflow id: part of every delivery's idempotency key
+    as_of: datetime  # the audience and local-time match are evaluated at this moment
+    after: str | None  # keyset cursor: the last contact id of the previous page
+    limit: int
+    local_time_cron: str | None
+    asked_at: datetime | None = None  # the workflow's clock now; sends are judged no earlier
+
+
+@dataclass
+class BroadcastPageResult:
+    last_contact_id: str | None
+    rows: int  # contacts read from the audience query (before the local-time match)
+    counters: BroadcastCounters
+
+
+@dataclass(frozen=True)
+class RetryDeferredInput:
+    campaign_id: str
+    version: int
+    run_id: str
+    asked_at: datetime | None = None
+
+
+@dataclass
+class RetryDeferredResult:
+    # What became of the deferred messages this time: `deferred` counts down by those resolved.
+    counters: BroadcastCounters
+    next_at: datetime | None  # when the earliest still-deferred message may go
+
+
+@dataclass
+class BroadcastState:
+    """Carried across continue-as-new, and what the `progress` query returns."""
+
+    total: int | None = None
+    cursor: str | None = None
+    pages: int = 0
+    done_reading: bool = False
+    paused: bool = False
+    cancelled: bool = False
+    counters: BroadcastCounters = field(default_factory=BroadcastCounters)

@@ -38,13 +38,16 @@ class DeliverInput:
     max_hold_seconds: int | None = None
     # A holdout contact's journey records the message it would have sent, and sends nothing.
     holdout: bool = False
+    # The workflow's clock when it asked. The policy decides at no earlier moment, so a journey
+    # that slept until morning (on the time-skipping test server too) is judged in the morning.
+    asked_at: datetime | None = None
     # Counts the sends of this step within one journey, never the activity attempt,
     # so the idempotency key is the same on every retry and replay.
     occurrence: int = 0
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.workflow_id}/{self.step_id}/{self.occurrence}"
+        return f"{self.workflow_id}/{self.step_id}/{self.contact_id}/{self.occurrence}"
 
 
 @dataclass(frozen=True)

@@ -252,6 +252,7 @@ class JourneyWorkflow:
                 held_since=held_since,
                 max_hold_seconds=step.max_hold_seconds,
                 holdout=journey.holdout,
+                asked_at=workflow.now(),
             ),
             result_type=DeliverResult,
             start_to_close_timeout=DELIVER_TIMEOUT,

@@ -1,0 +1,171 @@
+"""Activities of a broadcast: count the audience, send a page, retry what the policy deferred.
+
+Each contact goes through the same `deliver` as a journey step (policy under the
+contact's lock, idempotency key per broadcast run and contact), so a retried
+page or a restarted worker never sends anyone a second copy.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import lru_cache
+from zoneinfo import available_timezones
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.deliver import DeliveryActivities
+from carecast.filters.model import parse_filter
+from carecast.filters.sql import to_sql
+from carecast.policy.local_time import wall
+from carecast.policy.model import HouseRules
+from carecast.policy.send_windows import compile_window
+from carecast.policy.timezones import contact_zone, zone
+from carecast.spec.campaign import Campaign
+from carecast.store.models import CampaignVersion, Contact, Delivery
+from workflows.broadcast_contract import (
+    BROADCAST_PAGE,
+    COUNT_AUDIENCE,
+    RETRY_DEFERRED,
+    BroadcastCounters,
+    BroadcastPageInput,
+    BroadcastPageResult,
+    RetryDeferredInput,
+    RetryDeferredResult,
+)
+from workflows.contracts import DeliverInput, DeliverResult
+
+SEND_THREADS = 8
+STEP_ID = "send"
+
+
+@lru_cache(maxsize=1)
+def _all_zones() -> tuple[str, ...]:
+    return tuple(sorted(available_timezones()))
+
+
+def zones_at_local_time(cron: str, moment: datetime) -> set[str]:
+    """The zones whose wall clock at `moment` is a minute the cron expression names."""
+    window = compile_window(cron)
+    minute = moment.replace(second=0, microsecond=0)
+    return {name for name in _all_zones() if window.matches(wall(minute, zone(name)))}
+
+
+class BroadcastActivities:
+    def __init__(self, sessions: sessionmaker[Session], delivery: DeliveryActivities, house_rules: HouseRules) -> None:
+        self.sessions = sessions
+        self.delivery = delivery
+        self.house_rules = house_rules
+
+    def _campaign(self, session: Session, campaign_id: str, version: int) -> Campaign:
+        row = session.scalar(
+            select(CampaignVersion).where(
+                CampaignVersion.campaign_id == campaign_id, CampaignVersion.version == version
+            )
+        )
+        if row is None:
+            raise ApplicationError(f"campaign {campaign_id} v{version} is not deployed", non_retryable=True)
+        campaign = Campaign.model_validate(row.spec)
+        if campaign.audience is None or campaign.send is None:
+            raise ApplicationError(f"campaign {campaign_id} is not a broadcast", non_retryable=True)
+        return campaign
+
+    def _audience(self, campaign: Campaign, page: BroadcastPageInput):
+        where = to_sql(parse_filter(campaign.audience), page.as_of)
+        if page.local_time_cron:
+            # Contacts with a zone are matched in SQL; those without one need their phone's zone.
+            zones = zones_at_local_time(page.local_time_cron, page.as_of)
+            where = and_(where, or_(Contact.timezone.in_(zones), Contact.timezone.is_(None)))
+        return where
+
+    def _in_local_time(self, page: BroadcastPageInput, timezone: str | None, phone: str | None) -> bool:
+        if not page.local_time_cron:
+            return True
+        tz = contact_zone(timezone, phone, self.house_rules.default_timezone)
+        return compile_window(page.local_time_cron).matches(wall(page.as_of.replace(second=0, microsecond=0), tz))
+
+    @activity.defn(name=COUNT_AUDIENCE)
+    def count_audience(self, page: BroadcastPageInput) -> int:
+        with self.sessions() as session:
+            campaign = self._campaign(session, page.campaign_id, page.version)
+            where = self._audience(campaign, page)
+            if not page.local_time_cron:
+                return session.scalar(select(func.count()).select_from(Contact).where(where))
+            rows = session.execute(select(Contact.timezone, Contact.phone).where(where))
+            return sum(1 for timezone, phone in rows if self._in_local_time(page, timezone, phone))
+
+    def _request(
+        self, campaign: Campaign, run_id: str, version: int, contact_id: str, held_since: datetime, asked_at
+    ) -> DeliverInput:
+        send = campaign.send
+        return DeliverInput(
+            workflow_id=run_id, campaign_id=campaign.id, campaign_name=campaign.name, campaign_version=version,
+            category=campaign.category, step_id=STEP_ID, template=send.template, channels=send.channel_list(),
+            contact_id=contact_id, trigger_event_id=None, topic=campaign.topic, urgent=send.urgent,
+            on_cap=send.on_cap, held_since=held_since, max_hold_seconds=int(send.max_hold.total_seconds()),
+            asked_at=asked_at,
+        )  # fmt: skip
+
+    def _send_all(self, requests: list[DeliverInput]) -> tuple[BroadcastCounters, list[DeliverResult]]:
+        counters, results = BroadcastCounters(), []
+
+        def one(request: DeliverInput) -> DeliverResult | None:
+            try:
+                return self.delivery.deliver(request)
+            except ApplicationError:
+                return None  # recorded on the delivery row; one contact's failure never stops the page
+
+        with ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="broadcast") as pool:
+            for n, result in enumerate(pool.map(one, requests)):
+                if n % 50 == 0:
+                    activity.heartbeat(n)
+                if result is None:
+                    counters.failed += 1
+                    continue
+                results.append(result)
+                if result.status == "sent":
+                    counters.sent += 1
+                elif result.status == "deferred":
+                    counters.deferred += 1
+                elif result.status == "skipped":
+                    counters.skipped[result.reason] = counters.skipped.get(result.reason, 0) + 1
+                else:
+                    counters.failed += 1
+        return counters, results
+
+    @activity.defn(name=BROADCAST_PAGE)
+    def broadcast_page(self, page: BroadcastPageInput) -> BroadcastPageResult:
+        with self.sessions() as session:
+            campaign = self._campaign(session, page.campaign_id, page.version)
+            query = select(Contact.id, Contact.timezone, Contact.phone).where(self._audience(campaign, page))
+            if page.after is not None:
+                query = query.where(Contact.id > page.after)
+            rows = session.execute(query.order_by(Contact.id).limit(page.limit)).all()
+        chosen = [contact_id for contact_id, timezone, phone in rows if self._in_local_time(page, timezone, phone)]
+        requests = [
+            self._request(campaign, page.run_id, page.version, cid, page.as_of, page.asked_at) for cid in chosen
+        ]
+        counters, _ = self._send_all(requests)
+        counters.audience = len(chosen)
+        return BroadcastPageResult(last_contact_id=rows[-1][0] if rows else None, rows=len(rows), counters=counters)
+
+    @activity.defn(name=RETRY_DEFERRED)
+    def retry_deferred(self, retry: RetryDeferredInput) -> RetryDeferredResult:
+        with self.sessions() as session:
+            campaign = self._campaign(session, retry.campaign_id, retry.version)
+            deferred = session.execute(
+                select(Delivery.contact_id, Delivery.created_at).where(
+                    Delivery.workflow_id == retry.run_id, Delivery.status == "deferred"
+                )
+            ).all()
+        requests = [
+            self._request(campaign, retry.run_id, retry.version, cid, held, retry.asked_at) for cid, held in deferred
+        ]
+        counters, results = self._send_all(requests)
+        still = [r.deferred_until for r in results if r.status == "deferred" and r.deferred_until]
+        resolved = len(requests) - counters.deferred
+        counters.deferred = -resolved
+        return RetryDeferredResult(counters=counters, next_at=min(still) if still else None)

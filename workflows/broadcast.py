@@ -1,0 +1,138 @@
+"""BroadcastWorkflow: one message to a whole audience, page by page.
+
+It reads the audience by keyset (1,000 contacts a page by default), hands each page to
+one activity that asks the policy and sends for every contact, and continues as
+new every few pages carrying its cursor and counters, so its history stays
+small however large the audience. Messages the policy deferred (quiet hours,
+caps) are retried when they may go, until their hold expires. Signals pause,
+resume and cancel it; the `progress` query and the details line in the UI show
+how far it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from datetime import timedelta
+
+from temporalio import workflow
+
+from workflows.broadcast_contract import (
+    BROADCAST_PAGE,
+    BROADCAST_WORKFLOW,
+    COUNT_AUDIENCE,
+    RETRY_DEFERRED,
+    BroadcastInput,
+    BroadcastPageInput,
+    BroadcastPageResult,
+    BroadcastState,
+    RetryDeferredInput,
+    RetryDeferredResult,
+)
+
+PAGE_TIMEOUT = timedelta(minutes=10)
+
+
+@workflow.defn(name=BROADCAST_WORKFLOW)
+class BroadcastWorkflow:
+    def __init__(self) -> None:
+        self._state = BroadcastState()
+
+    @workflow.signal
+    def pause(self) -> None:
+        self._state.paused = True
+        self._show()
+
+    @workflow.signal
+    def resume(self) -> None:
+        self._state.paused = False
+        self._show()
+
+    @workflow.signal
+    def cancel(self) -> None:
+        self._state.cancelled = True
+        self._show()
+
+    @workflow.query
+    def progress(self) -> BroadcastState:
+        return self._state
+
+    @workflow.run
+    async def run(self, broadcast: BroadcastInput) -> BroadcastState:
+        if broadcast.state is not None:  # continued as new; signals before this run's start act on it
+            self._state = broadcast.state
+        state = self._state
+        as_of = workflow.info().start_time if broadcast.state is None else workflow.now()
+        run_id = workflow.info().workflow_id
+        if state.total is None:
+            state.total = await workflow.execute_activity(
+                COUNT_AUDIENCE,
+                BroadcastPageInput(
+                    broadcast.campaign_id, broadcast.version, run_id, as_of, None, 0, broadcast.local_time_cron
+                ),
+                result_type=int,
+                start_to_close_timeout=PAGE_TIMEOUT,
+                summary="count the audience",
+            )
+        pages_this_run = 0
+        while not state.done_reading and not state.cancelled:
+            await workflow.wait_condition(lambda: not state.paused or state.cancelled)
+            if state.cancelled:
+                break
+            page: BroadcastPageResult = await workflow.execute_activity(
+                BROADCAST_PAGE,
+                BroadcastPageInput(
+                    broadcast.campaign_id,
+                    broadcast.version,
+                    run_id,
+                    as_of,
+                    state.cursor,
+                    broadcast.page_size,
+                    broadcast.local_time_cron,
+                    workflow.now(),
+                ),  # fmt: skip
+                result_type=BroadcastPageResult,
+                start_to_close_timeout=PAGE_TIMEOUT,
+                heartbeat_timeout=timedelta(minutes=2),
+                summary=f"send page {state.pages + 1}",
+            )
+            state.counters.add(page.counters)
+            state.cursor = page.last_contact_id or state.cursor
+            state.pages += 1
+            state.done_reading = page.rows < broadcast.page_size
+            self._show()
+            pages_this_run += 1
+            if not state.done_reading and pages_this_run >= broadcast.pages_per_run:
+                workflow.continue_as_new(dataclasses.replace(broadcast, state=state))
+        await self._retry_deferred(broadcast, run_id)
+        self._show(final=True)
+        return state
+
+    async def _retry_deferred(self, broadcast: BroadcastInput, run_id: str) -> None:
+        state = self._state
+        while state.counters.deferred and not state.cancelled:
+            retried: RetryDeferredResult = await workflow.execute_activity(
+                RETRY_DEFERRED,
+                RetryDeferredInput(broadcast.campaign_id, broadcast.version, run_id, workflow.now()),
+                result_type=RetryDeferredResult,
+                start_to_close_timeout=PAGE_TIMEOUT,
+                heartbeat_timeout=timedelta(minutes=2),
+                summary="send the deferred messages that may go now",
+            )
+            state.counters.add(retried.counters)
+            self._show()
+            if retried.next_at is None:
+                break
+            wait = max(retried.next_at - workflow.now(), timedelta(seconds=1))
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: state.cancelled,
+                    timeout=wait,
+                    timeout_summary=f"{state.counters.deferred} deferred messages wait for their time",
+                )
+
+    def _show(self, final: bool = False) -> None:
+        state = self._state
+        read = min(state.counters.audience, state.total or 0)
+        status = "cancelled" if state.cancelled else "paused" if state.paused else "done" if final else "sending"
+        workflow.set_current_details(f"{status}: {read}/{state.total} contacts · {state.counters.summary()}")
