@@ -170,11 +170,16 @@ def schema() -> None:
 def preview(
     campaign_id: Annotated[str, typer.Argument(help="campaign id, e.g. welcome_series")],
     contact: Annotated[str | None, typer.Option(help="render for this stored contact")] = None,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="render for the campaign's sample contact (default)")
+    ] = False,
     step: Annotated[str | None, typer.Option(help="only this step")] = None,
 ) -> None:
     """Render each message of a campaign as the customer would get it (default: its sample contact)."""
     from carecast.preview import PreviewError, preview_campaign
 
+    if sample and contact:
+        _fail("choose --contact ID or --sample, not both")
     settings = _settings()
     engine = _store(settings) if contact else None
     try:

@@ -229,3 +229,42 @@ def test_load_errors_collect_every_problem_in_the_file(project):
     with pytest.raises(SpecError) as error:
         load_campaign(path)
     assert len(error.value.problems) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "stages:\n  - {name: new}\n  - {name: lead}\n",
+            "1:1: stage 'new' has no rule, so the stages after it could never match",
+        ),
+        (
+            "stages:\n  - {name: lead, when: {lifecycle: {eq: x}}}\n",
+            "2:24: unknown field 'lifecycle'; use one of id, email",
+        ),
+    ],
+)
+def test_lifecycle_mistakes(project, text, message):
+    (project.campaigns / "lifecycle.yaml").write_text(text)
+    errors, _ = messages(project, project(JOURNEY))
+    assert errors[0].startswith(f"{project.campaigns / 'lifecycle.yaml'}:{message}")
+
+
+def test_the_command_exits_1_and_prints_each_problem(project):
+    import os
+    import subprocess
+    import sys
+
+    path = project(JOURNEY.replace("wait: 1d", "wait: soon"))
+    env = {
+        **os.environ,
+        "CARECAST_CAMPAIGNS_DIR": str(project.campaigns),
+        "CARECAST_TEMPLATES_DIR": str(project.templates),
+    }
+    carecast = str(Path(sys.executable).with_name("carecast"))
+    done = subprocess.run([carecast, "validate"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"{path}:11:11: 'soon' is not a duration" in done.stderr
+    assert "Traceback" not in done.stderr
+    (project.campaigns / "hello.yaml").write_text(JOURNEY)
+    assert subprocess.run([carecast, "validate"], env=env, capture_output=True, timeout=60).returncode == 0

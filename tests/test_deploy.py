@@ -1,0 +1,87 @@
+"""carecast deploy against a real dev server: versions by content, schedules in step, idempotent."""
+
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from carecast.deploy import deploy_versions, schedule_id, sync_schedules
+from carecast.spec.loader import load_campaigns
+from carecast.store.models import CampaignVersion
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPORAL = str(Path(sys.executable).with_name("temporal"))
+
+
+async def deploy(client, sessions, folder, task_queue):
+    campaigns = load_campaigns(folder)
+    with sessions.begin() as session:
+        changes, versions, removed = deploy_versions(session, campaigns)
+    return [str(c) for c in changes + await sync_schedules(client, campaigns, versions, removed, task_queue)]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    target = tmp_path / "campaigns"
+    shutil.copytree(ROOT / "campaigns", target)
+    # A unique campaign id per test run keeps schedules apart on the shared dev server.
+    suffix = uuid.uuid4().hex[:6]
+    text = (target / "back_in_stock.yaml").read_text().replace("id: back_in_stock", f"id: restock_{suffix}")
+    (target / "back_in_stock.yaml").unlink()
+    (target / f"restock_{suffix}.yaml").write_text(text)
+    return target, f"restock_{suffix}"
+
+
+async def test_deploy_twice_changes_nothing_the_second_time(dev_server_env, sessions, folder):
+    target, campaign_id = folder
+    client = dev_server_env.client
+    first = await deploy(client, sessions, target, "carecast")
+    second = await deploy(client, sessions, target, "carecast")
+
+    assert f"{campaign_id:<22} deployed version 1" in first
+    assert any(line.startswith(f"{campaign_id:<22} schedule created") for line in first)
+    assert second == []
+    schedule = (await client.get_schedule_handle(schedule_id(campaign_id)).describe()).schedule
+    assert schedule.action.workflow == "BroadcastWorkflow"
+    assert schedule.state.note.startswith("Back in stock v1 (")
+    assert not schedule.state.paused
+    listed = subprocess.run(
+        [TEMPORAL, "schedule", "list", "--address", client.service_client.config.target_host],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert schedule_id(campaign_id) in listed.stdout
+
+
+async def test_a_changed_campaign_gets_a_new_version_and_its_schedule_follows(dev_server_env, sessions, folder):
+    target, campaign_id = folder
+    client = dev_server_env.client
+    await deploy(client, sessions, target, "carecast")
+    path = target / f"{campaign_id}.yaml"
+    path.write_text(path.read_text().replace('cron: "0 10 * * 1"', 'cron: "0 11 * * 1"'))
+    changes = await deploy(client, sessions, target, "carecast")
+
+    assert f"{campaign_id:<22} deployed version 2" in changes
+    assert any(line.startswith(f"{campaign_id:<22} schedule updated: Back in stock v2") for line in changes)
+    with sessions() as session:
+        versions = session.scalars(select(CampaignVersion.version).where(CampaignVersion.campaign_id == campaign_id))
+        assert sorted(versions) == [1, 2]  # old versions stay for the journeys that run on them
+
+
+async def test_a_campaign_removed_from_the_folder_is_deactivated_and_its_schedule_paused(
+    dev_server_env, sessions, folder
+):
+    target, campaign_id = folder
+    client = dev_server_env.client
+    await deploy(client, sessions, target, "carecast")
+    (target / f"{campaign_id}.yaml").unlink()
+    changes = await deploy(client, sessions, target, "carecast")
+
+    assert changes == [f"{campaign_id:<22} removed from the folder: deactivated", f"{campaign_id:<22} schedule paused"]
+    schedule = await client.get_schedule_handle(schedule_id(campaign_id)).describe()
+    assert schedule.schedule.state.paused
