@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from carecast.api.auth import require_api_key
 from carecast.api.contacts import contacts_router
+from carecast.api.events import events_router
 from carecast.config import Settings
 from carecast.store.db import make_engine, make_sessionmaker, ping
 from carecast.temporal import connect
@@ -42,7 +43,10 @@ def create_app(
         engine.dispose()
 
     app = FastAPI(title="carecast", lifespan=lifespan)
-    app.include_router(contacts_router(make_sessionmaker(engine), require_api_key(settings.api_key)))
+    auth = require_api_key(settings.api_key)
+    sessions = make_sessionmaker(engine)
+    app.include_router(contacts_router(sessions, auth))
+    app.include_router(events_router(sessions, temporal_client, settings.task_queue, auth))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
