@@ -156,13 +156,11 @@ class BroadcastActivities:
     def retry_deferred(self, retry: RetryDeferredInput) -> RetryDeferredResult:
         with self.sessions() as session:
             campaign = self._campaign(session, retry.campaign_id, retry.version)
-            deferred = session.execute(
-                select(Delivery.contact_id, Delivery.created_at).where(
-                    Delivery.workflow_id == retry.run_id, Delivery.status == "deferred"
-                )
+            deferred = session.scalars(
+                select(Delivery.contact_id).where(Delivery.workflow_id == retry.run_id, Delivery.status == "deferred")
             ).all()
         requests = [
-            self._request(campaign, retry.run_id, retry.version, cid, held, retry.asked_at) for cid, held in deferred
+            self._request(campaign, retry.run_id, retry.version, cid, retry.as_of, retry.asked_at) for cid in deferred
         ]
         counters, results = self._send_all(requests)
         still = [r.deferred_until for r in results if r.status == "deferred" and r.deferred_until]

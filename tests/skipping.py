@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
 
 
 async def skip_until_closed(
@@ -25,7 +30,17 @@ async def skip_until_closed(
             raise AssertionError(f"{workflow_id} still running after {limit} of skipped time")
         await env.sleep(step)
         skipped += step
+    if os.environ.get("CARECAST_RECORD_HISTORIES"):
+        await record_history(handle, description.workflow_type)
     return description
+
+
+async def record_history(handle, workflow_type: str) -> None:
+    """Saves a finished workflow's history for the replay test (CARECAST_RECORD_HISTORIES=1 pytest ...)."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "manual").split(" ")[0].split("::")[-1]
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", f"{workflow_type}_{test}").strip("_")[:120]
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text((await handle.fetch_history()).to_json())
 
 
 async def eventually(read, holds, attempts: int = 100, pause: float = 0.05):

@@ -78,7 +78,9 @@ async def journeys(time_skipping_env, settings, engine, sessions, tmp_path):
 
     async def signal(name, contact_id="c-1"):
         event = IncomingEvent(f"e-{uuid.uuid4().hex[:8]}", contact_id, name, datetime.now(UTC))
-        return await ingest_event(client, sessions, task_queue, event)
+        result = await ingest_event(client, sessions, task_queue, event)
+        started.extend(result.started)
+        return result
 
     started: list[str] = []
     run.deploy, run.signal = deploy, signal
@@ -162,19 +164,19 @@ async def test_a_holdout_contact_runs_the_journey_but_is_sent_nothing(journeys, 
 
 async def test_entry_filter_and_reentry_never(journeys, sessions):
     journeys.deploy(
-        SERIES.replace(
-            "trigger: {event: signed_up}", "trigger: {event: signed_up}\nentry: {when: {lifecycle_stage: {eq: new}}}"
-        )
+        "id: series\nname: Once\ncategory: care\ntrigger: {event: signed_up}\n"
+        "entry: {when: {lifecycle_stage: {eq: new}}, reentry: never}\n"
+        "steps:\n  - {id: hello, send: {template: welcome, channels: [email]}}\n"
     )
     with sessions.begin() as session:
         add_contact(session, "c-1", lifecycle_stage="new")
         add_contact(session, "c-2", lifecycle_stage="loyal")
-    first = await journeys.signal("signed_up", "c-1")
+    first = await journeys(contact_id="c-1")
     again = await journeys.signal("signed_up", "c-1")
     other = await journeys.signal("signed_up", "c-2")
-    assert len(first.started) == 1
-    assert again.not_entered == {"series": "already_enrolled"}
-    assert other.not_entered == {"series": "entry_filter"}
+    assert statuses(first) == [("hello", "sent")]
+    assert (again.started, again.not_entered) == ([], {"series": "already_enrolled"})
+    assert (other.started, other.not_entered) == ([], {"series": "entry_filter"})
 
 
 def test_wait_until_finds_the_next_allowed_local_time_across_dst():

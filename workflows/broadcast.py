@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 
@@ -59,10 +59,13 @@ class BroadcastWorkflow:
 
     @workflow.run
     async def run(self, broadcast: BroadcastInput) -> BroadcastState:
-        if broadcast.state is not None:  # continued as new; signals before this run's start act on it
+        if broadcast.state is not None:  # continued as new: carry on, keeping signals this run already got
+            early = self._state
             self._state = broadcast.state
+            self._state.paused = self._state.paused or early.paused
+            self._state.cancelled = self._state.cancelled or early.cancelled
         state = self._state
-        as_of = workflow.info().start_time if broadcast.state is None else workflow.now()
+        state.as_of = as_of = state.as_of or workflow.info().start_time
         run_id = workflow.info().workflow_id
         if state.total is None:
             state.total = await workflow.execute_activity(
@@ -104,16 +107,16 @@ class BroadcastWorkflow:
             pages_this_run += 1
             if not state.done_reading and pages_this_run >= broadcast.pages_per_run:
                 workflow.continue_as_new(dataclasses.replace(broadcast, state=state))
-        await self._retry_deferred(broadcast, run_id)
+        await self._retry_deferred(broadcast, run_id, as_of)
         self._show(final=True)
         return state
 
-    async def _retry_deferred(self, broadcast: BroadcastInput, run_id: str) -> None:
+    async def _retry_deferred(self, broadcast: BroadcastInput, run_id: str, as_of: datetime) -> None:
         state = self._state
         while state.counters.deferred and not state.cancelled:
             retried: RetryDeferredResult = await workflow.execute_activity(
                 RETRY_DEFERRED,
-                RetryDeferredInput(broadcast.campaign_id, broadcast.version, run_id, workflow.now()),
+                RetryDeferredInput(broadcast.campaign_id, broadcast.version, run_id, as_of, workflow.now()),
                 result_type=RetryDeferredResult,
                 start_to_close_timeout=PAGE_TIMEOUT,
                 heartbeat_timeout=timedelta(minutes=2),

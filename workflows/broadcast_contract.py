@@ -68,6 +68,7 @@ class RetryDeferredInput:
     campaign_id: str
     version: int
     run_id: str
+    as_of: datetime  # when the run began: deferred messages have been held since then
     asked_at: datetime | None = None
 
 
@@ -82,6 +83,7 @@ class RetryDeferredResult:
 class BroadcastState:
     """Carried across continue-as-new, and what the `progress` query returns."""
 
+    as_of: datetime | None = None  # when the broadcast began; its audience is evaluated at this moment
     total: int | None = None
     cursor: str | None = None
     pages: int = 0
