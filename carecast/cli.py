@@ -217,7 +217,8 @@ def deploy(
         client = await connect(settings)
         with make_sessionmaker(engine).begin() as session:
             changes, versions, removed = deploy_versions(session, campaigns, remove_missing=not paths)
-        return changes + await sync_schedules(client, campaigns, versions, removed, settings.task_queue)
+        schedules = await sync_schedules(client, campaigns, versions, removed, settings.task_queue, report.lifecycle)
+        return changes + schedules
 
     try:
         changes = asyncio.run(run())

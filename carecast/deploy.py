@@ -18,6 +18,7 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
     ScheduleSpec,
     ScheduleState,
     ScheduleUpdate,
@@ -26,9 +27,12 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from carecast.spec.campaign import Campaign
+from carecast.spec.durations import format_duration
+from carecast.spec.lifecycle import Lifecycle
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import CampaignVersion
 from workflows.broadcast_contract import BROADCAST_WORKFLOW, BroadcastInput
+from workflows.lifecycle import LIFECYCLE_WORKFLOW, LifecycleInput
 
 # `timezone: contact` schedules fire every quarter hour (zones differ by 15, 30, 45 minutes);
 # each run sends to the contacts whose local time matches the campaign's cron.
@@ -99,42 +103,78 @@ def desired_schedule(campaign: Campaign, version: int, task_queue: str) -> Sched
     )
 
 
+LIFECYCLE_SCHEDULE = "lifecycle/recompute"
+
+
+async def _ensure(client: Client, schedule_id_: str, wanted: Schedule, label: str) -> list[Change]:
+    """Creates the schedule, or updates it when its note (what it runs) or paused state differ."""
+    handle = client.get_schedule_handle(schedule_id_)
+    try:
+        current = await handle.describe()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        try:
+            await client.create_schedule(schedule_id_, wanted)
+        except ScheduleAlreadyRunningError:  # created by a concurrent deploy
+            return []
+        return [Change(label, f"schedule created: {wanted.state.note}")]
+    if current.schedule.state.note == wanted.state.note and not current.schedule.state.paused:
+        return []
+
+    def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+        return ScheduleUpdate(schedule=wanted)
+
+    await handle.update(replace)
+    return [Change(label, f"schedule updated: {wanted.state.note}")]
+
+
+async def _pause(client: Client, schedule_id_: str, label: str, note: str) -> list[Change]:
+    handle = client.get_schedule_handle(schedule_id_)
+    try:
+        current = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return []
+        raise
+    if current.schedule.state.paused:
+        return []
+    await handle.pause(note=note)
+    return [Change(label, "schedule paused")]
+
+
+def lifecycle_schedule(lifecycle: Lifecycle, task_queue: str) -> Schedule:
+    every = format_duration(lifecycle.recompute_every)
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            LIFECYCLE_WORKFLOW,
+            LifecycleInput(),
+            id="lifecycle/recompute/scheduled",
+            task_queue=task_queue,
+            static_summary=f"recompute lifecycle stages ({', '.join(lifecycle.names)})",
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=lifecycle.recompute_every)]),
+        state=ScheduleState(note=f"every {every}: {', '.join(lifecycle.names)}"),
+    )
+
+
 async def sync_schedules(
-    client: Client, campaigns: list[Campaign], versions: dict[str, int], removed: list[str], task_queue: str
+    client: Client,
+    campaigns: list[Campaign],
+    versions: dict[str, int],
+    removed: list[str],
+    task_queue: str,
+    lifecycle: Lifecycle | None = None,
 ) -> list[Change]:
     changes = []
+    if lifecycle is not None:
+        changes += await _ensure(client, LIFECYCLE_SCHEDULE, lifecycle_schedule(lifecycle, task_queue), "lifecycle")
+    else:
+        changes += await _pause(client, LIFECYCLE_SCHEDULE, "lifecycle", "no campaigns/lifecycle.yaml")
     for campaign in campaigns:
-        if campaign.schedule is None:
-            continue
-        wanted = desired_schedule(campaign, versions[campaign.id], task_queue)
-        handle = client.get_schedule_handle(schedule_id(campaign.id))
-        try:
-            current = await handle.describe()
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            try:
-                await client.create_schedule(schedule_id(campaign.id), wanted)
-            except ScheduleAlreadyRunningError:  # created by a concurrent deploy
-                continue
-            changes.append(Change(campaign.id, f"schedule created: {wanted.state.note}"))
-            continue
-        if current.schedule.state.note != wanted.state.note or current.schedule.state.paused:
-
-            def replace(_: ScheduleUpdateInput, schedule: Schedule = wanted) -> ScheduleUpdate:
-                return ScheduleUpdate(schedule=schedule)
-
-            await handle.update(replace)
-            changes.append(Change(campaign.id, f"schedule updated: {wanted.state.note}"))
+        if campaign.schedule is not None:
+            wanted = desired_schedule(campaign, versions[campaign.id], task_queue)
+            changes += await _ensure(client, schedule_id(campaign.id), wanted, campaign.id)
     for campaign_id in removed:
-        handle = client.get_schedule_handle(schedule_id(campaign_id))
-        try:
-            current = await handle.describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                continue
-            raise
-        if not current.schedule.state.paused:
-            await handle.pause(note="campaign removed from the folder")
-            changes.append(Change(campaign_id, "schedule paused"))
+        changes += await _pause(client, schedule_id(campaign_id), campaign_id, "campaign removed from the folder")
     return changes

@@ -29,6 +29,7 @@ from carecast.config import Settings
 from carecast.deploy import deploy_versions, sync_schedules
 from carecast.ports import PortNeed, ensure_free
 from carecast.providers import build_provider
+from carecast.spec.lifecycle import Lifecycle
 from carecast.spec.project import validate_project
 from carecast.store.db import make_engine, make_sessionmaker
 from carecast.store.demo import seed_demo_contacts
@@ -146,6 +147,7 @@ class DeployPlan:
     campaigns: list
     versions: dict[str, int]
     removed: list[str]
+    lifecycle: Lifecycle | None = None
 
 
 def prepare_store(settings: Settings, say: Callable[[str], None]) -> tuple[Engine, DeployPlan]:
@@ -160,7 +162,7 @@ def prepare_store(settings: Settings, say: Callable[[str], None]) -> tuple[Engin
     with make_sessionmaker(engine).begin() as session:
         if report.ok:
             changes, versions, removed = deploy_versions(session, report.campaigns)
-            plan = DeployPlan(report.campaigns, versions, removed)
+            plan = DeployPlan(report.campaigns, versions, removed, report.lifecycle)
             for change in changes:
                 say(f"campaign   {change}")
             say(f"campaigns  {len(report.campaigns)} valid, {len(changes)} change(s)")
@@ -189,7 +191,10 @@ async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
     process, client = await start_dev_server(settings)
     try:
         say(f"temporal   {settings.temporal_address}, UI http://127.0.0.1:{settings.temporal_ui_port}")
-        for change in await sync_schedules(client, plan.campaigns, plan.versions, plan.removed, settings.task_queue):
+        schedules = await sync_schedules(
+            client, plan.campaigns, plan.versions, plan.removed, settings.task_queue, plan.lifecycle
+        )
+        for change in schedules:
             say(f"schedule   {change}")
         api = EmbeddedApiServer(
             uvicorn.Config(

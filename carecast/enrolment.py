@@ -92,11 +92,24 @@ def active_campaigns(session: Session) -> list[tuple[Campaign, int]]:
     return [(Campaign.model_validate(row.spec), row.version) for row in rows]
 
 
+STAGE_ENTERED, STAGE_LEFT = "stage_entered", "stage_left"
+
+
 def listens_to(campaign: Campaign, event_name: str) -> bool:
     """Whether a running journey of this campaign reacts to the event."""
     waits = {step.wait_for.event for step in campaign.steps if step.wait_for is not None}
     goal = {campaign.goal.event} if campaign.goal else set()
-    return event_name in waits | goal | set(campaign.exit_on)
+    stage = {STAGE_LEFT} if campaign.trigger and campaign.trigger.stage else set()
+    return event_name in waits | goal | stage | set(campaign.exit_on)
+
+
+def triggered_by(campaign: Campaign, event: IncomingEvent) -> bool:
+    trigger = campaign.trigger
+    if trigger is None:
+        return False
+    if trigger.stage is not None:
+        return event.name == STAGE_ENTERED and event.data.get("stage") == trigger.stage
+    return trigger.event == event.name
 
 
 @dataclass(frozen=True)
@@ -179,7 +192,8 @@ async def signal_journeys(client: Client, workflow_ids: list[str], event: Incomi
     for workflow_id in workflow_ids:
         try:
             await client.get_workflow_handle(workflow_id).signal(
-                JourneyWorkflow.event, JourneyEvent(name=event.name, event_id=event.event_id)
+                JourneyWorkflow.event,
+                JourneyEvent(name=event.name, event_id=event.event_id, stage=event.data.get("stage")),
             )
             signalled.append(workflow_id)
         except RPCError as exc:
@@ -200,7 +214,7 @@ async def ingest_event(
         to_signal = listening_journeys(session, [c for c, _ in deployed], event)
         journeys: list[JourneyInput] = []
         for campaign, version in deployed:
-            if campaign.trigger is None or campaign.trigger.event != event.name:
+            if not triggered_by(campaign, event):
                 continue
             entry = entry_for(session, campaign, contact, event, now)
             if entry.key is None:

@@ -17,13 +17,16 @@ from temporalio.worker import Worker
 from activities.broadcast import BroadcastActivities
 from activities.deliver import DeliveryActivities
 from activities.journey_steps import JourneyStepActivities
+from activities.lifecycle import LifecycleActivities
 from carecast.channels.base import Provider
 from carecast.config import Settings
 from carecast.render.templates import TemplateRenderer
 from carecast.spec.house_rules import load_house_rules
+from carecast.spec.lifecycle import load_lifecycle
 from carecast.store.db import make_sessionmaker
 from workflows.broadcast import BroadcastWorkflow
 from workflows.journey import JourneyWorkflow
+from workflows.lifecycle import LifecycleWorkflow
 
 ACTIVITY_THREADS = 16
 
@@ -40,11 +43,14 @@ async def carecast_worker(
     )
     steps = JourneyStepActivities(sessions, house_rules)
     broadcasts = BroadcastActivities(sessions, delivery, house_rules)
+    lifecycle = LifecycleActivities(
+        sessions, load_lifecycle(settings.campaigns_dir), lambda: client, settings.task_queue
+    )
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="activity") as executor:
         yield Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[JourneyWorkflow, BroadcastWorkflow],
+            workflows=[JourneyWorkflow, BroadcastWorkflow, LifecycleWorkflow],
             activities=[
                 delivery.deliver,
                 steps.next_local_time,
@@ -53,6 +59,7 @@ async def carecast_worker(
                 broadcasts.count_audience,
                 broadcasts.broadcast_page,
                 broadcasts.retry_deferred,
+                lifecycle.recompute_stages,
             ],
             activity_executor=executor,
             max_concurrent_activities=ACTIVITY_THREADS,

@@ -2,7 +2,7 @@
 
 A change that alters the order of workflow commands fails here; it must go
 through `workflow.patched`. Record new histories with
-`CARECAST_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_journey_steps.py tests/test_broadcast.py`.
+`CARECAST_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_journey_steps.py tests/test_broadcast.py tests/test_lifecycle.py`.
 """
 
 from pathlib import Path
@@ -13,16 +13,17 @@ from temporalio.worker import Replayer
 
 from workflows.broadcast import BroadcastWorkflow
 from workflows.journey import JourneyWorkflow
+from workflows.lifecycle import LifecycleWorkflow
 
 HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"))
 
 
 def test_there_are_histories_of_every_workflow_kind():
     kinds = {path.name.split("_")[0] for path in HISTORIES}
-    assert {"JourneyWorkflow", "BroadcastWorkflow"} <= kinds
+    assert {"JourneyWorkflow", "BroadcastWorkflow", "LifecycleWorkflow"} <= kinds
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays_without_nondeterminism(path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    await Replayer(workflows=[JourneyWorkflow, BroadcastWorkflow]).replay_workflow(history)
+    await Replayer(workflows=[JourneyWorkflow, BroadcastWorkflow, LifecycleWorkflow]).replay_workflow(history)

@@ -101,3 +101,4 @@ class JourneyEvent:
 
     name: str
     event_id: str
+    stage: str | None = None  # for stage_entered / stage_left

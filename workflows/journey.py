@@ -126,7 +126,7 @@ class JourneyWorkflow:
                 self._goal_deadline is None or workflow.now() <= self._goal_deadline
             ):
                 self._state.ended_by = "goal"
-            elif event.name == STAGE_LEFT and campaign.trigger_stage is not None:
+            elif event.name == STAGE_LEFT and event.stage is not None and event.stage == campaign.trigger_stage:
                 self._state.ended_by = "stage_left"
         return self._state.ended_by is not None
 
@@ -144,7 +144,8 @@ class JourneyWorkflow:
             self._state.history.append(await self._send(journey, step))
         elif step.kind == "wait":
             await self._sleep(timedelta(seconds=step.seconds), f"wait {_human(step.seconds)}")
-            self._record(step, "waited")
+            if not self._ended():
+                self._record(step, "waited")
         elif step.kind == "wait_until":
             until: NextLocalTimeResult = await workflow.execute_activity(
                 NEXT_LOCAL_TIME,
@@ -154,7 +155,8 @@ class JourneyWorkflow:
                 summary=f"next {step.time_of_day} in the contact's zone",
             )
             await self._sleep(until.at - workflow.now(), f"wait until {until.local}")
-            self._record(step, "waited")
+            if not self._ended():
+                self._record(step, "waited")
         elif step.kind == "wait_for":
             return await self._wait_for(step)
         elif step.kind == "branch":

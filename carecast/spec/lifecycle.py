@@ -6,12 +6,14 @@ matches everyone, so only the last one may leave it out.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from carecast.spec.campaign import Audience, Name
 from carecast.spec.documents import load_model
+from carecast.spec.durations import Duration
 
 LIFECYCLE_FILE = "lifecycle.yaml"
 
@@ -27,6 +29,7 @@ class Lifecycle(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     stages: list[Stage] = Field(min_length=1)
+    recompute_every: Duration = Field(default=timedelta(hours=1), description="how often stages are recomputed")
 
     @model_validator(mode="after")
     def well_ordered(self) -> Lifecycle:

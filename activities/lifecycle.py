@@ -1,0 +1,72 @@
+"""Recomputing lifecycle stages with one CASE expression per page, and announcing the moves."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+
+from sqlalchemy import case, literal, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.client import Client
+
+from carecast.enrolment import STAGE_ENTERED, STAGE_LEFT, IncomingEvent, ingest_event
+from carecast.filters.model import parse_filter
+from carecast.filters.sql import to_sql
+from carecast.spec.lifecycle import Lifecycle
+from carecast.store.models import Contact
+from workflows.lifecycle import RECOMPUTE_STAGES, RecomputePage, RecomputeResult
+
+
+def target_stage(lifecycle: Lifecycle, as_of):
+    """A SQL expression naming each contact's stage: the first stage whose rule matches."""
+    ruled = [(to_sql(parse_filter(stage.when), as_of), literal(stage.name)) for stage in lifecycle.stages if stage.when]
+    fallback = lifecycle.stages[-1].name if lifecycle.stages[-1].when is None else None
+    return case(*ruled, else_=literal(fallback))
+
+
+class LifecycleActivities:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        lifecycle: Lifecycle | None,
+        client: Callable[[], Client],
+        task_queue: str,
+    ) -> None:
+        self.sessions = sessions
+        self.lifecycle = lifecycle
+        self.client = client
+        self.task_queue = task_queue
+
+    def _move_page(self, page: RecomputePage) -> tuple[list[tuple[str, str | None, str | None]], int, str | None]:
+        target = target_stage(self.lifecycle, page.as_of).label("target")
+        query = select(Contact.id, Contact.lifecycle_stage, target).order_by(Contact.id).limit(page.limit)
+        if page.after is not None:
+            query = query.where(Contact.id > page.after)
+        with self.sessions.begin() as session:
+            rows = session.execute(query).all()
+            moves = [(cid, old, new) for cid, old, new in rows if old != new]
+            by_target: dict[str | None, list[str]] = defaultdict(list)
+            for cid, _, new in moves:
+                by_target[new].append(cid)
+            for stage, ids in by_target.items():
+                session.execute(update(Contact).where(Contact.id.in_(ids)).values(lifecycle_stage=stage))
+        return moves, len(rows), rows[-1][0] if rows else None
+
+    @activity.defn(name=RECOMPUTE_STAGES)
+    async def recompute_stages(self, page: RecomputePage) -> RecomputeResult:
+        if self.lifecycle is None:
+            return RecomputeResult(last_contact_id=None, rows=0, moved=0)
+        moves, rows, last = await asyncio.to_thread(self._move_page, page)
+        stamp = page.as_of.strftime("%Y%m%dT%H%M%SZ")
+        for contact_id, old, new in moves:
+            for name, stage in ((STAGE_LEFT, old), (STAGE_ENTERED, new)):
+                if stage is None:
+                    continue
+                event = IncomingEvent(
+                    f"{name}/{contact_id}/{stage}/{stamp}", contact_id, name, page.as_of, {"stage": stage}
+                )
+                await ingest_event(self.client(), self.sessions, self.task_queue, event)
+            activity.heartbeat(contact_id)
+        return RecomputeResult(last_contact_id=last, rows=rows, moved=len(moves))

@@ -1,0 +1,116 @@
+"""Lifecycle stages: recomputed set-wise, moves announced, stage-triggered journeys start and end."""
+
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from activities.lifecycle import target_stage
+from carecast.channels.outbox import OutboxProvider
+from carecast.spec.documents import SpecError
+from carecast.spec.lifecycle import load_lifecycle
+from carecast.spec.loader import load_campaign
+from carecast.store.campaigns import deploy_campaign
+from carecast.store.models import Contact, Enrolment, Event
+from carecast.worker import carecast_worker
+from tests.factories import add_contact
+from tests.skipping import skip_until_closed
+from workflows.journey import JourneyWorkflow
+from workflows.lifecycle import LifecycleInput, LifecycleWorkflow
+
+pytestmark = pytest.mark.store
+
+LIFECYCLE = """\
+stages:
+  - {name: lapsed, when: {attributes.last_order_at: {older_than: 90d}}}
+  - {name: active, when: {attributes.last_order_at: {within: 90d}}}
+  - {name: lead}
+"""
+WIN_BACK = """\
+id: come_back
+name: Come back
+category: care
+trigger: {stage: lapsed}
+steps:
+  - {id: note, send: {template: welcome, channels: [email]}}
+  - {id: later, wait: 30d}
+  - {id: again, send: {template: welcome, channels: [email]}}
+"""
+
+
+def iso(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_moving_into_a_stage_starts_its_journey_and_leaving_it_ends_it(
+    time_skipping_env, settings, engine, sessions, tmp_path
+):
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / "lifecycle.yaml").write_text(LIFECYCLE)
+    (campaigns / "come_back.yaml").write_text(WIN_BACK)
+    task_queue = f"lifecycle-{uuid.uuid4().hex[:6]}"
+    settings = replace(settings, campaigns_dir=campaigns, task_queue=task_queue)
+    client = time_skipping_env.client
+    now = await time_skipping_env.get_current_time()
+    with sessions.begin() as session:
+        deploy_campaign(session, load_campaign(campaigns / "come_back.yaml"))
+        add_contact(session, "c-old", attributes={"first_name": "Ola", "last_order_at": iso(now - timedelta(days=120))})
+        add_contact(session, "c-new", attributes={"first_name": "Nia", "last_order_at": iso(now - timedelta(days=3))})
+        add_contact(session, "c-none", attributes={"first_name": "Nor"})
+
+    async def recompute():
+        workflow_id = f"lifecycle/{uuid.uuid4().hex[:6]}"
+        await client.start_workflow(
+            LifecycleWorkflow.run, LifecycleInput(page_size=2), id=workflow_id, task_queue=task_queue
+        )
+        await skip_until_closed(time_skipping_env, workflow_id, step=timedelta(minutes=1))
+        return await client.get_workflow_handle_for(LifecycleWorkflow.run, workflow_id).result()
+
+    provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
+    async with carecast_worker(client, settings, engine, provider) as worker, worker:
+        first = await recompute()
+        with sessions() as session:
+            stages = dict(session.execute(select(Contact.id, Contact.lifecycle_stage)).all())
+            [journey_id] = session.scalars(select(Enrolment.workflow_id)).all()
+        assert stages == {"c-old": "lapsed", "c-new": "active", "c-none": "lead"}
+        assert (first.seen, first.moved) == (3, 3)
+
+        again = await recompute()
+        assert again.moved == 0  # nothing changed, nothing announced twice
+
+        with sessions.begin() as session:
+            session.get(Contact, "c-old").attributes = {"first_name": "Ola", "last_order_at": iso(now)}
+        await recompute()
+        await skip_until_closed(time_skipping_env, journey_id)
+        outcome = await client.get_workflow_handle_for(JourneyWorkflow.run, journey_id).result()
+
+    assert journey_id.startswith("journey/come_back/c-old/stage_entered")
+    assert outcome.ended_by == "stage_left"
+    assert [(s.step_id, s.status) for s in outcome.history] == [("note", "sent")]
+    with sessions() as session:
+        names = sorted(session.scalars(select(Event.name).where(Event.contact_id == "c-old")))
+    assert names == ["stage_entered", "stage_entered", "stage_left"]  # lapsed in, lapsed out, active in
+
+
+def test_the_first_matching_stage_wins_in_sql(sessions, tmp_path):
+    (tmp_path / "lifecycle.yaml").write_text(LIFECYCLE)
+    lifecycle = load_lifecycle(tmp_path)
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+    with sessions.begin() as session:
+        session.add(Contact(id="a", attributes={"last_order_at": "2026-01-01T00:00:00Z"}))
+        session.add(Contact(id="b", attributes={"last_order_at": "2026-11-20T00:00:00Z"}))
+        session.add(Contact(id="c", attributes={}))
+    with sessions() as session:
+        rows = dict(session.execute(select(Contact.id, target_stage(lifecycle, now))).all())
+    assert rows == {"a": "lapsed", "b": "active", "c": "lead"}
+
+
+def test_a_stage_without_a_rule_must_come_last(tmp_path):
+    (tmp_path / "lifecycle.yaml").write_text("stages:\n  - {name: lead}\n  - {name: new, when: {locale: {eq: x}}}\n")
+    with pytest.raises(SpecError, match="stage 'lead' has no rule, so the stages after it could never match"):
+        load_lifecycle(tmp_path)
