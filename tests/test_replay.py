@@ -2,7 +2,9 @@
 
 A change that alters the order of workflow commands fails here; it must go
 through `workflow.patched`. Record new histories with
-`CARECAST_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_journey_steps.py tests/test_broadcast.py tests/test_lifecycle.py`.
+
+    CARECAST_RECORD_HISTORIES=1 .venv/bin/pytest \
+        tests/test_journey_steps.py tests/test_broadcast.py tests/test_lifecycle.py
 """
 
 from pathlib import Path
