@@ -112,10 +112,15 @@ class BroadcastActivities:
     def _send_all(self, requests: list[DeliverInput]) -> tuple[BroadcastCounters, list[DeliverResult]]:
         counters, results = BroadcastCounters(), []
 
+        busy: list[str] = []
+
         def one(request: DeliverInput) -> DeliverResult | None:
             try:
                 return self.delivery.deliver(request)
-            except ApplicationError:
+            except ApplicationError as exc:
+                if exc.type == "ConcurrentAttempt":  # another attempt holds this send: try the page again later
+                    busy.append(request.contact_id)
+                    return None
                 return None  # recorded on the delivery row; one contact's failure never stops the page
 
         with ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="broadcast") as pool:
@@ -134,6 +139,9 @@ class BroadcastActivities:
                     counters.skipped[result.reason] = counters.skipped.get(result.reason, 0) + 1
                 else:
                     counters.failed += 1
+        if busy:
+            # A crashed attempt left these mid-send; the retried page returns what the others recorded.
+            raise ApplicationError(f"{len(busy)} sends are held by an earlier attempt; retrying the page", type="Busy")
         return counters, results
 
     @activity.defn(name=BROADCAST_PAGE)

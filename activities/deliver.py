@@ -87,7 +87,7 @@ class DeliveryActivities:
         if delivery.status == "sending":
             if self.clock() - delivery.sent_at < DELIVER_TIMEOUT:
                 return self._claimed_elsewhere(delivery)  # a live attempt is sending it right now
-            if request.category not in RESEND_AFTER_UNCERTAINTY:
+            if request.category not in RESEND_AFTER_UNCERTAINTY and not self.provider.idempotent:
                 return self._finish(delivery.id, "uncertain", reason="crashed_while_sending")
 
         outcome = self._decide_and_claim(request, delivery.id, seen_status=delivery.status)

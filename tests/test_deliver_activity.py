@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.deliver import DeliveryActivities
-from carecast.channels.base import ProviderError
+from carecast.channels.base import ProviderError, ProviderReceipt
 from carecast.channels.outbox import OutboxProvider
 from carecast.policy.model import CapRule, HouseRules, QuietHours
 from carecast.render.links import LinkSigner
@@ -36,6 +36,7 @@ def request(n=0, contact_id="c-1", channels=("email", "sms"), category="transact
 
 class FailingProvider:
     name = "failing"
+    idempotent = False
 
     def __init__(self, retryable: bool) -> None:
         self.retryable = retryable
@@ -153,8 +154,26 @@ def test_a_provider_failure_releases_the_claim_so_it_does_not_count(engine, sess
     assert (row.status, row.sent_at) == ("reserved", None)
 
 
+class CountingProvider:
+    """A provider that, like SendGrid or Twilio, would deliver a second hand-over twice."""
+
+    name = "counting"
+    idempotent = False
+
+    def __init__(self) -> None:
+        self.sent = []
+
+    def send(self, message):
+        self.sent.append(message.delivery_id)
+        return ProviderReceipt(self.name, f"m-{message.delivery_id}")
+
+
 @pytest.mark.parametrize(("category", "status"), [("marketing", "uncertain"), ("care", "sent")])
-def test_a_crash_between_sending_and_recording_is_resolved_by_category(sessions, deliver, printed, category, status):
+def test_a_crash_between_sending_and_recording_is_resolved_by_category(
+    engine, sessions, tmp_path, printed, category, status
+):
+    provider = CountingProvider()
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
     with sessions.begin() as session:
         add_contact(session)
         session.add(
@@ -174,7 +193,29 @@ def test_a_crash_between_sending_and_recording_is_resolved_by_category(sessions,
         )
     result = run(deliver, request(category=category))
     assert result.status == status
-    assert len(printed) == (1 if status == "sent" else 0)
+    assert len(provider.sent) == (1 if status == "sent" else 0)
+
+
+def test_an_idempotent_provider_is_simply_retried_after_a_crash(sessions, deliver, printed):
+    with sessions.begin() as session:
+        add_contact(session)
+        session.add(
+            Delivery(
+                idempotency_key=request(category="marketing").idempotency_key,
+                workflow_id="w",
+                campaign_id="welcome",
+                campaign_version=1,
+                category="marketing",
+                step_id="welcome_email",
+                contact_id="c-1",
+                channel="email",
+                status="sending",
+                sent_at=utcnow() - 2 * DELIVER_TIMEOUT,
+                status_history=[],
+            )  # fmt: skip
+        )
+    assert run(deliver, request(category="marketing")).status == "sent"  # the outbox rewrites the same file
+    assert len(printed) == 1
 
 
 def test_fifty_racing_sends_to_one_contact_with_a_cap_of_two_send_exactly_two(engine, sessions, tmp_path, printed):

@@ -31,6 +31,8 @@ from workflows.broadcast_contract import (
 )
 
 PAGE_TIMEOUT = timedelta(minutes=10)
+# Pages heartbeat every 50 contacts; a worker that dies mid-page is noticed this quickly.
+HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 
 
 @workflow.defn(name=BROADCAST_WORKFLOW)
@@ -96,7 +98,7 @@ class BroadcastWorkflow:
                 ),  # fmt: skip
                 result_type=BroadcastPageResult,
                 start_to_close_timeout=PAGE_TIMEOUT,
-                heartbeat_timeout=timedelta(minutes=2),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 summary=f"send page {state.pages + 1}",
             )
             state.counters.add(page.counters)
@@ -119,7 +121,7 @@ class BroadcastWorkflow:
                 RetryDeferredInput(broadcast.campaign_id, broadcast.version, run_id, as_of, workflow.now()),
                 result_type=RetryDeferredResult,
                 start_to_close_timeout=PAGE_TIMEOUT,
-                heartbeat_timeout=timedelta(minutes=2),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 summary="send the deferred messages that may go now",
             )
             state.counters.add(retried.counters)

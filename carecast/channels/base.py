@@ -37,6 +37,10 @@ class ProviderReceipt:
 
 class Provider(Protocol):
     name: str
+    # True when handing the same delivery over twice cannot reach the customer twice
+    # (the outbox writes one file per delivery id); such a provider is simply retried
+    # after a crash in the middle of a send, whatever the category.
+    idempotent: bool
 
     def send(self, message: OutboundMessage) -> ProviderReceipt:
         """Hands the message over; raises ProviderError when the provider refuses it."""

@@ -32,6 +32,7 @@ def summary_line(message: OutboundMessage, at: datetime) -> str:
 
 class OutboxProvider:
     name = "outbox"
+    idempotent = True
 
     def __init__(
         self,
