@@ -7,7 +7,6 @@ page or a restarted worker never sends anyone a second copy.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import available_timezones
@@ -38,7 +37,6 @@ from workflows.broadcast_contract import (
 )
 from workflows.contracts import DeliverInput, DeliverResult
 
-SEND_THREADS = 8
 STEP_ID = "send"
 
 
@@ -110,38 +108,26 @@ class BroadcastActivities:
         )  # fmt: skip
 
     def _send_all(self, requests: list[DeliverInput]) -> tuple[BroadcastCounters, list[DeliverResult]]:
+        """The whole page through one deliver_batch: one locked claim, parallel hand-over, one record."""
         counters, results = BroadcastCounters(), []
-
-        busy: list[str] = []
-
-        def one(request: DeliverInput) -> DeliverResult | None:
-            try:
-                return self.delivery.deliver(request)
-            except ApplicationError as exc:
-                if exc.type == "ConcurrentAttempt":  # another attempt holds this send: try the page again later
-                    busy.append(request.contact_id)
-                    return None
-                return None  # recorded on the delivery row; one contact's failure never stops the page
-
-        with ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="broadcast") as pool:
-            for n, result in enumerate(pool.map(one, requests)):
-                if n % 50 == 0:
-                    activity.heartbeat(n)
-                if result is None:
-                    counters.failed += 1
-                    continue
-                results.append(result)
-                if result.status == "sent":
-                    counters.sent += 1
-                elif result.status == "deferred":
-                    counters.deferred += 1
-                elif result.status == "skipped":
-                    counters.skipped[result.reason] = counters.skipped.get(result.reason, 0) + 1
-                else:
-                    counters.failed += 1
+        busy = 0
+        for outcome in self.delivery.deliver_batch(requests) if requests else []:
+            if isinstance(outcome, ApplicationError):
+                busy += outcome.type == "ConcurrentAttempt"
+                counters.failed += outcome.type != "ConcurrentAttempt"
+                continue
+            results.append(outcome)
+            if outcome.status == "sent":
+                counters.sent += 1
+            elif outcome.status == "deferred":
+                counters.deferred += 1
+            elif outcome.status == "skipped":
+                counters.skipped[outcome.reason] = counters.skipped.get(outcome.reason, 0) + 1
+            else:
+                counters.failed += 1
         if busy:
             # A crashed attempt left these mid-send; the retried page returns what the others recorded.
-            raise ApplicationError(f"{len(busy)} sends are held by an earlier attempt; retrying the page", type="Busy")
+            raise ApplicationError(f"{busy} sends are held by an earlier attempt; retrying the page", type="Busy")
         return counters, results
 
     @activity.defn(name=BROADCAST_PAGE)

