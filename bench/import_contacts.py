@@ -1,6 +1,6 @@
 """Contact import speed: rows per second for a fresh import and for a re-import.
 
-    .venv/bin/python bench/import_contacts.py [--rows 100000] [--database-url URL]
+    .venv/bin/python -m bench.import_contacts [--rows 100000] [--database-url URL]
 
 Without --database-url it imports into a new SQLite file in a temporary folder.
 With a PostgreSQL server URL (e.g. postgresql://postgres@127.0.0.1:5432/test) it
@@ -15,11 +15,9 @@ import json
 import random
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
+from bench.harness import scratch_postgres
 from carecast.contacts.csv_import import import_contacts
 from carecast.store.db import make_engine, make_sessionmaker
 from carecast.store.migrate import upgrade
@@ -40,21 +38,6 @@ def write_csv(path: Path, rows: int) -> None:
                           rng.choice(ZONES), "en-US", "active", prefs if i % 3 == 0 else "", f"Name{i}"])  # fmt: skip
 
 
-def scratch_database(server_url: str):
-    import psycopg
-
-    name = f"carecast_bench_{uuid.uuid4().hex[:8]}"
-    admin = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-
-    def drop():
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-    return make_url(admin).set(database=name).render_as_string(hide_password=False), drop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
@@ -63,7 +46,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "contacts.csv"
         write_csv(path, args.rows)
-        url, drop = (scratch_database(args.database_url) if args.database_url
+        url, drop = (scratch_postgres(args.database_url) if args.database_url
                      else (f"sqlite:///{folder}/bench.db", lambda: None))  # fmt: skip
         engine = make_engine(url)
         try:

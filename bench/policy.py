@@ -1,6 +1,6 @@
 """Policy decisions per second on this machine.
 
-    .venv/bin/python bench/policy.py [--decisions 100000]
+    .venv/bin/python -m bench.policy [--decisions 100000]
 
 Each scenario runs decide() over pre-generated inputs (random contacts in six
 zones, times spread over a year) so only the decision itself is timed.

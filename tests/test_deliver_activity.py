@@ -154,6 +154,15 @@ def test_a_provider_failure_releases_the_claim_so_it_does_not_count(engine, sess
     assert (row.status, row.sent_at) == ("reserved", None)
 
 
+def crashed_mid_send(category):
+    """The row a worker leaves when it dies after handing a message over and before recording it."""
+    return Delivery(
+        idempotency_key=request(category=category).idempotency_key, workflow_id="w", campaign_id="welcome",
+        campaign_version=1, category=category, step_id="welcome_email", contact_id="c-1", channel="email",
+        status="sending", sent_at=utcnow() - 2 * DELIVER_TIMEOUT, status_history=[],
+    )  # fmt: skip
+
+
 class CountingProvider:
     """A provider that, like SendGrid or Twilio, would deliver a second hand-over twice."""
 
@@ -176,21 +185,7 @@ def test_a_crash_between_sending_and_recording_is_resolved_by_category(
     deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
     with sessions.begin() as session:
         add_contact(session)
-        session.add(
-            Delivery(
-                idempotency_key=request(category=category).idempotency_key,
-                workflow_id="w",
-                campaign_id="welcome",
-                campaign_version=1,
-                category=category,
-                step_id="welcome_email",
-                contact_id="c-1",
-                channel="email",
-                status="sending",
-                sent_at=utcnow() - 2 * DELIVER_TIMEOUT,
-                status_history=[],
-            )  # fmt: skip
-        )
+        session.add(crashed_mid_send(category))
     result = run(deliver, request(category=category))
     assert result.status == status
     assert len(provider.sent) == (1 if status == "sent" else 0)
@@ -199,21 +194,7 @@ def test_a_crash_between_sending_and_recording_is_resolved_by_category(
 def test_an_idempotent_provider_is_simply_retried_after_a_crash(sessions, deliver, printed):
     with sessions.begin() as session:
         add_contact(session)
-        session.add(
-            Delivery(
-                idempotency_key=request(category="marketing").idempotency_key,
-                workflow_id="w",
-                campaign_id="welcome",
-                campaign_version=1,
-                category="marketing",
-                step_id="welcome_email",
-                contact_id="c-1",
-                channel="email",
-                status="sending",
-                sent_at=utcnow() - 2 * DELIVER_TIMEOUT,
-                status_history=[],
-            )  # fmt: skip
-        )
+        session.add(crashed_mid_send("marketing"))
     assert run(deliver, request(category="marketing")).status == "sent"  # the outbox rewrites the same file
     assert len(printed) == 1
 

@@ -30,25 +30,20 @@ STEP_KINDS = ("send", "wait", "wait_until", "wait_for", "branch", "update", "exi
 Name = Annotated[str, Field(pattern=IDENTIFIER)]
 
 
-def _condition(document: dict[str, Any]) -> dict[str, Any]:
-    try:
-        parse_filter(document, allow_event=True)
-    except FilterError as exc:
-        raise ValueError(str(exc)) from None
-    return document
+def _filter_checker(allow_event: bool):
+    def check(document: dict[str, Any]) -> dict[str, Any]:
+        try:
+            parse_filter(document, allow_event=allow_event)
+        except FilterError as exc:
+            raise ValueError(str(exc)) from None
+        return document
 
-
-def _audience(document: dict[str, Any]) -> dict[str, Any]:
-    try:
-        parse_filter(document, allow_event=False)
-    except FilterError as exc:
-        raise ValueError(str(exc)) from None
-    return document
+    return check
 
 
 # Filters stay in their YAML form (what is hashed, stored and snapshotted); parsing checks them.
-Condition = Annotated[dict[str, Any], AfterValidator(_condition)]
-Audience = Annotated[dict[str, Any], AfterValidator(_audience)]
+Condition = Annotated[dict[str, Any], AfterValidator(_filter_checker(allow_event=True))]
+Audience = Annotated[dict[str, Any], AfterValidator(_filter_checker(allow_event=False))]
 
 
 class Strict(BaseModel):
