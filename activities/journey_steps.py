@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from carecast.contacts.views import contact_facts
+from carecast.enrolment import announce_stage_change
 from carecast.filters.evaluate import matches
 from carecast.filters.model import parse_filter
 from carecast.policy.local_time import earliest_instant_for_wall, wall
@@ -44,9 +48,17 @@ def next_local_time(after: datetime, tz, time_of_day: str, weekdays: list[str]) 
 
 
 class JourneyStepActivities:
-    def __init__(self, sessions: sessionmaker[Session], house_rules: HouseRules) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        house_rules: HouseRules,
+        client: Callable[[], Client] | None = None,
+        task_queue: str = "",
+    ) -> None:
         self.sessions = sessions
         self.house_rules = house_rules
+        self.client = client
+        self.task_queue = task_queue
 
     def _contact(self, session: Session, contact_id: str) -> Contact:
         contact = session.get(Contact, contact_id)
@@ -76,11 +88,22 @@ class JourneyStepActivities:
         return MatchCaseResult(index=-1)
 
     @activity.defn(name=UPDATE_CONTACT)
-    def update_contact(self, request: UpdateContactInput) -> None:
-        """Sets attributes and stage; setting the same values again changes nothing."""
+    async def update_contact(self, request: UpdateContactInput) -> None:
+        """Sets attributes and stage; a stage change is announced at once (stage_left / stage_entered)."""
+        old = await asyncio.to_thread(self._update, request)
+        new = request.lifecycle_stage
+        if new is None or old == new or self.client is None:
+            return
+        info = activity.info()
+        step = f"{info.workflow_id}/{info.activity_id}"  # a retried step announces the move once
+        await announce_stage_change(self.client(), self.sessions, self.task_queue, request.contact_id, old, new, step)
+
+    def _update(self, request: UpdateContactInput) -> str | None:
         with self.sessions.begin() as session:
             contact = self._contact(session, request.contact_id)
+            old = contact.lifecycle_stage
             if request.attributes:
                 contact.attributes = {**(contact.attributes or {}), **request.attributes}
             if request.lifecycle_stage:
                 contact.lifecycle_stage = request.lifecycle_stage
+            return old

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
-from carecast.enrolment import STAGE_ENTERED, STAGE_LEFT, IncomingEvent, ingest_event
+from carecast.enrolment import announce_stage_change
 from carecast.filters.model import parse_filter
 from carecast.filters.sql import to_sql
 from carecast.spec.lifecycle import Lifecycle
@@ -59,14 +59,8 @@ class LifecycleActivities:
         if self.lifecycle is None:
             return RecomputeResult(last_contact_id=None, rows=0, moved=0)
         moves, rows, last = await asyncio.to_thread(self._move_page, page)
-        stamp = page.as_of.strftime("%Y%m%dT%H%M%SZ")
+        stamp = page.as_of.strftime("%Y%m%dT%H%M%SZ")  # a retried page announces each move once
         for contact_id, old, new in moves:
-            for name, stage in ((STAGE_LEFT, old), (STAGE_ENTERED, new)):
-                if stage is None:
-                    continue
-                event = IncomingEvent(
-                    f"{name}/{contact_id}/{stage}/{stamp}", contact_id, name, page.as_of, {"stage": stage}
-                )
-                await ingest_event(self.client(), self.sessions, self.task_queue, event)
+            await announce_stage_change(self.client(), self.sessions, self.task_queue, contact_id, old, new, stamp)
             activity.heartbeat(contact_id)
         return RecomputeResult(last_contact_id=last, rows=rows, moved=len(moves))

@@ -251,3 +251,21 @@ async def ingest_event(
         started = await start_journey(client, task_queue, journey, event)
         (result.started if started else result.already_running).append(workflow_id)
     return result
+
+
+async def announce_stage_change(
+    client: Client,
+    sessions: sessionmaker[Session],
+    task_queue: str,
+    contact_id: str,
+    old: str | None,
+    new: str | None,
+    occasion: str,
+) -> None:
+    """Emits stage_left / stage_entered for a move; `occasion` makes the event ids unique and repeatable."""
+    for name, stage in ((STAGE_LEFT, old), (STAGE_ENTERED, new)):
+        if stage is not None:
+            event = IncomingEvent(
+                f"{name}/{contact_id}/{stage}/{occasion}", contact_id, name, utcnow(), {"stage": stage}
+            )
+            await ingest_event(client, sessions, task_queue, event)

@@ -41,7 +41,7 @@ async def carecast_worker(
     delivery = DeliveryActivities(
         sessions, TemplateRenderer(settings.templates_dir), provider, house_rules, settings.link_signer()
     )
-    steps = JourneyStepActivities(sessions, house_rules)
+    steps = JourneyStepActivities(sessions, house_rules, lambda: client, settings.task_queue)
     broadcasts = BroadcastActivities(sessions, delivery, house_rules)
     lifecycle = LifecycleActivities(
         sessions, load_lifecycle(settings.campaigns_dir), lambda: client, settings.task_queue

@@ -13,7 +13,7 @@ from carecast.channels.outbox import OutboxProvider
 from carecast.enrolment import IncomingEvent, in_holdout, ingest_event
 from carecast.spec.loader import load_campaign
 from carecast.store.campaigns import deploy_campaign
-from carecast.store.models import Contact, Delivery, Enrolment
+from carecast.store.models import Contact, Delivery, Enrolment, Event
 from carecast.worker import carecast_worker
 from tests.factories import add_contact
 from tests.skipping import skip_until_closed, terminate_running
@@ -119,7 +119,9 @@ async def test_the_awaited_event_continues_and_the_branch_picks_by_attribute(jou
     ]  # fmt: skip
     with sessions() as session:
         contact = session.get(Contact, "c-1")
+        announced = session.execute(select(Event.name, Event.data).where(Event.name.like("stage_%"))).all()
     assert contact.attributes["got_picks"] is True and contact.lifecycle_stage == "active"
+    assert announced == [("stage_entered", {"stage": "active"})]  # the update step announced the move at once
 
 
 async def test_the_goal_ends_the_journey_while_it_waits(journeys, sessions, time_skipping_env):
