@@ -374,6 +374,8 @@ def contacts_import(
     finally:
         engine.dispose()
     s = report.summary
+    if s.stage_moves:
+        _announce_stage_moves(settings, engine_url=settings.database_url, moves=s.stage_moves, source=file.name)
     _say(
         f"{report.rows} rows: {s.created} created, {s.updated} updated, {s.unchanged} unchanged, "
         f"{len(report.rejected)} rejected"
@@ -406,6 +408,35 @@ def contacts_suppress(
     finally:
         engine.dispose()
     _say(f"{channel} {address} {'suppressed' if added else 'was already suppressed'}")
+
+
+def _announce_stage_moves(settings: Settings, engine_url: str, moves, source: str) -> None:
+    """Stage changes from an import start and end stage journeys at once, as the lifecycle schedule would."""
+    from carecast.enrolment import announce_stage_change
+    from carecast.store.db import make_engine, make_sessionmaker
+    from carecast.temporal import connect
+
+    engine = make_engine(engine_url)
+    occasion = f"import/{source}/{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+
+    async def run():
+        client = await connect(settings)
+        for contact_id, old, new in moves:
+            await announce_stage_change(
+                client, make_sessionmaker(engine), settings.task_queue, contact_id, old, new, occasion
+            )
+
+    try:
+        asyncio.run(run())
+    except RuntimeError as exc:
+        typer.secho(
+            f"warning: {len(moves)} stage change(s) were stored but not announced (Temporal at "
+            f"{settings.temporal_address} does not answer: {exc}); stage journeys will not start for them",
+            fg=typer.colors.YELLOW, err=True,
+        )  # fmt: skip
+    finally:
+        engine.dispose()
+    _say(f"announced  {len(moves)} lifecycle stage change(s)")
 
 
 def _count_data_lines(file: Path) -> int | None:

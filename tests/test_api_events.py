@@ -10,7 +10,7 @@ from temporalio.testing import WorkflowEnvironment
 from carecast.api.app import create_app
 from carecast.spec.loader import load_campaign
 from carecast.store.campaigns import deploy_campaign
-from carecast.store.models import Contact, Event
+from carecast.store.models import Contact, Enrolment, Event
 from carecast.temporal import register_search_attributes
 from tests.conftest import BIN
 from tests.factories import add_contact
@@ -46,7 +46,7 @@ async def api(settings, engine, sessions, own_test_server):
 
     async def record_started(response: httpx.Response) -> None:
         await response.aread()
-        if response.status_code == 200:
+        if response.status_code == 200 and response.request.url.path == "/v1/events":
             started.extend(response.json()["started"])
 
     transport = httpx.ASGITransport(app=app)
@@ -124,3 +124,16 @@ def event_suffix():
     import uuid
 
     return uuid.uuid4().hex[:8]
+
+
+async def test_a_stage_set_through_the_contacts_api_starts_that_stage_journey(api, sessions, settings):
+    with sessions.begin() as session:
+        deploy_campaign(session, load_campaign(settings.campaigns_dir / "win_back.yaml"))
+    body = {"email": "ola@example.com", "lifecycle_stage": "lapsed", "attributes": {"first_name": "Ola"}}
+    response = await api.put("/v1/contacts/c-lapsed", json=body, headers=AUTH)
+    assert response.status_code == 200
+    with sessions() as session:
+        announced = session.execute(select(Event.name, Event.data).where(Event.contact_id == "c-lapsed")).all()
+        [journey] = session.scalars(select(Enrolment.workflow_id).where(Enrolment.contact_id == "c-lapsed")).all()
+    assert announced == [("stage_entered", {"stage": "lapsed"})]
+    assert journey.startswith("journey/win_back/c-lapsed/stage_entered")

@@ -45,7 +45,7 @@ def create_app(
     app = FastAPI(title="carecast", lifespan=lifespan)
     auth = require_api_key(settings.api_key)
     sessions = make_sessionmaker(engine)
-    app.include_router(contacts_router(sessions, auth))
+    app.include_router(contacts_router(sessions, temporal_client, settings.task_queue, auth))
     app.include_router(events_router(sessions, temporal_client, settings.task_queue, auth))
 
     @app.get("/healthz")

@@ -9,7 +9,7 @@ changes nothing and records nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -30,11 +30,14 @@ class WriteSummary:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    # (contact id, old stage, new stage) for every contact whose lifecycle stage changed
+    stage_moves: list[tuple[str, str | None, str | None]] = field(default_factory=list)
 
     def add(self, other: WriteSummary) -> None:
         self.created += other.created
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.stage_moves += other.stage_moves
 
 
 def new_preferences(contact_id: str) -> Preferences:
@@ -58,9 +61,9 @@ def _set(row: Any, field: str, value: Any) -> bool:
 
 def _apply_contact(contact: Contact, item: ContactInput) -> bool:
     changed = False
-    for field in CONTACT_FIELDS:
-        if field in item.model_fields_set:
-            changed |= _set(contact, field, getattr(item, field))
+    for name in CONTACT_FIELDS:
+        if name in item.model_fields_set:
+            changed |= _set(contact, name, getattr(item, name))
     if item.attributes:
         merged = {**(contact.attributes or {}), **item.attributes}
         changed |= _set(contact, "attributes", merged)
@@ -130,6 +133,7 @@ def write_contacts(
     for item in items:
         contact = contacts.get(item.id)
         prefs = preferences.get(item.id)
+        old_stage = contact.lifecycle_stage if contact is not None else None
         if contact is None:
             contact = Contact(id=item.id, attributes={}, created_at=now, updated_at=now)
             _apply_contact(contact, item)
@@ -138,6 +142,8 @@ def write_contacts(
             changed = True
         else:
             changed = _apply_contact(contact, item)
+        if contact.lifecycle_stage != old_stage:
+            summary.stage_moves.append((item.id, old_stage, contact.lifecycle_stage))
         if prefs is None:
             prefs = new_preferences(item.id)
             prefs.updated_at = now
