@@ -17,18 +17,20 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
-from workflows.broadcast_contract import (
-    BROADCAST_PAGE,
-    BROADCAST_WORKFLOW,
-    COUNT_AUDIENCE,
-    RETRY_DEFERRED,
-    BroadcastInput,
-    BroadcastPageInput,
-    BroadcastPageResult,
-    BroadcastState,
-    RetryDeferredInput,
-    RetryDeferredResult,
-)
+# Data classes cross the sandbox as they are, so their datetime fields decode to real datetimes.
+with workflow.unsafe.imports_passed_through():
+    from workflows.broadcast_contract import (
+        BROADCAST_PAGE,
+        BROADCAST_WORKFLOW,
+        COUNT_AUDIENCE,
+        RETRY_DEFERRED,
+        BroadcastInput,
+        BroadcastPageInput,
+        BroadcastPageResult,
+        BroadcastState,
+        RetryDeferredInput,
+        RetryDeferredResult,
+    )
 
 PAGE_TIMEOUT = timedelta(minutes=10)
 # Pages heartbeat every 50 contacts; a worker that dies mid-page is noticed this quickly.

@@ -17,23 +17,25 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from carecast.spec.snapshot import CampaignSnapshot, StepSnapshot
-from workflows import search_attributes as sa
-from workflows.contracts import (
-    DELIVER,
-    DELIVER_TIMEOUT,
-    MATCH_CASE,
-    NEXT_LOCAL_TIME,
-    UPDATE_CONTACT,
-    DeliverInput,
-    DeliverResult,
-    JourneyEvent,
-    MatchCaseInput,
-    MatchCaseResult,
-    NextLocalTimeInput,
-    NextLocalTimeResult,
-    UpdateContactInput,
-)
+# Data classes cross the sandbox as they are, so their datetime fields decode to real datetimes.
+with workflow.unsafe.imports_passed_through():
+    from carecast.spec.snapshot import CampaignSnapshot, StepSnapshot
+    from workflows import search_attributes as sa
+    from workflows.contracts import (
+        DELIVER,
+        DELIVER_TIMEOUT,
+        MATCH_CASE,
+        NEXT_LOCAL_TIME,
+        UPDATE_CONTACT,
+        DeliverInput,
+        DeliverResult,
+        JourneyEvent,
+        MatchCaseInput,
+        MatchCaseResult,
+        NextLocalTimeInput,
+        NextLocalTimeResult,
+        UpdateContactInput,
+    )
 
 SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5))
 QUICK = timedelta(seconds=30)
