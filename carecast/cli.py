@@ -302,24 +302,22 @@ def broadcast_cancel(campaign_id: str) -> None:
 @broadcast_app.command("status")
 def broadcast_status(campaign_id: str) -> None:
     """How far the latest broadcast of a campaign is."""
+    from temporalio.client import WorkflowExecutionStatus
+
     from carecast.broadcasts import latest_run, progress
 
     settings = _settings()
 
     async def work(client):
         workflow_id = await latest_run(client, campaign_id)
-        return workflow_id, await progress(client, workflow_id)
+        described = await client.get_workflow_handle(workflow_id).describe()
+        return workflow_id, described.status, await progress(client, workflow_id)
 
-    workflow_id, state = _run_temporal(settings, work)
-    status = (
-        "cancelled"
-        if state.cancelled
-        else "paused"
-        if state.paused
-        else "reading"
-        if not state.done_reading
-        else "finishing"
-    )
+    workflow_id, run_status, state = _run_temporal(settings, work)
+    if run_status != WorkflowExecutionStatus.RUNNING:
+        status = run_status.name.lower()
+    else:
+        status = "cancelling" if state.cancelled else "paused" if state.paused else "sending"
     _say(f"{workflow_id}: {status}, {state.counters.audience}/{state.total} contacts, {state.counters.summary()}")
     for reason, count in sorted(state.counters.skipped.items()):
         _say(f"  skipped {reason}: {count}")

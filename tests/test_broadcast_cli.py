@@ -1,0 +1,66 @@
+"""`carecast broadcast start|status` against a real dev server and worker."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from carecast.channels.outbox import OutboxProvider
+from carecast.spec.loader import load_campaign
+from carecast.store.campaigns import deploy_campaign
+from carecast.worker import carecast_worker
+from tests.factories import add_contact
+
+pytestmark = pytest.mark.integration
+
+CARECAST = str(Path(sys.executable).with_name("carecast"))
+
+
+async def cli(env, *args):
+    process = await asyncio.create_subprocess_exec(
+        CARECAST, "broadcast", *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_start_then_status_until_completed(dev_server_env, settings, database_url, engine, sessions, tmp_path):
+    campaign_id = f"promo_{uuid.uuid4().hex[:6]}"
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / f"{campaign_id}.yaml").write_text(
+        f"id: {campaign_id}\nname: Promo\ncategory: care\naudience: {{attributes.vip: {{eq: true}}}}\n"
+        "send: {template: welcome, channels: [email]}\n"
+    )
+    settings = replace(settings, campaigns_dir=campaigns, task_queue=f"cli-{uuid.uuid4().hex[:6]}")
+    with sessions.begin() as session:
+        deploy_campaign(session, load_campaign(campaigns / f"{campaign_id}.yaml"))
+        for n in range(3):
+            add_contact(session, f"v-{n}", attributes={"first_name": "Vi", "vip": True})
+        add_contact(session, "not-vip")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARECAST_")}
+    env.update(
+        CARECAST_HOME=str(tmp_path / "home"),
+        CARECAST_DATABASE_URL=database_url,
+        CARECAST_TEMPORAL_ADDRESS=dev_server_env.client.service_client.config.target_host,
+        CARECAST_TASK_QUEUE=settings.task_queue,
+    )
+    provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
+    async with carecast_worker(dev_server_env.client, settings, engine, provider) as worker, worker:
+        code, out, err = await cli(env, "start", campaign_id)
+        assert code == 0, err
+        assert out.startswith(f"started    broadcast/{campaign_id}/")
+        for _ in range(100):
+            code, out, err = await cli(env, "status", campaign_id)
+            if "completed" in out:
+                break
+            await asyncio.sleep(0.2)
+    assert code == 0 and ": completed, 3/3 contacts, 3 sent, 0 skipped, 0 deferred, 0 failed" in out
+
+    code, _, err = await cli(env, "start", "no_such_campaign")
+    assert code == 1 and "no deployed campaign 'no_such_campaign'; run `carecast deploy` first" in err
