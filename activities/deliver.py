@@ -47,6 +47,7 @@ from carecast.render.context import template_context
 from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateError, TemplateRenderer
 from carecast.store.models import Contact, Delivery, Event, Preferences, Suppression, utcnow
+from carecast.store.writes import lock_contacts
 from workflows.contracts import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
 
 log = logging.getLogger(__name__)
@@ -128,12 +129,7 @@ class DeliveryActivities:
         with self.sessions.begin() as session:
             # Lock in id order (no deadlock between two batches), then read the clock: a send that
             # committed while we waited must lie in the past of `now`, or caps would miss it.
-            contacts = {
-                c.id: c
-                for c in session.scalars(
-                    select(Contact).where(Contact.id.in_(contact_ids)).order_by(Contact.id).with_for_update()
-                )
-            }
+            contacts = lock_contacts(session, contact_ids)
             now = max([self.clock(), *(r.asked_at for r in requests if r.asked_at)])
             keys = [r.idempotency_key for r in requests]
             rows = {

@@ -35,7 +35,7 @@ from carecast.spec.campaign import Campaign, ReentryAfter, snapshot
 from carecast.store.models import CampaignVersion, Contact, Enrolment, Event, utcnow
 from carecast.store.writes import upsert
 from workflows import search_attributes as sa
-from workflows.contracts import JourneyEvent
+from workflows.contracts import STAGE_ENTERED, STAGE_LEFT, JourneyEvent
 from workflows.journey import JourneyInput, JourneyWorkflow, journey_summary, journey_workflow_id
 
 
@@ -90,9 +90,6 @@ def in_holdout(campaign_id: str, contact_id: str, percent: float) -> bool:
 def active_campaigns(session: Session) -> list[tuple[Campaign, int]]:
     rows = session.scalars(select(CampaignVersion).where(CampaignVersion.active.is_(True)))
     return [(Campaign.model_validate(row.spec), row.version) for row in rows]
-
-
-STAGE_ENTERED, STAGE_LEFT = "stage_entered", "stage_left"
 
 
 def listens_to(campaign: Campaign, event_name: str) -> bool:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from carecast.store.models import Contact
-from carecast.store.writes import lock_contact, upsert
+from carecast.store.writes import lock_contacts, upsert
 
 pytestmark = pytest.mark.store
 
@@ -45,7 +45,7 @@ def test_locked_read_modify_write_loses_no_update_under_concurrency(sessions):
 
     def increment(_):
         with sessions.begin() as session:
-            contact = lock_contact(session, "c-1")
+            contact = lock_contacts(session, ["c-1"])["c-1"]
             seen = contact.attributes["n"]
             time.sleep(0.002)  # widen the race window an unlocked version would lose in
             contact.attributes = {"n": seen + 1}

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 DELIVER = "deliver"
+# Events that announce a lifecycle move; a stage-triggered journey ends on leaving its stage.
+STAGE_ENTERED, STAGE_LEFT = "stage_entered", "stage_left"
 NEXT_LOCAL_TIME = "next_local_time"
 MATCH_CASE = "match_case"
 UPDATE_CONTACT = "update_contact"

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         DELIVER_TIMEOUT,
         MATCH_CASE,
         NEXT_LOCAL_TIME,
+        STAGE_LEFT,
         UPDATE_CONTACT,
         DeliverInput,
         DeliverResult,
@@ -39,7 +40,6 @@ with workflow.unsafe.imports_passed_through():
 
 SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5))
 QUICK = timedelta(seconds=30)
-STAGE_LEFT = "stage_left"
 
 
 @dataclass(frozen=True)

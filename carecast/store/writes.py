@@ -41,10 +41,12 @@ def upsert(
     return len(session.execute(statement).all())
 
 
-def lock_contact(session: Session, contact_id: str) -> Contact | None:
-    """Loads a contact holding its row lock until the transaction ends.
+def lock_contacts(session: Session, contact_ids: Iterable[str]) -> dict[str, Contact]:
+    """Loads contacts holding their row locks until the transaction ends.
 
-    PostgreSQL: SELECT ... FOR UPDATE. SQLite has no row locks and needs none:
-    carecast's SQLite transactions begin IMMEDIATE and hold the write lock throughout.
+    PostgreSQL: SELECT ... FOR UPDATE, in id order so two batches cannot deadlock.
+    SQLite has no row locks and needs none: carecast's SQLite transactions begin
+    IMMEDIATE and hold the write lock throughout.
     """
-    return session.scalar(select(Contact).where(Contact.id == contact_id).with_for_update())
+    query = select(Contact).where(Contact.id.in_(sorted(set(contact_ids)))).order_by(Contact.id).with_for_update()
+    return {contact.id: contact for contact in session.scalars(query)}
