@@ -25,6 +25,7 @@ to a live attempt: this one is retried later (ConcurrentAttempt).
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,7 @@ from carecast.render.context import template_context
 from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateError, TemplateRenderer
 from carecast.store.models import Contact, Delivery, Event, Preferences, Suppression, utcnow
+from carecast.store.pacing import take
 from carecast.store.writes import lock_contacts
 from workflows.contracts import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
 
@@ -299,6 +301,23 @@ class DeliveryActivities:
             html=html,
         )
 
+    def _paced_chunks(self, claimed: list[_Claimed]):
+        """The claimed messages in chunks of a tenth of a second's rate, each after its tokens are taken."""
+        rendered = [c for c in claimed if isinstance(c.message, OutboundMessage)]
+        unpaced = [c for c in claimed if c not in rendered or c.message.channel not in self.house_rules.send_rates]
+        if unpaced:
+            yield unpaced
+        for channel, rate in self.house_rules.send_rates.items():
+            messages = [c for c in rendered if c.message.channel == channel]
+            size = max(1, int(rate / 10))
+            for start in range(0, len(messages), size):
+                chunk = messages[start : start + size]
+                with self.sessions.begin() as session:
+                    wait = take(session, channel, len(chunk), rate, utcnow())
+                if wait > 0:
+                    time.sleep(wait)
+                yield chunk
+
     def _hand_over(self, message: OutboundMessage | TemplateError) -> ProviderReceipt | Exception:
         if isinstance(message, TemplateError):
             return message
@@ -308,20 +327,24 @@ class DeliveryActivities:
             return exc
 
     def _send_all(self, requests, claimed: list[_Claimed], outcomes: list) -> None:
-        if len(claimed) == 1:
-            handed = [self._hand_over(claimed[0].message)]
-        else:
+        handed: dict[int, ProviderReceipt | Exception] = {}
+        for chunk in self._paced_chunks(claimed):
+            if len(chunk) == 1:
+                handed[chunk[0].index] = self._hand_over(chunk[0].message)
+                continue
             with ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send") as pool:
-                handed = list(pool.map(self._hand_over, [c.message for c in claimed]))
+                for claim, outcome in zip(chunk, pool.map(self._hand_over, [c.message for c in chunk]), strict=True):
+                    handed[claim.index] = outcome
             if activity.in_activity():
-                activity.heartbeat(len(claimed))
+                activity.heartbeat(len(handed))
         # 3. record what happened, in one transaction
         with self.sessions.begin() as session:
             rows = {
                 d.id: d
                 for d in session.scalars(select(Delivery).where(Delivery.id.in_([c.delivery_id for c in claimed])))
             }
-            for claim, outcome in zip(claimed, handed, strict=True):
+            for claim in claimed:
+                outcome = handed[claim.index]
                 row = rows[claim.delivery_id]
                 if isinstance(outcome, TemplateError):
                     # A broken template will not mend itself on retry; the operator must see it.

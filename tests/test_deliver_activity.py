@@ -231,3 +231,20 @@ def test_the_same_key_racing_with_itself_sends_once(sessions, deliver, printed):
     assert run(deliver, request(7)).status == "sent"
     assert len(deliveries(sessions)) == 1
     assert len(printed) == 1
+
+
+def test_hand_overs_take_tokens_from_the_shared_bucket_of_their_channel(engine, sessions, tmp_path, printed):
+    from sqlalchemy import select as sql_select
+
+    from carecast.store.models import RateBucket
+
+    paced = HouseRules(default_timezone="UTC", send_rates={"email": 1000})
+    delivery = activities(engine, sessions, tmp_path, printed, rules=paced)
+    with sessions.begin() as session:
+        for n in range(5):
+            add_contact(session, f"c-{n}")
+    outcomes = delivery.deliver_batch([request(n, contact_id=f"c-{n}") for n in range(5)])
+    assert [o.status for o in outcomes] == ["sent"] * 5
+    with sessions() as session:
+        bucket = session.scalars(sql_select(RateBucket)).one()
+    assert bucket.channel == "email" and bucket.tokens <= 1000 - 5 + 1  # five taken (plus at most a refill)

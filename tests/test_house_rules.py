@@ -39,8 +39,11 @@ def test_no_policy_file_means_no_quiet_hours_and_no_caps(tmp_path):
         ),
         (
             "quiet_hour: {start: '21:00', end: '08:00'}",
-            "1:1: unknown key 'quiet_hour'; allowed here: timezone, quiet_hours, frequency_caps, global_ceiling",
+            "1:1: unknown key 'quiet_hour'; allowed here: timezone, quiet_hours, frequency_caps, global_ceiling, "
+            "send_rates",
         ),
+        ("send_rates: {sms: 0}", "1:13: the sms rate must be above 0 messages per second"),
+        ("send_rates: {fax: 10}", "1:19: Input should be 'email', 'sms' or 'voice'"),
     ],
 )
 def test_mistakes_name_the_file_line_and_column(tmp_path, text, message):

@@ -45,6 +45,8 @@ class HouseRules:
     default_timezone: str = "UTC"
     quiet_hours: QuietHours | None = None
     caps: tuple[CapRule, ...] = ()
+    # Messages per second each channel's provider is handed, across all workers (absent: unpaced).
+    send_rates: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -47,6 +48,17 @@ class HouseRulesSpec(Strict):
     global_ceiling: CeilingSpec | None = Field(
         default=None, description="all care and marketing messages count; marketing is held back"
     )
+    send_rates: dict[Literal["email", "sms", "voice"], float] = Field(
+        default_factory=dict, description="messages per second handed to each channel's provider, across all workers"
+    )
+
+    @field_validator("send_rates")
+    @classmethod
+    def positive_rates(cls, rates: dict[str, float]) -> dict[str, float]:
+        for channel, rate in rates.items():
+            if rate <= 0:
+                raise ValueError(f"the {channel} rate must be above 0 messages per second")
+        return rates
 
     @field_validator("timezone")
     @classmethod
@@ -70,6 +82,7 @@ class HouseRulesSpec(Strict):
             default_timezone=self.timezone,
             quiet_hours=self.quiet_hours.to_policy() if self.quiet_hours else None,
             caps=tuple(caps),
+            send_rates=dict(self.send_rates),
         )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -163,6 +164,16 @@ class Enrolment(Base):
     workflow_id: Mapped[str] = mapped_column(String(300))
     holdout: Mapped[bool] = mapped_column(Boolean, default=False)
     enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class RateBucket(Base):
+    """A token bucket per channel, shared by every worker, that paces hand-overs to a provider."""
+
+    __tablename__ = "rate_buckets"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Delivery(Base):

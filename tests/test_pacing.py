@@ -1,0 +1,44 @@
+"""Provider pacing: a token bucket per channel in the store, shared by every worker."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from carecast.store.pacing import take
+
+pytestmark = pytest.mark.store
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def test_a_full_bucket_lets_a_second_worth_through_at_once(sessions):
+    with sessions.begin() as session:
+        assert take(session, "sms", 100, rate=100, now=T0) == 0
+
+
+def test_more_than_the_bucket_holds_waits_for_the_rest(sessions):
+    with sessions.begin() as session:
+        assert take(session, "sms", 250, rate=100, now=T0) == pytest.approx(1.5)
+
+
+def test_takers_queue_up_behind_each_other(sessions):
+    with sessions.begin() as session:
+        assert take(session, "sms", 100, rate=100, now=T0) == 0
+    with sessions.begin() as session:
+        assert take(session, "sms", 50, rate=100, now=T0) == pytest.approx(0.5)
+    with sessions.begin() as session:
+        assert take(session, "sms", 50, rate=100, now=T0) == pytest.approx(1.0)
+
+
+def test_the_bucket_refills_with_time_but_never_beyond_one_second(sessions):
+    with sessions.begin() as session:
+        take(session, "email", 200, rate=200, now=T0)
+    with sessions.begin() as session:
+        assert take(session, "email", 100, rate=200, now=T0 + timedelta(seconds=0.5)) == 0
+    with sessions.begin() as session:
+        assert take(session, "email", 300, rate=200, now=T0 + timedelta(minutes=5)) == pytest.approx(0.5)
+
+
+def test_channels_are_paced_apart(sessions):
+    with sessions.begin() as session:
+        take(session, "sms", 100, rate=100, now=T0)
+        assert take(session, "email", 100, rate=100, now=T0) == 0
