@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -87,9 +89,19 @@ def in_holdout(campaign_id: str, contact_id: str, percent: float) -> bool:
     return int.from_bytes(digest[:8], "big") % 10_000 < percent * 100
 
 
+@lru_cache(maxsize=256)
+def _parsed(content_hash: str, spec_json: str) -> Campaign:
+    """A stored spec parsed once; keyed by content, so every worker agrees on what it holds."""
+    return Campaign.model_validate_json(spec_json)
+
+
 def active_campaigns(session: Session) -> list[tuple[Campaign, int]]:
-    rows = session.scalars(select(CampaignVersion).where(CampaignVersion.active.is_(True)))
-    return [(Campaign.model_validate(row.spec), row.version) for row in rows]
+    rows = session.execute(
+        select(CampaignVersion.content_hash, CampaignVersion.spec, CampaignVersion.version).where(
+            CampaignVersion.active.is_(True)
+        )
+    )
+    return [(_parsed(content_hash, json.dumps(spec, sort_keys=True)), version) for content_hash, spec, version in rows]
 
 
 def listens_to(campaign: Campaign, event_name: str) -> bool:
