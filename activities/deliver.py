@@ -24,7 +24,6 @@ to a live attempt: this one is retried later (ConcurrentAttempt).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -51,8 +50,6 @@ from carecast.store.models import Contact, Delivery, Event, Preferences, Suppres
 from carecast.store.pacing import take
 from carecast.store.writes import lock_contacts
 from workflows.contracts import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
-
-log = logging.getLogger(__name__)
 
 FINAL = {"sent", "skipped", "failed", "uncertain", "holdout"}
 # Rows that never reached a provider do not count toward caps.
@@ -304,7 +301,12 @@ class DeliveryActivities:
     def _paced_chunks(self, claimed: list[_Claimed]):
         """The claimed messages in chunks of a tenth of a second's rate, each after its tokens are taken."""
         rendered = [c for c in claimed if isinstance(c.message, OutboundMessage)]
-        unpaced = [c for c in claimed if c not in rendered or c.message.channel not in self.house_rules.send_rates]
+        # Failed renders go straight to recording; they reach no provider and take no tokens.
+        unpaced = [
+            c
+            for c in claimed
+            if not isinstance(c.message, OutboundMessage) or c.message.channel not in self.house_rules.send_rates
+        ]
         if unpaced:
             yield unpaced
         for channel, rate in self.house_rules.send_rates.items():

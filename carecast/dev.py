@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import logging
 import shutil
 import signal
 import subprocess
@@ -37,8 +36,6 @@ from carecast.store.migrate import upgrade
 from carecast.temporal import connect
 from carecast.worker import carecast_worker
 from workflows import search_attributes
-
-log = logging.getLogger("carecast.dev")
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0

@@ -185,7 +185,6 @@ class Campaign(Strict):
     description: str = ""
     category: Literal["transactional", "care", "marketing"]
     topic: Name | None = Field(default=None, description="subscription topic contacts can leave")
-    from_name: str | None = Field(default=None, description="sender name shown to the customer")
     # A journey:
     trigger: Trigger | None = None
     entry: Entry = Field(default_factory=Entry)
@@ -270,6 +269,5 @@ def snapshot(campaign: Campaign, version: int) -> CampaignSnapshot:
         exit_on=list(campaign.exit_on),
         goal_event=campaign.goal.event if campaign.goal else None,
         goal_within_seconds=_seconds(campaign.goal.within) if campaign.goal else None,
-        holdout_percent=campaign.holdout,
         trigger_stage=campaign.trigger.stage if campaign.trigger else None,
     )

@@ -59,6 +59,5 @@ class CampaignSnapshot:
     exit_on: list[str] = field(default_factory=list)
     goal_event: str | None = None
     goal_within_seconds: int | None = None
-    holdout_percent: float = 0
     # A stage-triggered journey ends when the contact leaves that stage.
     trigger_stage: str | None = None
