@@ -104,7 +104,8 @@ class BroadcastActivities:
             category=campaign.category, step_id=STEP_ID, template=send.template, channels=send.channel_list(),
             contact_id=contact_id, trigger_event_id=None, topic=campaign.topic, urgent=send.urgent,
             on_cap=send.on_cap, held_since=held_since, max_hold_seconds=int(send.max_hold.total_seconds()),
-            asked_at=asked_at,
+            asked_at=asked_at, sender=campaign.sender.from_ if campaign.sender else None,
+            reply_to=campaign.sender.reply_to if campaign.sender else None,
         )  # fmt: skip
 
     def _send_all(self, requests: list[DeliverInput]) -> tuple[BroadcastCounters, list[DeliverResult]]:

@@ -24,12 +24,14 @@ to a live attempt: this one is retried later (ConcurrentAttempt).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import select
@@ -48,14 +50,22 @@ from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateError, TemplateRenderer
 from carecast.store.models import Contact, Delivery, Event, Preferences, Suppression, utcnow
 from carecast.store.pacing import take
-from carecast.store.writes import lock_contacts
+from carecast.store.writes import lock_contacts, upsert
 from workflows.contracts import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
 
-FINAL = {"sent", "skipped", "failed", "uncertain", "holdout"}
+# What providers report after `sent` (carecast.feedback); all of them are past the hand-over.
+FEEDBACK = {"delivered", "bounced", "dropped", "undelivered", "not_answered"}
+FINAL = {"sent", "skipped", "failed", "uncertain", "holdout"} | FEEDBACK
 # Rows that never reached a provider do not count toward caps.
 NOT_COUNTED = ("reserved", "deferred", "skipped", "failed", "holdout")
 RESEND_AFTER_UNCERTAINTY = {"transactional", "care"}
+ONE_CLICK_CATEGORIES = {"marketing", "care"}
+# How the address is suppressed when a provider says it cannot or must not receive messages.
+SUPPRESSION_REASONS = {"invalid_address": "invalid_address", "unsubscribed": "stop"}
+ERROR_TYPES = {"temporary": "ProviderUnavailable", "rejected": "ProviderRejected", "auth": "ProviderAuthFailed"}
 SEND_THREADS = 8
+
+log = logging.getLogger("carecast.deliver")
 
 Outcome = DeliverResult | ApplicationError
 
@@ -277,6 +287,7 @@ class DeliveryActivities:
             request.campaign_name,
             request.topic,
             self.links,
+            self.house_rules.email.postal_address,
         )
         try:
             if decision.channel == "email":
@@ -287,6 +298,7 @@ class DeliveryActivities:
                 text = self.renderer.render_part(request.template, decision.channel, context, contact.locale)
         except TemplateError as exc:
             return exc
+        identity = self.house_rules.email
         return OutboundMessage(
             delivery_id=row.id,
             channel=decision.channel,  # type: ignore[arg-type]
@@ -296,7 +308,23 @@ class DeliveryActivities:
             subject=subject,
             text=text,
             html=html,
+            sender=request.sender or identity.sender,
+            reply_to=request.reply_to or identity.reply_to,
+            category=request.category,
+            locale=contact.locale,
+            headers=self._unsubscribe_headers(request, contact.id) if decision.channel == "email" else {},
         )
+
+    def _unsubscribe_headers(self, request: DeliverInput, contact_id: str) -> dict[str, str]:
+        """RFC 2369 / RFC 8058 one-click unsubscribe, on every marketing and care email."""
+        if request.category not in ONE_CLICK_CATEGORIES:
+            return {}
+        url = self.links.unsubscribe_url(contact_id, request.topic)
+        links = [f"<{url}>"]
+        if mailto := self.house_rules.email.unsubscribe_mailto:
+            token = url.rsplit("/", 1)[-1]
+            links.append(f"<mailto:{parseaddr(mailto)[1]}?subject=unsubscribe%20{token}>")
+        return {"List-Unsubscribe": ", ".join(links), "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
     def _paced_chunks(self, claimed: list[_Claimed]):
         """The claimed messages in chunks of a tenth of a second's rate, each after its tokens are taken."""
@@ -355,14 +383,36 @@ class DeliveryActivities:
                     outcomes[claim.index] = ApplicationError(str(outcome), non_retryable=True, type="TemplateError")
                 elif isinstance(outcome, ProviderError):
                     row.sent_at = None  # known not to be out: it no longer counts toward caps
-                    _record(row, "reserved", error=str(outcome))
-                    outcomes[claim.index] = ApplicationError(
-                        str(outcome), non_retryable=not outcome.retryable, type="ProviderError"
-                    )
+                    _record(row, "reserved", error=str(outcome), kind=outcome.kind)
+                    outcomes[claim.index] = self._provider_failure(session, claim.message, outcome)
                 else:
                     row.provider, row.provider_message_id = outcome.provider, outcome.message_id
+                    row.segments = outcome.segments
                     _record(row, "sent", channel=row.channel)
                     outcomes[claim.index] = _result(row)
+
+    @staticmethod
+    def _provider_failure(session: Session, message: OutboundMessage, error: ProviderError) -> ApplicationError:
+        """What Temporal does about a provider's refusal; a refused address is suppressed first.
+
+        With the address suppressed, the retry asks the policy again: it picks the step's
+        next channel (an email after a STOP by SMS) or skips the message as suppressed.
+        """
+        if error.kind in SUPPRESSION_REASONS:
+            reason = SUPPRESSION_REASONS[error.kind]
+            upsert(
+                session,
+                Suppression,
+                [dict(channel=message.channel, address=message.to, reason=reason, source=f"provider:{error.kind}")],
+                conflict_columns=["channel", "address"],
+            )
+            return ApplicationError(str(error), type="AddressRefused", next_retry_delay=timedelta(seconds=1))
+        if error.kind == "auth":
+            log.error("%s — no message on this channel can go out until this is fixed", error)
+        delay = timedelta(seconds=error.retry_after) if error.retry_after else None
+        return ApplicationError(
+            str(error), non_retryable=not error.retryable, type=ERROR_TYPES[error.kind], next_retry_delay=delay
+        )
 
 
 @dataclass

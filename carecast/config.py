@@ -33,6 +33,19 @@ def _int_env(env: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+def _float_env(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be above 0 seconds")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -52,8 +65,17 @@ class Settings:
     secret_key: str | None = None
     public_url: str = ""
     sendgrid_api_key: str | None = None
+    # Unset: SendGrid's public endpoint (https://api.eu.sendgrid.com for EU data residency).
+    sendgrid_api_host: str | None = None
+    # The "Verification Key" of SendGrid's signed event webhook (base64 DER, as SendGrid shows it).
+    sendgrid_webhook_public_key: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
+    # Unset: https://api.twilio.com. Twilio SMS comes from a Messaging Service or a number.
+    twilio_api_base_url: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_from_number: str | None = None
+    provider_timeout_seconds: float = 10.0
 
     def local_secret(self, name: str, given: str | None) -> str:
         """`given` if set, else a random secret made once and kept in the home folder as `name`.
@@ -74,9 +96,13 @@ class Settings:
         return LinkSigner(self.local_secret("secret-key", self.secret_key), self.public_url)
 
     @property
+    def uses_twilio(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
     def uses_outbox(self) -> bool:
         """True when no provider credentials are set: messages go to the local outbox."""
-        return not self.sendgrid_api_key and not (self.twilio_account_sid and self.twilio_auth_token)
+        return not self.sendgrid_api_key and not self.uses_twilio
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:
@@ -102,6 +128,12 @@ class Settings:
             secret_key=env.get("CARECAST_SECRET_KEY") or None,
             public_url=env.get("CARECAST_PUBLIC_URL") or f"http://127.0.0.1:{_int_env(env, 'CARECAST_API_PORT', 8000)}",
             sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
+            sendgrid_api_host=env.get("SENDGRID_API_HOST") or None,
+            sendgrid_webhook_public_key=env.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
             twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
             twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
+            twilio_api_base_url=env.get("TWILIO_API_BASE_URL") or None,
+            twilio_messaging_service_sid=env.get("TWILIO_MESSAGING_SERVICE_SID") or None,
+            twilio_from_number=env.get("TWILIO_FROM_NUMBER") or None,
+            provider_timeout_seconds=_float_env(env, "CARECAST_PROVIDER_TIMEOUT", 10.0),
         )

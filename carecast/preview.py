@@ -10,6 +10,7 @@ from carecast.render.context import template_context
 from carecast.render.segments import count_segments
 from carecast.render.templates import PARTS_BY_CHANNEL, TemplateError, TemplateRenderer
 from carecast.spec.documents import SpecError
+from carecast.spec.house_rules import load_house_rules
 from carecast.spec.loader import load_campaign
 from carecast.spec.project import SAMPLE_LINKS, sample_context
 from carecast.store.db import make_sessionmaker
@@ -31,7 +32,8 @@ def preview_campaign(
         campaign = load_campaign(path)
     except SpecError as exc:
         raise PreviewError(str(exc)) from None
-    context = sample_context(campaign)
+    postal_address = load_house_rules(settings.campaigns_dir).email.postal_address
+    context = sample_context(campaign, postal_address)
     locale = context["contact"]["locale"]
     if contact_id is not None:
         with make_sessionmaker(engine)() as session:
@@ -40,7 +42,13 @@ def preview_campaign(
                 raise PreviewError(f"no contact with id {contact_id!r}")
             facts = contact_facts(contact)
         context = template_context(
-            facts, campaign.samples.event, campaign.id, campaign.name, campaign.topic, settings.link_signer()
+            facts,
+            campaign.samples.event,
+            campaign.id,
+            campaign.name,
+            campaign.topic,
+            settings.link_signer(),
+            postal_address,
         )
         locale = facts.get("locale")
     sends = [(sid, send) for sid, send in campaign.sends() if step_id in (None, sid)]

@@ -1,17 +1,44 @@
-"""Which provider carries messages, chosen once from the settings."""
+"""Which provider carries each channel, chosen once from the settings.
+
+No credentials at all: the local outbox carries everything (and `carecast dev`
+says so). With credentials, SendGrid carries email and Twilio SMS and calls; a
+channel whose provider is not configured refuses to send and names the setting,
+rather than quietly writing to a folder in production.
+"""
 
 from __future__ import annotations
 
 from carecast.channels.base import Provider
 from carecast.channels.outbox import OutboxProvider
+from carecast.channels.router import ChannelRouter, Unconfigured
+from carecast.channels.sendgrid_email import SendGridEmail
+from carecast.channels.twilio_channels import TwilioSms, TwilioVoice, twilio_client
 from carecast.config import ConfigError, Settings
 
 
 def build_provider(settings: Settings) -> Provider:
-    """The local outbox when no credentials are set; callers tell the operator so."""
     if settings.uses_outbox:
         return OutboxProvider(settings.outbox_dir)
-    raise ConfigError(
-        "SendGrid/Twilio credentials are set, but this build only has the local outbox provider; "
-        "unset SENDGRID_API_KEY, TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN to use it"
-    )
+    providers: dict[str, Provider] = {
+        "email": Unconfigured("email", "SENDGRID_API_KEY"),
+        "sms": Unconfigured("sms", "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"),
+        "voice": Unconfigured("voice", "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER"),
+    }
+    timeout = settings.provider_timeout_seconds
+    if settings.sendgrid_api_key:
+        providers["email"] = SendGridEmail(settings.sendgrid_api_key, settings.sendgrid_api_host, timeout)
+    if settings.uses_twilio:
+        if not (settings.twilio_messaging_service_sid or settings.twilio_from_number):
+            raise ConfigError("Twilio SMS needs a sender: set TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER")
+        client = twilio_client(
+            settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_api_base_url, timeout
+        )
+        providers["sms"] = TwilioSms(
+            client,
+            settings.public_url,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            from_number=settings.twilio_from_number,
+        )
+        if settings.twilio_from_number:
+            providers["voice"] = TwilioVoice(client, settings.public_url, from_number=settings.twilio_from_number)
+    return ChannelRouter(providers)

@@ -30,8 +30,9 @@ steps:
 
 HELLO_TEMPLATES = {
     "hello.email.subject.j2": "Hello {{ contact.attributes.first_name }}",
-    "hello.email.txt.j2": "Hi!\nUnsubscribe: {{ unsubscribe_url }}",
+    "hello.email.txt.j2": "Hi!\nUnsubscribe: {{ unsubscribe_url }}\n{{ postal_address }}",
 }
+POLICY = "email: {from: Acme <care@acme.example>, postal_address: '1 Main St, Springfield'}\n"
 
 
 @pytest.fixture
@@ -41,6 +42,7 @@ def project(tmp_path):
     templates.mkdir()
     for name, text in HELLO_TEMPLATES.items():
         (templates / name).write_text(text)
+    (campaigns / "policy.yaml").write_text(POLICY)
 
     def write(text, name="hello.yaml", **template_files):
         (campaigns / name).write_text(text)
@@ -177,18 +179,46 @@ def test_unknown_lifecycle_stage(project):
 
 
 def test_undefined_template_variable_names_the_template_file_and_line(project):
-    path = project(JOURNEY, hello__email__txt__j2="Hi\n{{ contact.attributes.frist_name }}\n{{ unsubscribe_url }}")
+    path = project(
+        JOURNEY,
+        hello__email__txt__j2="Hi\n{{ contact.attributes.frist_name }}\n{{ unsubscribe_url }} {{ postal_address }}",
+    )
     errors, _ = messages(project, path)
     assert errors == [f"{project.templates / 'hello.email.txt.j2'}:2: 'dict object' has no attribute 'frist_name'"] * 2
 
 
 def test_marketing_email_without_an_unsubscribe_link(project):
-    path = project(JOURNEY, hello__email__txt__j2="Hi, no way out here.")
+    path = project(JOURNEY, hello__email__txt__j2="Hi, no way out here. {{ postal_address }}")
     errors, _ = messages(project, path)
     assert set(errors) == {
         f"{project.templates / 'hello.email.txt.j2'}: a marketing email must contain its unsubscribe link: "
         "add {{ unsubscribe_url }}"
     }
+
+
+def test_marketing_email_without_the_postal_address(project):
+    path = project(JOURNEY, hello__email__txt__j2="Hi! {{ unsubscribe_url }}")
+    errors, _ = messages(project, path)
+    assert set(errors) == {
+        f"{project.templates / 'hello.email.txt.j2'}: a marketing email must show the postal address (CAN-SPAM): "
+        "add {{ postal_address }}"
+    }
+
+
+def test_marketing_email_when_the_house_rules_name_no_postal_address(project):
+    (project.campaigns / "policy.yaml").write_text("timezone: UTC\n")
+    errors, _ = messages(project, project(JOURNEY))
+    assert set(errors) == {
+        f"{project.templates / 'hello.email.txt.j2'}: a marketing email must show the postal address (CAN-SPAM): "
+        "add {{ postal_address }} and set email.postal_address in policy.yaml"
+    }
+
+
+def test_a_sender_that_is_not_an_email_address(project):
+    path = project(JOURNEY + "sender: {from: Acme care team}\n")
+    assert only_error(project, path) == (
+        "14:16: 'Acme care team' is not an email address; write 'Acme Care <care@acme.example>'"
+    )
 
 
 def test_missing_template_part(project):

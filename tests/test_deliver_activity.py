@@ -42,7 +42,7 @@ class FailingProvider:
         self.retryable = retryable
 
     def send(self, message):
-        raise ProviderError("503 from provider", retryable=self.retryable)
+        raise ProviderError("503 from provider", kind="temporary" if self.retryable else "rejected")
 
 
 @pytest.fixture

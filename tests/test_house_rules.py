@@ -40,7 +40,7 @@ def test_no_policy_file_means_no_quiet_hours_and_no_caps(tmp_path):
         (
             "quiet_hour: {start: '21:00', end: '08:00'}",
             "1:1: unknown key 'quiet_hour'; allowed here: timezone, quiet_hours, frequency_caps, global_ceiling, "
-            "send_rates",
+            "send_rates, email",
         ),
         ("send_rates: {sms: 0}", "1:13: the sms rate must be above 0 messages per second"),
         ("send_rates: {fax: 10}", "1:19: Input should be 'email', 'sms' or 'voice'"),

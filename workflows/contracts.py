@@ -46,6 +46,9 @@ class DeliverInput:
     # Counts the sends of this step within one journey, never the activity attempt,
     # so the idempotency key is the same on every retry and replay.
     occurrence: int = 0
+    # The campaign's own "Name <address>" for emails; None: the house default.
+    sender: str | None = None
+    reply_to: str | None = None
 
     @property
     def idempotency_key(self) -> str:

@@ -257,6 +257,8 @@ class JourneyWorkflow:
                 max_hold_seconds=step.max_hold_seconds,
                 holdout=journey.holdout,
                 asked_at=workflow.now(),
+                sender=campaign.sender,
+                reply_to=campaign.reply_to,
             ),
             result_type=DeliverResult,
             start_to_close_timeout=DELIVER_TIMEOUT,

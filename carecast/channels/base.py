@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+ErrorKind = Literal["temporary", "rejected", "invalid_address", "unsubscribed", "auth"]
+
 ChannelName = Literal["email", "sms", "voice"]
 CHANNELS: tuple[ChannelName, ...] = ("email", "sms", "voice")
 
@@ -15,6 +17,7 @@ class OutboundMessage:
 
     `delivery_id` is the row reserved for it in `deliveries`; providers pass it
     along (SendGrid custom_args, Twilio callback URL) so feedback finds its row.
+    `sender` and `reply_to` are "Name <address>" strings; `locale` picks the voice.
     """
 
     delivery_id: int
@@ -26,6 +29,9 @@ class OutboundMessage:
     subject: str | None = None
     html: str | None = None
     sender: str | None = None
+    reply_to: str | None = None
+    category: str = "transactional"
+    locale: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -33,6 +39,7 @@ class OutboundMessage:
 class ProviderReceipt:
     provider: str
     message_id: str
+    segments: int | None = None  # SMS: how many segments the provider bills
 
 
 class Provider(Protocol):
@@ -48,8 +55,21 @@ class Provider(Protocol):
 
 
 class ProviderError(Exception):
-    """A provider refused or failed a message. `retryable` tells Temporal whether to try again."""
+    """A provider refused or failed a message.
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    `kind` says what the deliver activity does about it:
+      temporary        try again later (429, 5xx, timeouts), after `retry_after` seconds if known
+      rejected         this message can never go as it is; do not retry
+      invalid_address  the address cannot receive messages: suppress it, choose again
+      unsubscribed     the recipient opted out at the provider (Twilio 21610): suppress, choose again
+      auth             our credentials were refused: the operator must act; do not retry
+    """
+
+    def __init__(self, message: str, *, kind: ErrorKind = "temporary", retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.retryable = retryable
+        self.kind = kind
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind == "temporary"

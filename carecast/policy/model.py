@@ -41,12 +41,23 @@ class CapRule:
 
 
 @dataclass(frozen=True)
+class EmailIdentity:
+    """Who emails come from, and what their footers and List-Unsubscribe headers carry."""
+
+    sender: str = "Care team <care@example.com>"
+    reply_to: str | None = None
+    postal_address: str | None = None
+    unsubscribe_mailto: str | None = None
+
+
+@dataclass(frozen=True)
 class HouseRules:
     default_timezone: str = "UTC"
     quiet_hours: QuietHours | None = None
     caps: tuple[CapRule, ...] = ()
     # Messages per second each channel's provider is handed, across all workers (absent: unpaced).
     send_rates: Mapping[str, float] = field(default_factory=dict)
+    email: EmailIdentity = field(default_factory=EmailIdentity)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What a template sees: `contact`, `event`, `campaign`, `unsubscribe_url`, `preferences_url`.
+"""What a template sees: `contact`, `event`, `campaign`, `unsubscribe_url`, `preferences_url`, `postal_address`.
 
 `event` holds the triggering event's data fields (`{{ event.order_id }}`), the
 same names the filter language uses (`event.order_id`). The same builder serves
@@ -22,6 +22,7 @@ def template_context(
     campaign_name: str,
     topic: str | None,
     links: LinkSigner,
+    postal_address: str | None = None,
 ) -> dict[str, Any]:
     return {
         "contact": {field: contact.get(field) for field in CONTACT_FIELDS}
@@ -30,4 +31,6 @@ def template_context(
         "campaign": {"id": campaign_id, "name": campaign_name},
         "unsubscribe_url": links.unsubscribe_url(contact["id"], topic),
         "preferences_url": links.preferences_url(contact["id"]),
+        # The sender's postal address (policy.yaml email.postal_address), for marketing footers.
+        "postal_address": postal_address or "",
     }

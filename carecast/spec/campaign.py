@@ -21,7 +21,7 @@ from carecast.channels.base import CHANNELS
 from carecast.filters.model import FilterError, parse_filter
 from carecast.policy.timezones import is_known_zone
 from carecast.spec.durations import Duration
-from carecast.spec.patterns import CLOCK, IDENTIFIER
+from carecast.spec.patterns import CLOCK, IDENTIFIER, Mailbox
 from carecast.spec.snapshot import BranchCaseSnapshot, CampaignSnapshot, StepSnapshot
 
 DEFAULT_MAX_HOLD = timedelta(days=2)
@@ -179,6 +179,15 @@ class Samples(Strict):
     event: dict[str, Any] = Field(default_factory=dict)
 
 
+class Sender(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: Mailbox | None = Field(
+        default=None, alias="from", description='"Name <address>" emails come from; policy.yaml sets the default'
+    )
+    reply_to: Mailbox | None = Field(default=None, description='"Name <address>" replies go to')
+
+
 class Campaign(Strict):
     id: Name
     name: str = Field(min_length=1)
@@ -197,6 +206,7 @@ class Campaign(Strict):
     schedule: Schedule | None = None
     send: SendAction | None = None
     samples: Samples = Field(default_factory=Samples)
+    sender: Sender | None = Field(default=None, description="who emails of this campaign come from")
 
     @model_validator(mode="after")
     def journey_or_broadcast(self) -> Campaign:
@@ -270,4 +280,6 @@ def snapshot(campaign: Campaign, version: int) -> CampaignSnapshot:
         goal_event=campaign.goal.event if campaign.goal else None,
         goal_within_seconds=_seconds(campaign.goal.within) if campaign.goal else None,
         trigger_stage=campaign.trigger.stage if campaign.trigger else None,
+        sender=campaign.sender.from_ if campaign.sender else None,
+        reply_to=campaign.sender.reply_to if campaign.sender else None,
     )

@@ -8,11 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from carecast.policy.model import CapRule, HouseRules, QuietHours
+from carecast.policy.model import CapRule, EmailIdentity, HouseRules, QuietHours
 from carecast.policy.timezones import is_known_zone
 from carecast.spec.documents import load_model
 from carecast.spec.durations import Duration
-from carecast.spec.patterns import CLOCK, RULE_NAME
+from carecast.spec.patterns import CLOCK, RULE_NAME, Mailbox
 
 POLICY_FILE = "policy.yaml"
 
@@ -41,6 +41,22 @@ class CeilingSpec(Strict):
     per: Duration
 
 
+class EmailSpec(Strict):
+    from_: Mailbox = Field(alias="from", description='"Name <address>" every email comes from unless its campaign says')
+    reply_to: Mailbox | None = None
+    postal_address: str | None = Field(
+        default=None, min_length=5, description="shown in every marketing email's footer (CAN-SPAM)"
+    )
+    unsubscribe_mailto: Mailbox | None = Field(
+        default=None, description="address of the mailto: List-Unsubscribe link beside the https one"
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_policy(self) -> EmailIdentity:
+        return EmailIdentity(self.from_, self.reply_to, self.postal_address, self.unsubscribe_mailto)
+
+
 class HouseRulesSpec(Strict):
     timezone: str = Field(default="UTC", description="zone for contacts with no zone and no phone region zone")
     quiet_hours: QuietHoursSpec | None = None
@@ -51,6 +67,7 @@ class HouseRulesSpec(Strict):
     send_rates: dict[Literal["email", "sms", "voice"], float] = Field(
         default_factory=dict, description="messages per second handed to each channel's provider, across all workers"
     )
+    email: EmailSpec | None = Field(default=None, description="sender, reply-to and postal address of emails")
 
     @field_validator("send_rates")
     @classmethod
@@ -83,6 +100,7 @@ class HouseRulesSpec(Strict):
             quiet_hours=self.quiet_hours.to_policy() if self.quiet_hours else None,
             caps=tuple(caps),
             send_rates=dict(self.send_rates),
+            email=self.email.to_policy() if self.email else EmailIdentity(),
         )
 
 

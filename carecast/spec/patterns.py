@@ -1,5 +1,11 @@
 """Patterns that names and times in spec files must match, with words for a marketer."""
 
+from email.utils import formataddr, parseaddr
+from typing import Annotated
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator
+
 IDENTIFIER = r"^[a-z][a-z0-9_-]{0,63}$"
 CLOCK = r"^([01]\d|2[0-3]):[0-5]\d$"
 RULE_NAME = r"^[a-z][a-z0-9_]*$"
@@ -13,3 +19,18 @@ HINTS = {
 
 def describe(pattern: str) -> str:
     return HINTS.get(pattern, f"text matching {pattern}")
+
+
+def _mailbox(value: str) -> str:
+    """'Name <address>' or a bare address, with an address email-validator accepts."""
+    name, address = parseaddr(value)
+    if not address or "@" not in address:
+        raise ValueError(f"{value!r} is not an email address; write 'Acme Care <care@acme.example>'")
+    try:
+        normalised = validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r}: {exc}") from None
+    return formataddr((name, normalised)) if name else normalised
+
+
+Mailbox = Annotated[str, AfterValidator(_mailbox)]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from carecast.policy.model import HouseRules
 from carecast.render.context import template_context
 from carecast.render.links import LinkSigner
 from carecast.render.segments import count_segments
@@ -43,22 +44,26 @@ class Report:
     warnings: list[Problem] = field(default_factory=list)
     campaigns: list[Campaign] = field(default_factory=list)
     lifecycle: Lifecycle | None = None
+    house_rules: HouseRules = field(default_factory=HouseRules)
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
 
-def sample_context(campaign: Campaign) -> dict[str, Any]:
+def sample_context(campaign: Campaign, postal_address: str | None = None) -> dict[str, Any]:
     contact = {**SAMPLE_CONTACT, **campaign.samples.contact}
     contact["attributes"] = {**SAMPLE_CONTACT["attributes"], **(campaign.samples.contact.get("attributes") or {})}
-    return template_context(contact, campaign.samples.event, campaign.id, campaign.name, campaign.topic, SAMPLE_LINKS)
+    return template_context(
+        contact, campaign.samples.event, campaign.id, campaign.name, campaign.topic, SAMPLE_LINKS, postal_address
+    )
 
 
 def _template_problems(
     campaign: Campaign, send: SendAction, renderer: TemplateRenderer, report: Report, path: Path
 ) -> None:
-    context = sample_context(campaign)
+    postal_address = report.house_rules.email.postal_address
+    context = sample_context(campaign, postal_address)
     channels = send.channel_list()
     available = [c for c in channels if all(renderer.variants(send.template, p) for p in PARTS_BY_CHANNEL[c])]
     missing = [c for c in channels if c not in available]
@@ -108,6 +113,16 @@ def _template_problems(
                     "a marketing email must contain its unsubscribe link: add {{ unsubscribe_url }}",
                 )  # fmt: skip
             )
+        if needs_link and not (postal_address and any(postal_address in text for text in rendered)):
+            hint = "" if postal_address else " and set email.postal_address in policy.yaml"
+            report.errors.append(
+                Problem(
+                    renderer.directory / f"{send.template}.email.txt.j2",
+                    None,
+                    None,
+                    f"a marketing email must show the postal address (CAN-SPAM): add {{{{ postal_address }}}}{hint}",
+                )  # fmt: skip
+            )
 
 
 def _stage_problems(campaign: Campaign, path: Path, lifecycle: Lifecycle | None, report: Report) -> None:
@@ -138,6 +153,8 @@ def validate_project(campaigns_dir: Path, templates_dir: Path, paths: Iterable[P
             continue
         if isinstance(loaded, Lifecycle):
             report.lifecycle = loaded
+        elif isinstance(loaded, HouseRules):
+            report.house_rules = loaded
     renderer = TemplateRenderer(templates_dir)
     files = [Path(p) for p in paths] if paths else campaign_files(campaigns_dir)
     for path in files:

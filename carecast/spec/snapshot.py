@@ -61,3 +61,6 @@ class CampaignSnapshot:
     goal_within_seconds: int | None = None
     # A stage-triggered journey ends when the contact leaves that stage.
     trigger_stage: str | None = None
+    # "Name <address>" of the campaign's emails; None: the house default in policy.yaml.
+    sender: str | None = None
+    reply_to: str | None = None
