@@ -15,6 +15,7 @@ from temporalio.client import Client
 from carecast.api.auth import require_api_key
 from carecast.api.contacts import contacts_router
 from carecast.api.events import events_router
+from carecast.api.webhooks import webhooks_router
 from carecast.config import Settings
 from carecast.store.db import make_engine, make_sessionmaker, ping
 from carecast.temporal import connect
@@ -47,6 +48,7 @@ def create_app(
     sessions = make_sessionmaker(engine)
     app.include_router(contacts_router(sessions, temporal_client, settings.task_queue, auth))
     app.include_router(events_router(sessions, temporal_client, settings.task_queue, auth))
+    app.include_router(webhooks_router(settings, sessions, temporal_client))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

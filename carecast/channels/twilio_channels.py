@@ -9,6 +9,8 @@ https://www.twilio.com/docs/api/errors
 
 from __future__ import annotations
 
+import threading
+
 import requests
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
@@ -44,10 +46,31 @@ def voice_twiml(text: str, locale: str | None) -> str:
     return str(response)
 
 
+class _HeaderKeepingHttpClient(TwilioHttpClient):
+    """Keeps each thread's last response headers: the SDK's errors drop Retry-After."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.local = threading.local()
+
+    def request(self, *args, **kwargs):
+        response = super().request(*args, **kwargs)
+        self.local.headers = response.headers or {}
+        return response
+
+    def retry_after(self) -> float | None:
+        value = getattr(self.local, "headers", {}).get("Retry-After")
+        try:
+            return max(0.0, float(value)) if value else None
+        except ValueError:
+            return None
+
+
 def twilio_client(account_sid: str, auth_token: str, base_url: str | None, timeout: float) -> Client:
     # With a base URL of our own, TWILIO_EDGE / TWILIO_REGION must not rewrite its host.
     environment = {} if base_url else None
-    client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout), environment=environment)
+    http_client = _HeaderKeepingHttpClient(timeout)
+    client = Client(account_sid, auth_token, http_client=http_client, environment=environment)
     if base_url:
         client.api.base_url = base_url.rstrip("/")
     return client
@@ -67,7 +90,7 @@ class _TwilioChannel:
     def _error(self, exc: TwilioRestException) -> ProviderError:
         text = f"Twilio answered {exc.status} (error {exc.code}): {exc.msg}"
         if exc.status == 429 or exc.status >= 500:
-            return ProviderError(text, retry_after=self._retry_after())
+            return ProviderError(text, retry_after=self.client.http_client.retry_after())
         if exc.code in UNSUBSCRIBED:
             return ProviderError(text, kind="unsubscribed")
         if exc.code in INVALID_ADDRESS:
@@ -75,14 +98,6 @@ class _TwilioChannel:
         if exc.status in (401, 403) or exc.code in AUTH:
             return ProviderError(f"{text}; check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN", kind="auth")
         return ProviderError(text, kind="rejected")
-
-    def _retry_after(self) -> float | None:
-        response = self.client.http_client.last_response
-        value = response.headers.get("Retry-After") if response is not None and response.headers else None
-        try:
-            return max(0.0, float(value)) if value else None
-        except ValueError:
-            return None
 
     def _call_api(self, create, **params):
         try:

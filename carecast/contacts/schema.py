@@ -49,6 +49,7 @@ class PreferencesInput(Strict):
 
     consent: ConsentInput | None = None
     topics: dict[str, bool] | None = None
+    marketing: bool | None = Field(default=None, description="false: no marketing at all, whatever the topic")
     preferred_channels: list[str] | None = None
     quiet_hours: QuietHoursInput | None = None
     send_windows: list[str] | None = None

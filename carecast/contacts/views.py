@@ -40,6 +40,7 @@ def preference_view(prefs: Preferences | None) -> PreferenceView:
     return PreferenceView(
         consent={channel: bool(getattr(prefs, f"{channel}_consent")) for channel in CHANNELS},
         topics=dict(prefs.topics or {}),
+        marketing=prefs.marketing_consent is not False,
         preferred_channels=tuple(prefs.preferred_channels or ()),
         quiet_hours=quiet,
         send_windows=tuple(prefs.send_windows or ()),

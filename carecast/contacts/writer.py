@@ -23,6 +23,8 @@ from carecast.store.models import Base, ConsentRecord, Contact, Preferences, utc
 # Email is opt-out (CAN-SPAM); SMS and calls need express consent (TCPA), so they start off.
 DEFAULT_CONSENT = {"email": True, "sms": False, "voice": False}
 CONTACT_FIELDS = ("email", "phone", "timezone", "locale", "lifecycle_stage", "care_agent")
+# The `topic` of a consent record about all marketing at once.
+ALL_MARKETING = "*"
 
 
 @dataclass
@@ -48,6 +50,7 @@ def new_preferences(contact_id: str) -> Preferences:
         voice_consent=DEFAULT_CONSENT["voice"],
         preferred_channels=[],
         topics={},
+        marketing_consent=True,
         send_windows=[],
     )
 
@@ -91,6 +94,9 @@ def _apply_preferences(
                 records.append(dict(channel=None, topic=topic, granted=subscribed, **record))
             topics[topic] = subscribed
         changed |= _set(prefs, "topics", topics)
+    if given.marketing is not None and _set(prefs, "marketing_consent", given.marketing):
+        records.append(dict(channel=None, topic=ALL_MARKETING, granted=given.marketing, **record))
+        changed = True
     fields = given.model_fields_set
     if "preferred_channels" in fields:
         changed |= _set(prefs, "preferred_channels", given.preferred_channels or [])

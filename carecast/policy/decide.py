@@ -40,6 +40,8 @@ def decide(
         return Skip("expired")
 
     lifecycle = message.category != "transactional"
+    if message.category == "marketing" and not preferences.marketing:
+        return Skip("marketing_unsubscribed")
     if lifecycle and message.topic and preferences.topics.get(message.topic) is False:
         return Skip("topic_unsubscribed")
 

@@ -74,6 +74,7 @@ class PreferenceView:
 
     consent: Mapping[str, bool] = field(default_factory=lambda: {"email": True})
     topics: Mapping[str, bool] = field(default_factory=dict)
+    marketing: bool = True  # False: unsubscribed from all marketing, whatever the topic
     preferred_channels: tuple[str, ...] = ()
     quiet_hours: QuietHours | None = None
     send_windows: tuple[str, ...] = ()

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -75,6 +76,9 @@ class Preferences(Base):
     preferred_channels: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
     topics: Mapped[dict[str, bool]] = mapped_column(
         JsonDocument, default=dict, doc="topic -> subscribed; a missing topic is subscribed"
+    )
+    marketing_consent: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true(), doc="False: no marketing at all, whatever the topic"
     )
     quiet_hours_start: Mapped[str | None] = mapped_column(String(5), doc="HH:MM local time")
     quiet_hours_end: Mapped[str | None] = mapped_column(String(5), doc="HH:MM local time")
@@ -164,6 +168,23 @@ class Enrolment(Base):
     workflow_id: Mapped[str] = mapped_column(String(300))
     holdout: Mapped[bool] = mapped_column(Boolean, default=False)
     enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ProviderEvent(Base):
+    """A provider callback already applied (SendGrid `sg_event_id`, Twilio sid + status), so a resent one is not.
+
+    Holds no address: the delivery row it changed says who it was for.
+    """
+
+    __tablename__ = "provider_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id", name="uq_provider_events_provider_event"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    delivery_id: Mapped[int | None] = mapped_column(BigId)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class RateBucket(Base):

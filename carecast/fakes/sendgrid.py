@@ -1,0 +1,123 @@
+"""A fake SendGrid Mail Send v3 endpoint, and its signed event webhook.
+
+`POST /v3/mail/send` checks the bearer key and validates the body against the
+official description; an accepted message answers 202 with an X-Message-Id and
+owes carecast `processed` and `delivered` events, signed with ECDSA (P-256,
+SHA-256) exactly as SendGrid's signed event webhook does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+import time
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from carecast.fakes.openapi import SENDGRID_SPEC, validate
+from carecast.fakes.recording import Callback, Journal, Received
+
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+
+class EventSigner:
+    """The key pair of a signed event webhook; `public_key` is what SendGrid shows as the verification key."""
+
+    def __init__(self) -> None:
+        self._private = ec.generate_private_key(ec.SECP256R1())
+        der = self._private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.public_key = base64.b64encode(der).decode()
+
+    def headers(self, payload: bytes, timestamp: int | None = None) -> dict[str, str]:
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        signature = self._private.sign(stamp.encode() + payload, ec.ECDSA(hashes.SHA256()))
+        return {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: base64.b64encode(signature).decode(),
+            TIMESTAMP_HEADER: stamp,
+        }
+
+
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse({"errors": [{"message": message, "field": field, "help": None}]}, status_code=status)
+
+
+class FakeSendGrid:
+    def __init__(self, journal: Journal, api_key: str, webhook_url: str | None) -> None:
+        self.journal = journal
+        self.api_key = api_key
+        self.webhook_url = webhook_url
+        self.signer = EventSigner()
+
+    def routes(self) -> list[Route]:
+        return [Route("/v3/mail/send", self.mail_send, methods=["POST"])]
+
+    async def mail_send(self, request: Request) -> Response:
+        raw = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        errors = validate(SENDGRID_SPEC, "POST", "/v3/mail/send", headers, raw)
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            body = None
+        received = self.journal.record(Received("sendgrid", request.url.path, headers, body, errors))
+        response = await self._answer(headers, errors, body)
+        received.status = response.status_code
+        return response
+
+    async def _answer(self, headers: dict[str, str], errors: list[str], body: Any) -> Response:
+        if headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error(401, "The provided authorization grant is invalid, expired, or revoked")
+        if errors:
+            field, _, message = errors[0].partition(": ")
+            return _error(400, message or field, field.replace("/", ".") if message else None)
+        failure = self.journal.next_failure("sendgrid")
+        if failure is not None:
+            await asyncio.sleep(failure.delay)
+        if failure is not None and failure.status >= 400:
+            response = _error(failure.status, "too many requests" if failure.status == 429 else "told to fail")
+            if failure.retry_after is not None:
+                response.headers["Retry-After"] = str(int(failure.retry_after))
+            return response
+        message_id = secrets.token_urlsafe(16)
+        self._owe_events(body, message_id)
+        return Response(status_code=202, headers={"X-Message-Id": message_id})
+
+    def _owe_events(self, body: dict[str, Any], message_id: str) -> None:
+        if not self.webhook_url:
+            return
+        custom_args = body.get("custom_args") or {}
+        events = []
+        for n, personalization in enumerate(body["personalizations"]):
+            for recipient in personalization["to"]:
+                for event in ("processed", "delivered"):
+                    events.append(
+                        {
+                            "email": recipient["email"],
+                            "timestamp": int(time.time()),
+                            "event": event,
+                            "sg_event_id": secrets.token_urlsafe(16),
+                            "sg_message_id": f"{message_id}.filter0001.{n}",
+                            "category": body.get("categories") or [],
+                            **custom_args,
+                            **(personalization.get("custom_args") or {}),
+                        }
+                    )
+        self.post_events(events)
+
+    def post_events(self, events: list[dict[str, Any]], timestamp: int | None = None) -> Callback:
+        """Owes carecast a signed batch of events (tests use it for bounces, complaints, ...)."""
+        payload = json.dumps(events).encode()
+        callback = Callback(self.webhook_url or "", self.signer.headers(payload, timestamp), payload)
+        self.journal.owe(callback)
+        return callback

@@ -1,0 +1,195 @@
+"""What providers tell us after a send, applied to the store once each.
+
+SendGrid's event webhook and Twilio's status callbacks move a delivery past
+`sent` (delivered, bounced, dropped, undelivered, not answered) and, for
+bounces, complaints, opt-outs and refused numbers, suppress the address or
+change the contact's preferences with a consent record. Each callback is
+applied at most once: its id goes into `provider_events` in the same
+transaction as its effect. Inbound SMS keywords (STOP, START, HELP) are read
+here too; callers turn every inbound SMS into an `sms_replied` event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput
+from carecast.contacts.writer import write_contacts
+from carecast.store.models import Contact, Delivery, ProviderEvent, Suppression, utcnow
+from carecast.store.writes import upsert
+
+# SendGrid event → (delivery status or None to only note it, suppression reason or None)
+SENDGRID_EVENTS: dict[str, tuple[str | None, str | None]] = {
+    "processed": (None, None),
+    "deferred": (None, None),
+    "delivered": ("delivered", None),
+    "bounce": ("bounced", "hard_bounce"),
+    "dropped": ("dropped", None),
+    "spamreport": (None, "spam_complaint"),
+    "unsubscribe": (None, None),
+    "group_unsubscribe": (None, None),
+    "group_resubscribe": (None, None),
+    "open": (None, None),
+    "click": (None, None),
+}
+# Twilio MessageStatus / CallStatus → delivery status (None: only noted)
+TWILIO_STATUSES: dict[str, str | None] = {
+    "accepted": None, "scheduled": None, "queued": None, "sending": None, "sent": None, "initiated": None,
+    "ringing": None, "in-progress": None, "delivered": "delivered", "read": "delivered", "completed": "delivered",
+    "undelivered": "undelivered", "failed": "undelivered", "canceled": "undelivered", "busy": "not_answered",
+    "no-answer": "not_answered",
+}  # fmt: skip
+# Twilio ErrorCodes on a failed message that mean the number must not be used again.
+TWILIO_SUPPRESSING_ERRORS = {"21610": "stop", "30005": "invalid_address", "30006": "invalid_address",
+                             "21211": "invalid_address", "21614": "invalid_address"}  # fmt: skip
+
+STOP_KEYWORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+START_KEYWORDS = {"START", "UNSTOP", "YES"}
+HELP_KEYWORDS = {"HELP", "INFO"}
+
+
+@dataclass
+class FeedbackSummary:
+    applied: int = 0
+    duplicates: int = 0
+    unknown_delivery: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def _first_time(session: Session, provider: str, event_id: str, kind: str, delivery_id: int | None) -> bool:
+    row = dict(provider=provider, event_id=event_id, kind=kind, delivery_id=delivery_id, received_at=utcnow())
+    return upsert(session, ProviderEvent, [row], conflict_columns=["provider", "event_id"]) == 1
+
+
+def _note(delivery: Delivery, kind: str, status: str | None, **details: Any) -> None:
+    entry = {"status": status or delivery.status, "event": kind, "at": utcnow().isoformat()}
+    entry.update({k: v for k, v in details.items() if v not in (None, "")})
+    if status is not None:
+        delivery.status = status
+    delivery.status_history = [*(delivery.status_history or []), entry]
+
+
+def _suppress(session: Session, channel: str, address: str, reason: str, source: str) -> None:
+    row = dict(channel=channel, address=address, reason=reason, source=source, created_at=utcnow())
+    upsert(session, Suppression, [row], conflict_columns=["channel", "address"])
+
+
+def _change_preferences(session: Session, contact_id: str, source: str, wording: str, **given: Any) -> None:
+    item = ContactInput(id=contact_id, preferences=PreferencesInput(**given))
+    write_contacts(session, [item], source=source, wording=wording)
+
+
+def _delivery_id(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def apply_sendgrid_events(
+    session: Session, events: Iterable[Mapping[str, Any]], topics: Mapping[str, str]
+) -> FeedbackSummary:
+    """Applies a verified batch; `topics` maps campaign id → topic (for group unsubscribes)."""
+    summary = FeedbackSummary()
+    for event in events:
+        kind = str(event.get("event", ""))
+        delivery_id = _delivery_id(event.get("delivery_id"))
+        event_id = str(event.get("sg_event_id") or "")
+        if kind not in SENDGRID_EVENTS or not event_id:
+            continue
+        if not _first_time(session, "sendgrid", event_id, kind, delivery_id):
+            summary.duplicates += 1
+            continue
+        delivery = session.get(Delivery, delivery_id) if delivery_id is not None else None
+        if delivery is None:
+            summary.unknown_delivery += 1
+            continue
+        status, suppression = SENDGRID_EVENTS[kind]
+        if kind == "bounce" and event.get("type") == "blocked":
+            suppression = None  # a block is the receiving server's mood today, not a dead address
+        _note(delivery, kind, status, reason=event.get("reason"), url=event.get("url"))
+        contact = session.get(Contact, delivery.contact_id)
+        if suppression and contact is not None and contact.email:
+            _suppress(session, "email", contact.email, suppression, f"sendgrid:{kind}")
+        if contact is not None:
+            _sendgrid_preferences(session, contact.id, kind, topics.get(delivery.campaign_id))
+        summary.applied += 1
+        summary.statuses[kind] = summary.statuses.get(kind, 0) + 1
+    return summary
+
+
+def _sendgrid_preferences(session: Session, contact_id: str, kind: str, topic: str | None) -> None:
+    wording = f"SendGrid {kind} event"
+    if kind == "spamreport":
+        _change_preferences(session, contact_id, "sendgrid", wording, consent=ConsentInput(email=False))
+    elif kind == "unsubscribe":
+        _change_preferences(session, contact_id, "sendgrid", wording, marketing=False)
+    elif kind in ("group_unsubscribe", "group_resubscribe") and topic:
+        _change_preferences(session, contact_id, "sendgrid", wording, topics={topic: kind == "group_resubscribe"})
+
+
+def apply_twilio_status(session: Session, delivery_id: int | None, params: Mapping[str, str]) -> str:
+    """Applies one verified status callback; returns what happened, for the log."""
+    sid = params.get("MessageSid") or params.get("CallSid") or ""
+    reported = params.get("MessageStatus") or params.get("CallStatus") or ""
+    if not sid or reported not in TWILIO_STATUSES:
+        return "ignored"
+    if not _first_time(session, "twilio", f"{sid}:{reported}", reported, delivery_id):
+        return "duplicate"
+    delivery = session.get(Delivery, delivery_id) if delivery_id is not None else None
+    if delivery is None:
+        return "unknown_delivery"
+    error_code = params.get("ErrorCode")
+    _note(delivery, reported, TWILIO_STATUSES[reported], error_code=error_code)
+    reason = TWILIO_SUPPRESSING_ERRORS.get(error_code or "")
+    if reason and delivery.channel in ("sms", "voice"):
+        contact = session.get(Contact, delivery.contact_id)
+        if contact is not None and contact.phone:
+            _suppress(session, delivery.channel, contact.phone, reason, f"twilio:{error_code}")
+    return reported
+
+
+def keyword(body: str) -> str | None:
+    """STOP, START or HELP when the whole reply is one of their keywords (any case), else None."""
+    word = body.strip().strip(".!").upper()
+    for name, words in (("STOP", STOP_KEYWORDS), ("START", START_KEYWORDS), ("HELP", HELP_KEYWORDS)):
+        if word in words:
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    contact_ids: list[str]
+    keyword: str | None
+    duplicate: bool
+
+
+def apply_inbound_sms(session: Session, message_sid: str, from_number: str, body: str) -> InboundSms:
+    """Records a reply once; STOP revokes SMS consent, START restores it, both with a consent record."""
+    word = keyword(body)
+    contact_ids = list(session.scalars(select(Contact.id).where(Contact.phone == from_number).order_by(Contact.id)))
+    if not _first_time(session, "twilio", f"{message_sid}:inbound", f"inbound:{word or 'text'}", None):
+        return InboundSms(contact_ids, word, duplicate=True)
+    if word in ("STOP", "START"):
+        for contact_id in contact_ids:
+            _change_preferences(
+                session,
+                contact_id,
+                "sms_keyword",
+                f"SMS reply: {body.strip()}",
+                consent=ConsentInput(sms=word == "START"),
+            )
+    if word == "START":
+        # The carrier-level block Twilio reported (21610) is lifted by the same word.
+        session.execute(
+            delete(Suppression).where(
+                Suppression.channel == "sms", Suppression.address == from_number, Suppression.reason == "stop"
+            )
+        )
+    return InboundSms(contact_ids, word, duplicate=False)
