@@ -15,8 +15,10 @@ from temporalio.client import Client
 from carecast.api.auth import require_api_key
 from carecast.api.contacts import contacts_router
 from carecast.api.events import events_router
+from carecast.api.preference_center import PreferenceCenter, preference_center_router
 from carecast.api.webhooks import webhooks_router
 from carecast.config import Settings
+from carecast.spec.house_rules import load_house_rules
 from carecast.store.db import make_engine, make_sessionmaker, ping
 from carecast.temporal import connect
 
@@ -49,6 +51,8 @@ def create_app(
     app.include_router(contacts_router(sessions, temporal_client, settings.task_queue, auth))
     app.include_router(events_router(sessions, temporal_client, settings.task_queue, auth))
     app.include_router(webhooks_router(settings, sessions, temporal_client))
+    center = PreferenceCenter(sessions, settings.link_signer(), load_house_rules(settings.campaigns_dir))
+    app.include_router(preference_center_router(center))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

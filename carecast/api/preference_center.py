@@ -1,0 +1,197 @@
+"""`GET|POST /u/{token}`: the preference center and one-click unsubscribe (RFC 8058).
+
+The signed token is the only key (no login, no cookie): it names the contact
+and, in an unsubscribe link, the topic. The page is plain server-rendered HTML
+that works without JavaScript, in the contact's language. Every change goes
+through the contact writer, so it is logged as consent with source
+`preference_center` (or `one_click` for RFC 8058 posts) and the words shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.orm import Session, sessionmaker
+
+from carecast.api.pages.strings import strings_for
+from carecast.channels.base import CHANNELS
+from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput, QuietHoursInput
+from carecast.contacts.views import preference_view
+from carecast.contacts.writer import write_contacts
+from carecast.enrolment import active_campaigns
+from carecast.policy.model import HouseRules
+from carecast.policy.timezones import contact_zone
+from carecast.render.links import LinkSigner
+from carecast.store.models import Contact, Preferences, utcnow
+
+PAGES = Path(__file__).parent / "pages"
+PAUSE_CHOICES = (1, 2, 4, 8)
+ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    label: str
+    about: str = ""
+
+
+def topic_label(name: str) -> str:
+    return name.replace("_", " ").replace("-", " ").capitalize()
+
+
+class PreferenceCenter:
+    def __init__(self, sessions: sessionmaker[Session], links: LinkSigner, house_rules: HouseRules) -> None:
+        self.sessions = sessions
+        self.links = links
+        self.house_rules = house_rules
+        self.brand = parseaddr(house_rules.email.sender)[0] or "us"
+        self.pages = Environment(loader=FileSystemLoader(PAGES), autoescape=select_autoescape(["j2"]))
+
+    def page(self, name: str, locale: str | None, status: int = 200, **values: Any) -> HTMLResponse:
+        lang, strings = strings_for(locale)
+        html = self.pages.get_template(name).render(lang=lang, t=strings, brand=self.brand, **values)
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+    def not_found(self) -> HTMLResponse:
+        return self.page("not_found.html.j2", None, status=404)
+
+    def topics(self, session: Session, prefs: Preferences | None) -> list[Topic]:
+        """Topics of the deployed campaigns (with their names), then any the contact chose before."""
+        about: dict[str, list[str]] = {}
+        for campaign, _ in active_campaigns(session):
+            if campaign.topic and campaign.category != "transactional":
+                about.setdefault(campaign.topic, []).append(campaign.name)
+        for name in (prefs.topics if prefs else None) or {}:
+            about.setdefault(name, [])
+        return [Topic(name, topic_label(name), ", ".join(sorted(names))) for name, names in sorted(about.items())]
+
+    def render(self, session: Session, contact: Contact, token: str, topic: str | None, **extra: Any) -> HTMLResponse:
+        prefs = session.get(Preferences, contact.id)
+        view = preference_view(prefs)
+        _, strings = strings_for(contact.locale)
+        addresses = {"email": contact.email, "sms": contact.phone, "voice": contact.phone}
+        channels = [
+            {"name": c, "address": addresses[c], "on": view.consent.get(c, False), "short": strings[f"{c}_short"]}
+            for c in CHANNELS
+            if addresses[c]
+        ]
+        quiet = view.quiet_hours
+        house_quiet = self.house_rules.quiet_hours
+        zone = contact_zone(contact.timezone, contact.phone, self.house_rules.default_timezone)
+        paused = view.paused_until if view.paused_until and view.paused_until > utcnow() else None
+        values = dict(
+            action=f"/u/{token}",
+            topic=Topic(topic, topic_label(topic)) if topic else None,
+            channels=channels,
+            preferred=view.preferred_channels[0] if view.preferred_channels else "",
+            topics=[dict(t.__dict__, on=view.topics.get(t.name, True)) for t in self.topics(session, prefs)],
+            quiet_start=f"{quiet.start:%H:%M}" if quiet else "",
+            quiet_end=f"{quiet.end:%H:%M}" if quiet else "",
+            house_quiet=(f"{house_quiet.start:%H:%M}", f"{house_quiet.end:%H:%M}") if house_quiet else ("", ""),
+            zone=zone.key,
+            paused_until=f"{paused.astimezone(zone):%Y-%m-%d}" if paused else None,
+            pause_choices=PAUSE_CHOICES,
+            marketing=view.marketing,
+            errors={},
+            saved=False,
+        )
+        values.update(extra)
+        return self.page("preferences.html.j2", contact.locale, **values)
+
+    def changes(self, session: Session, contact: Contact, form: dict[str, list[str]]) -> PreferencesInput | str:
+        """The preferences the form asks for, or the quiet-hours mistake to show."""
+        first = {k: v[0].strip() for k, v in form.items() if v}
+        chosen_channels = set(form.get("consent", []))
+        addresses = {"email": contact.email, "sms": contact.phone, "voice": contact.phone}
+        consent = {c: c in chosen_channels for c in CHANNELS if addresses[c]}
+        preferred = first.get("preferred", "")
+        topics_on = set(form.get("topic", []))
+        topics = {t.name: t.name in topics_on for t in self.topics(session, session.get(Preferences, contact.id))}
+        start, end = first.get("quiet_start", ""), first.get("quiet_end", "")
+        if bool(start) != bool(end):
+            return "quiet_error"
+        given: dict[str, Any] = dict(
+            consent=ConsentInput(**consent),
+            topics=topics,
+            preferred_channels=[preferred] if preferred in consent else [],
+            quiet_hours=QuietHoursInput(start=start[:5], end=end[:5]) if start else None,
+            marketing=first.get("no_marketing") != "1",
+        )
+        pause = first.get("pause_weeks", "")
+        if pause == "0":
+            given["paused_until"] = None
+        elif pause in {str(n) for n in PAUSE_CHOICES}:
+            given["paused_until"] = utcnow() + timedelta(weeks=int(pause))
+        return PreferencesInput(**given)
+
+
+def preference_center_router(center: PreferenceCenter) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    def find(session: Session, token: str) -> tuple[Contact, str | None] | None:
+        read = center.links.read(token)
+        if read is None:
+            return None
+        contact = session.get(Contact, read[0])
+        return (contact, read[1]) if contact is not None else None
+
+    @router.get("/u/")
+    async def no_token() -> Response:
+        """A link cut short by a mail client."""
+        return center.not_found()
+
+    @router.get("/u/{token}")
+    async def show(token: str, saved: int = 0) -> Response:
+        with center.sessions() as session:
+            found = find(session, token)
+            if found is None:
+                return center.not_found()
+            contact, topic = found
+            return center.render(session, contact, token, topic, saved=bool(saved))
+
+    @router.post("/u/{token}")
+    async def change(token: str, request: Request) -> Response:
+        raw = (await request.body()).decode("utf-8", "replace")
+        form = parse_qs(raw, keep_blank_values=True)
+        with center.sessions.begin() as session:
+            found = find(session, token)
+            if found is None:
+                return center.not_found()
+            contact, topic = found
+            one_click = raw.strip() == ONE_CLICK_BODY
+            if one_click or form.get("action") == ["unsubscribe_topic"]:
+                given = PreferencesInput(topics={topic: False}) if topic else PreferencesInput(marketing=False)
+                source = "one_click" if one_click else "preference_center"
+                wording = f"List-Unsubscribe ({topic or 'all marketing'})"
+                write_contacts(
+                    session, [ContactInput(id=contact.id, preferences=given)], source=source, wording=wording
+                )
+                return center.page(
+                    "unsubscribed.html.j2",
+                    contact.locale,
+                    topic=Topic(topic, topic_label(topic)) if topic else None,
+                    manage_url=f"/u/{center.links.token(contact.id)}",
+                )
+            given = center.changes(session, contact, form)
+            if isinstance(given, str):
+                _, strings = strings_for(contact.locale)
+                return center.render(session, contact, token, topic, errors={"quiet": strings[given]}, status=422)
+            _, strings = strings_for(contact.locale)
+            write_contacts(
+                session,
+                [ContactInput(id=contact.id, preferences=given)],
+                source="preference_center",
+                wording=strings["title"].format(brand=center.brand),
+            )
+        return RedirectResponse(f"/u/{token}?saved=1", status_code=303)
+
+    return router
