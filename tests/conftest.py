@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from temporalio.testing import WorkflowEnvironment
 
 from carecast.config import Settings
+from carecast.fakes.server import FakeProviders
 from carecast.store.db import make_engine, make_sessionmaker
 from carecast.store.migrate import upgrade
 from carecast.temporal import register_search_attributes
@@ -98,3 +99,18 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+@pytest.fixture
+def fakes() -> Iterator[FakeProviders]:
+    """Fake SendGrid and Twilio on 127.0.0.1, validating every request against the official specs."""
+    with FakeProviders() as providers:
+        yield providers
+    assert [(r.path, r.errors) for r in providers.invalid] == [], "carecast sent requests the specs do not allow"
+
+
+@pytest.fixture(autouse=True)
+def _no_twilio_edge(monkeypatch):
+    """The SDK would rewrite the fake's host with these; the fakes have no edge or region."""
+    monkeypatch.delenv("TWILIO_EDGE", raising=False)
+    monkeypatch.delenv("TWILIO_REGION", raising=False)
