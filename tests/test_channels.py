@@ -8,6 +8,7 @@ import pytest
 from carecast.channels.base import OutboundMessage, ProviderError
 from carecast.channels.sendgrid_email import SendGridEmail
 from carecast.channels.twilio_channels import TwilioSms, TwilioVoice, say_language, twilio_client
+from carecast.fakes.openapi import SENDGRID_SPEC, validate
 from carecast.fakes.server import FakeProviders
 
 PUBLIC = "https://care.example.com"
@@ -149,10 +150,13 @@ def test_the_fakes_refuse_requests_the_official_specs_do_not_allow():
 
 
 def test_the_sendgrid_spec_defect_on_custom_args_is_patched():
-    from carecast.fakes.openapi import SENDGRID_SPEC, validate
-
-    body = {"personalizations": [{"to": [{"email": "a@example.com"}]}], "from": {"email": "b@example.com"},
-            "subject": "s", "content": [{"type": "text/plain", "value": "x"}], "custom_args": {"delivery_id": "1"}}  # fmt: skip
+    body = {
+        "personalizations": [{"to": [{"email": "a@example.com"}]}],
+        "from": {"email": "b@example.com"},
+        "subject": "s",
+        "content": [{"type": "text/plain", "value": "x"}],
+        "custom_args": {"delivery_id": "1"},
+    }
     headers = {"content-type": "application/json", "authorization": "Bearer k"}
     assert validate(SENDGRID_SPEC, "POST", "/v3/mail/send", headers, json.dumps(body).encode()) == []
     body["custom_args"] = {"delivery_id": 1}  # values must be strings
