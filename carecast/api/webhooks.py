@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response
@@ -69,7 +70,7 @@ class TwilioVerifier:
 
     async def form(self, request: Request) -> dict[str, str]:
         """The verified form of a Twilio request, signed over the URL Twilio was given."""
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
         url = self.public_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
         signature = request.headers.get("X-Twilio-Signature")
         if not signature or not self.validator.validate(url, form, signature):

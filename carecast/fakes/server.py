@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 import httpx
 import uvicorn
@@ -148,6 +149,8 @@ class FakeProviders:
 
     async def _inbound(self, request: Request) -> JSONResponse:
         """For demos: `curl -d From=+1... -d Body=STOP <url>/_fake/twilio/inbound` as if a phone replied."""
-        form = await request.form()
-        callback = self.twilio.inbound_sms(str(form["From"]), str(form.get("Body", "")))
+        form = dict(parse_qsl((await request.body()).decode()))
+        if "From" not in form:
+            return JSONResponse({"error": "post From=+1... and Body=..."}, status_code=400)
+        callback = self.twilio.inbound_sms(form["From"], form.get("Body", ""))
         return JSONResponse({"queued": callback.url})

@@ -1,0 +1,215 @@
+"""The way back: signed SendGrid events and Twilio callbacks, posted by the fakes to a served API."""
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, replace
+
+import pytest
+from sqlalchemy import func, select
+
+from carecast.api.app import create_app
+from carecast.deploy import deploy_versions
+from carecast.fakes.server import FakeProviders
+from carecast.spec.loader import campaign_files, load_campaign
+from carecast.store.models import ConsentRecord, Delivery, Event, Preferences, ProviderEvent, Suppression
+from tests.factories import add_contact
+from tests.serving import serve
+
+pytestmark = pytest.mark.store
+
+PHONE = "+14155550101"
+
+
+@dataclass
+class Wired:
+    fakes: FakeProviders
+    url: str
+
+    async def flush(self) -> list[int]:
+        return [d.status for d in await asyncio.to_thread(self.fakes.flush_callbacks)]
+
+
+@pytest.fixture
+async def wired(settings, engine, sessions, time_skipping_env):
+    with sessions.begin() as session:
+        deploy_versions(session, [load_campaign(p) for p in campaign_files(settings.campaigns_dir)])
+        add_contact(session, "c-1", email="ada@example.com", phone=PHONE, sms_consent=True)
+
+    async def temporal():
+        return time_skipping_env.client
+
+    holder = {}
+
+    def make_app(url):
+        fakes = FakeProviders(sendgrid_webhook_url=f"{url}/webhooks/sendgrid",
+                              twilio_inbound_url=f"{url}/webhooks/twilio/inbound")  # fmt: skip
+        holder["fakes"] = fakes
+        configured = replace(
+            settings,
+            public_url=url,
+            sendgrid_webhook_public_key=fakes.sendgrid.signer.public_key,
+            twilio_account_sid=fakes.twilio.account_sid,
+            twilio_auth_token=fakes.twilio.auth_token,
+        )
+        return create_app(configured, engine=engine, temporal=temporal)
+
+    async with serve(make_app) as url:
+        with holder["fakes"] as fakes:
+            yield Wired(fakes, url)
+
+
+def add_delivery(sessions, channel="email", campaign_id="win_back") -> int:
+    with sessions.begin() as session:
+        row = Delivery(idempotency_key=f"k-{channel}-{campaign_id}", workflow_id="w", campaign_id=campaign_id,
+                       campaign_version=1, category="marketing", step_id="s", contact_id="c-1", channel=channel,
+                       status="sent", status_history=[])  # fmt: skip
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def event(delivery_id, kind, event_id, **fields):
+    return {"email": "ada@example.com", "timestamp": int(time.time()), "event": kind, "sg_event_id": event_id,
+            "sg_message_id": "m.filter0001", "delivery_id": str(delivery_id), **fields}  # fmt: skip
+
+
+def delivery(sessions, delivery_id) -> Delivery:
+    with sessions() as session:
+        return session.get(Delivery, delivery_id)
+
+
+def count(sessions, query) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(query.subquery()))
+
+
+async def test_signed_sendgrid_events_update_the_delivery_once(wired, sessions):
+    delivery_id = add_delivery(sessions)
+    wired.fakes.sendgrid.post_events([event(delivery_id, "delivered", "ev-1")])
+    wired.fakes.sendgrid.post_events([event(delivery_id, "delivered", "ev-1"), event(delivery_id, "open", "ev-2")])
+    assert await wired.flush() == [200, 200]
+    row = delivery(sessions, delivery_id)
+    assert row.status == "delivered"
+    assert [h["event"] for h in row.status_history] == ["delivered", "open"]
+    assert count(sessions, select(ProviderEvent)) == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "status", "suppression", "check"),
+    [
+        ("bounce", {"type": "bounce", "reason": "550 no such user"}, "bounced", "hard_bounce", None),
+        ("bounce", {"type": "blocked", "reason": "421 try later"}, "bounced", None, None),
+        ("dropped", {"reason": "Bounced Address"}, "dropped", None, None),
+        ("spamreport", {}, "sent", "spam_complaint", ("email_consent", False)),
+        ("unsubscribe", {}, "sent", None, ("marketing_consent", False)),
+        ("group_unsubscribe", {"asm_group_id": 1}, "sent", None, ("topics", {"offers": False})),
+    ],
+    ids=["hard-bounce", "blocked", "dropped", "spamreport", "unsubscribe", "group-unsubscribe"],
+)
+async def test_bounces_complaints_and_unsubscribes_change_suppressions_and_preferences(
+    wired, sessions, kind, fields, status, suppression, check
+):
+    delivery_id = add_delivery(sessions)
+    wired.fakes.sendgrid.post_events([event(delivery_id, kind, f"ev-{kind}", **fields)])
+    assert await wired.flush() == [200]
+    assert delivery(sessions, delivery_id).status == status
+    with sessions() as session:
+        reasons = list(session.scalars(select(Suppression.reason).where(Suppression.address == "ada@example.com")))
+        prefs = session.get(Preferences, "c-1")
+        records = list(session.scalars(select(ConsentRecord.source)))
+    assert reasons == ([suppression] if suppression else [])
+    if check:
+        assert getattr(prefs, check[0]) == check[1]
+        assert records == ["sendgrid"]
+
+
+@pytest.mark.parametrize("forgery", ["tampered-body", "no-signature", "five-minutes-old", "garbage-signature"])
+async def test_a_forged_sendgrid_callback_is_403_and_changes_nothing(wired, sessions, forgery):
+    delivery_id = add_delivery(sessions)
+    stamp = int(time.time()) - 301 if forgery == "five-minutes-old" else None
+    callback = wired.fakes.sendgrid.post_events([event(delivery_id, "bounce", "ev-x", type="bounce")], stamp)
+    if forgery == "tampered-body":
+        callback.content = json.dumps([event(delivery_id + 1, "bounce", "ev-x", type="bounce")]).encode()
+    elif forgery == "no-signature":
+        del callback.headers["X-Twilio-Email-Event-Webhook-Signature"]
+    elif forgery == "garbage-signature":
+        callback.headers["X-Twilio-Email-Event-Webhook-Signature"] = "not base64!"
+    assert await wired.flush() == [403]
+    assert delivery(sessions, delivery_id).status == "sent"
+    assert count(sessions, select(Suppression)) == count(sessions, select(ProviderEvent)) == 0
+
+
+async def test_signed_twilio_status_callbacks_update_the_delivery(wired, sessions):
+    delivery_id = add_delivery(sessions, channel="sms", campaign_id="welcome")
+    callback_url = f"{wired.url}/webhooks/twilio/status?delivery={delivery_id}"
+    for status in ("sent", "delivered", "delivered"):
+        wired.fakes.journal.owe(wired.fakes.twilio.signed(callback_url, {"MessageSid": "SM1", "MessageStatus": status}))
+    assert await wired.flush() == [204, 204, 204]
+    row = delivery(sessions, delivery_id)
+    assert row.status == "delivered" and [h["event"] for h in row.status_history] == ["sent", "delivered"]
+
+
+async def test_a_failed_sms_for_a_stopped_number_suppresses_it(wired, sessions):
+    delivery_id = add_delivery(sessions, channel="sms", campaign_id="welcome")
+    url = f"{wired.url}/webhooks/twilio/status?delivery={delivery_id}"
+    params = {"MessageSid": "SM2", "MessageStatus": "undelivered", "ErrorCode": "21610"}
+    wired.fakes.journal.owe(wired.fakes.twilio.signed(url, params))
+    assert await wired.flush() == [204]
+    assert delivery(sessions, delivery_id).status == "undelivered"
+    with sessions() as session:
+        assert session.scalars(select(Suppression.reason).where(Suppression.address == PHONE)).all() == ["stop"]
+
+
+@pytest.mark.parametrize("forgery", ["wrong-token", "other-url", "no-signature"])
+async def test_a_forged_twilio_callback_is_403_and_changes_nothing(wired, sessions, forgery):
+    delivery_id = add_delivery(sessions, channel="sms", campaign_id="welcome")
+    url = f"{wired.url}/webhooks/twilio/status?delivery={delivery_id}"
+    callback = wired.fakes.twilio.signed(url, {"MessageSid": "SM3", "MessageStatus": "delivered"})
+    if forgery == "wrong-token":
+        callback.headers["X-Twilio-Signature"] = (
+            FakeProviders(twilio_auth_token="other").twilio.signed(url, callback.form).headers["X-Twilio-Signature"]
+        )
+    elif forgery == "other-url":  # a signature for another delivery, replayed here
+        callback.url = f"{wired.url}/webhooks/twilio/status?delivery={delivery_id + 1}"
+    else:
+        del callback.headers["X-Twilio-Signature"]
+    wired.fakes.journal.owe(callback)
+    assert await wired.flush() == [403]
+    assert delivery(sessions, delivery_id).status == "sent"
+
+
+@pytest.mark.parametrize("body", ["STOP", "stop", " Stop. ", "STOPALL", "Unsubscribe", "cancel", "END", "quit",
+                                  "revoke", "OptOut"])  # fmt: skip
+async def test_stop_keywords_revoke_sms_consent_with_a_record(wired, sessions, body):
+    wired.fakes.inbound_sms(PHONE, body)
+    assert await wired.flush() == [200]
+    with sessions() as session:
+        assert session.get(Preferences, "c-1").sms_consent is False
+        record = session.scalars(select(ConsentRecord)).one()
+        replies = session.scalars(select(Event).where(Event.name == "sms_replied")).all()
+    assert (record.channel, record.granted, record.source) == ("sms", False, "sms_keyword")
+    assert record.wording == f"SMS reply: {body.strip()}"
+    assert [r.data for r in replies] == [{"body": body, "keyword": "STOP"}]
+
+
+async def test_start_restores_sms_consent_and_help_is_recorded(wired, sessions):
+    for body in ("STOP", "start", "HELP", "Stop sending me pizza"):
+        wired.fakes.inbound_sms(PHONE, body)
+    assert await wired.flush() == [200] * 4
+    with sessions() as session:
+        assert session.get(Preferences, "c-1").sms_consent is True
+        grants = session.scalars(select(ConsentRecord.granted).order_by(ConsentRecord.id)).all()
+        kinds = session.scalars(select(ProviderEvent.kind).order_by(ProviderEvent.id)).all()
+        keywords = [e.data["keyword"] for e in session.scalars(select(Event).order_by(Event.id))]
+    assert grants == [False, True]
+    assert kinds == ["inbound:STOP", "inbound:START", "inbound:HELP", "inbound:text"]
+    assert keywords == ["STOP", "START", "HELP", None]
+
+
+async def test_a_forged_inbound_stop_changes_nothing(wired, sessions):
+    callback = wired.fakes.inbound_sms(PHONE, "START")
+    callback.content = callback.content.replace(b"START", b"STOP")
+    assert await wired.flush() == [403]
+    with sessions() as session:
+        assert session.get(Preferences, "c-1").sms_consent is True
