@@ -1,0 +1,150 @@
+"""A journey through the real SendGrid and Twilio clients, the spec-validating fakes and signed callbacks.
+
+The delivery-delay campaign apologises on the contact's preferred channel, waits
+two days, then follows up. Here the first message goes by SMS; the contact
+replies STOP; the follow-up falls back to email. Every request the fakes receive
+is checked against the official OpenAPI descriptions (the `fakes` fixture).
+"""
+
+import asyncio
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from carecast.api.app import create_app
+from carecast.enrolment import IncomingEvent, ingest_event
+from carecast.fakes.server import FakeProviders
+from carecast.providers import build_provider
+from carecast.spec.loader import load_campaign
+from carecast.store.campaigns import deploy_campaign
+from carecast.store.models import Delivery, Suppression
+from carecast.worker import carecast_worker
+from tests.factories import add_contact
+from tests.serving import serve
+from tests.skipping import eventually, skip_until_closed, terminate_running
+from workflows.journey import JourneyWorkflow
+
+pytestmark = pytest.mark.store
+
+PHONE = "+14155550101"
+ZONES = ("Europe/Paris", "America/New_York", "America/Los_Angeles", "Asia/Tokyo", "Asia/Kolkata", "Pacific/Auckland")
+
+
+def daytime_zone() -> str:
+    """A zone where it is now well inside the house's waking hours (08:00-21:00), so nothing is deferred."""
+    now = datetime.now(UTC)
+    return next(z for z in ZONES if 10 <= now.astimezone(ZoneInfo(z)).hour <= 18)
+
+
+@pytest.fixture
+async def wired(settings, engine, sessions, time_skipping_env):
+    """carecast's API served on 127.0.0.1, fakes pointed at it, settings pointed at the fakes."""
+    holder = {}
+
+    async def temporal():
+        return time_skipping_env.client
+
+    def make_app(url):
+        fakes = FakeProviders(sendgrid_webhook_url=f"{url}/webhooks/sendgrid",
+                              twilio_inbound_url=f"{url}/webhooks/twilio/inbound")  # fmt: skip
+        holder["fakes"] = fakes
+        holder["settings"] = replace(
+            settings,
+            task_queue=f"channels-{uuid.uuid4().hex[:6]}",
+            public_url=url,
+            sendgrid_api_key=fakes.sendgrid.api_key,
+            sendgrid_webhook_public_key=fakes.sendgrid.signer.public_key,
+            twilio_account_sid=fakes.twilio.account_sid,
+            twilio_auth_token=fakes.twilio.auth_token,
+            twilio_from_number=fakes.twilio.number,
+        )
+        return create_app(holder["settings"], engine=engine, temporal=temporal)
+
+    async with serve(make_app) as _url:
+        fakes = holder["fakes"]
+        with fakes:
+            configured = replace(holder["settings"], sendgrid_api_host=fakes.url, twilio_api_base_url=fakes.url)
+            yield fakes, configured
+        assert [(r.path, r.errors) for r in fakes.invalid] == []
+
+
+def deliveries(sessions) -> list[Delivery]:
+    with sessions() as session:
+        return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+async def start_delay_journey(client, sessions, settings, contact_id):
+    event = IncomingEvent(f"e-{uuid.uuid4().hex[:8]}", contact_id, "delivery_delayed", datetime.now(UTC),
+                          {"order_id": "A-1", "new_eta": "Friday"})  # fmt: skip
+    result = await ingest_event(client, sessions, settings.task_queue, event)
+    [workflow_id] = result.started
+    return workflow_id
+
+
+async def test_stop_by_sms_moves_the_next_message_of_a_running_journey_to_email(
+    wired, time_skipping_env, engine, sessions
+):
+    fakes, settings = wired
+    client = time_skipping_env.client
+    with sessions.begin() as session:
+        deploy_campaign(session, load_campaign(settings.campaigns_dir / "delivery_delay.yaml"))
+        add_contact(session, "c-1", email="ada@example.com", phone=PHONE, sms_consent=True,
+                    preferred=("sms", "email"), timezone=daytime_zone())  # fmt: skip
+    started = []
+    try:
+        async with carecast_worker(client, settings, engine, build_provider(settings)) as worker, worker:
+            with time_skipping_env.auto_time_skipping_disabled():
+                started.append(await start_delay_journey(client, sessions, settings, "c-1"))
+
+                async def read():
+                    return deliveries(sessions)
+
+                await eventually(read, lambda rows: rows and rows[0].status == "sent", attempts=200)
+                fakes.inbound_sms(PHONE, "Stop")
+                assert [d.status for d in await asyncio.to_thread(fakes.flush_callbacks)] == [204, 204, 200]
+            await skip_until_closed(time_skipping_env, started[0])
+            outcome = await client.get_workflow_handle_for(JourneyWorkflow.run, started[0]).result()
+        assert [d.status for d in await asyncio.to_thread(fakes.flush_callbacks)] == [200]  # SendGrid's events
+    finally:
+        await terminate_running(client, started)
+
+    sends = [(s.step_id, s.status, s.channel) for s in outcome.history if s.step_id in ("apologise", "follow_up")]
+    assert sends == [("apologise", "sent", "sms"), ("follow_up", "sent", "email")]
+    [sms] = fakes.received_by("twilio", "/Messages.json")
+    [email] = fakes.received_by("sendgrid")
+    sms_row, email_row = deliveries(sessions)
+    assert sms.body["To"] == PHONE and sms.body["StatusCallback"].endswith(f"?delivery={sms_row.id}")
+    assert email.body["custom_args"]["delivery_id"] == str(email_row.id)
+    assert "List-Unsubscribe=One-Click" in email.body["headers"]["List-Unsubscribe-Post"]
+    assert (sms_row.provider, sms_row.segments, sms_row.status) == ("twilio", 1, "delivered")
+    assert sms_row.provider_message_id.startswith("SM") and email_row.provider_message_id
+    assert (email_row.provider, email_row.status) == ("sendgrid", "delivered")
+
+
+async def test_a_number_twilio_says_opted_out_is_suppressed_and_the_step_falls_back_to_email(
+    wired, time_skipping_env, engine, sessions
+):
+    fakes, settings = wired
+    client = time_skipping_env.client
+    opted_out = "+15005550004"  # Twilio answers 21610 for it
+    with sessions.begin() as session:
+        deploy_campaign(session, load_campaign(settings.campaigns_dir / "delivery_delay.yaml"))
+        add_contact(session, "c-2", email="bo@example.com", phone=opted_out, sms_consent=True,
+                    preferred=("sms", "email"), timezone=daytime_zone())  # fmt: skip
+    started = []
+    try:
+        async with carecast_worker(client, settings, engine, build_provider(settings)) as worker, worker:
+            started.append(await start_delay_journey(client, sessions, settings, "c-2"))
+            await skip_until_closed(time_skipping_env, started[0])
+            outcome = await client.get_workflow_handle_for(JourneyWorkflow.run, started[0]).result()
+    finally:
+        await terminate_running(client, started)
+    sends = [(s.step_id, s.status, s.channel) for s in outcome.history if s.step_id in ("apologise", "follow_up")]
+    assert sends == [("apologise", "sent", "email"), ("follow_up", "sent", "email")]
+    assert len(fakes.received_by("twilio")) == 1  # asked once, never again
+    with sessions() as session:
+        assert session.scalars(select(Suppression.reason).where(Suppression.address == opted_out)).all() == ["stop"]
