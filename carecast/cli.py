@@ -93,7 +93,7 @@ def dev() -> None:
 @app.command()
 def worker() -> None:
     """Run a worker against CARECAST_TEMPORAL_ADDRESS (as many as you like, on any machine)."""
-    from carecast.providers import build_provider
+    from carecast.providers import build_provider, describe_providers
     from carecast.temporal import connect
     from carecast.worker import carecast_worker
 
@@ -106,8 +106,7 @@ def worker() -> None:
         client = await connect(settings)
         try:
             provider = build_provider(settings)
-            if settings.uses_outbox:
-                _say(f"outbox     no provider credentials set: messages are written to {settings.outbox_dir}")
+            _say(describe_providers(settings))
             async with carecast_worker(client, settings, engine, provider) as w:
                 _say(f"worker     polling task queue {settings.task_queue!r} on {settings.temporal_address}")
                 await w.run()
@@ -131,6 +130,47 @@ def api() -> None:
 
     settings = _settings()
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+
+
+@app.command("fake-providers")
+def fake_providers(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8025,
+    carecast_url: Annotated[str | None, typer.Option(help="where callbacks go; CARECAST_PUBLIC_URL by default")] = None,
+) -> None:
+    """Serve fake SendGrid and Twilio for demos; they post signed callbacks back to carecast every second."""
+    import signal
+    import threading
+
+    from carecast.fakes.server import FakeProviders
+
+    settings = _settings()
+    url = (carecast_url or settings.public_url).rstrip("/")
+    fakes = FakeProviders(
+        sendgrid_webhook_url=f"{url}/webhooks/sendgrid",
+        twilio_inbound_url=f"{url}/webhooks/twilio/inbound",
+        auto_callbacks=True,
+        port=port,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with fakes:
+        _say(f"fakes      SendGrid and Twilio on {fakes.url}; callbacks go to {url}")
+        _say("           start carecast (worker and api) with:")
+        for name, value in (
+            ("SENDGRID_API_KEY", fakes.sendgrid.api_key),
+            ("SENDGRID_API_HOST", fakes.url),
+            ("SENDGRID_WEBHOOK_PUBLIC_KEY", fakes.sendgrid.signer.public_key),
+            ("TWILIO_ACCOUNT_SID", fakes.twilio.account_sid),
+            ("TWILIO_AUTH_TOKEN", fakes.twilio.auth_token),
+            ("TWILIO_API_BASE_URL", fakes.url),
+            ("TWILIO_FROM_NUMBER", fakes.twilio.number),
+            ("CARECAST_PUBLIC_URL", url),
+        ):
+            _say(f"           export {name}={value}")
+        _say(f"           a reply by SMS: curl -d From=+14155550101 -d Body=STOP {fakes.url}/_fake/twilio/inbound")
+        stop.wait()
+    _say("stopped")
 
 
 def _print_report(report) -> None:

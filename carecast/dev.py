@@ -27,7 +27,7 @@ from carecast.api.app import create_app
 from carecast.config import Settings
 from carecast.deploy import deploy_versions, sync_schedules
 from carecast.ports import PortNeed, ensure_free
-from carecast.providers import build_provider
+from carecast.providers import build_provider, describe_providers
 from carecast.spec.lifecycle import Lifecycle
 from carecast.spec.project import validate_project
 from carecast.store.db import make_engine, make_sessionmaker
@@ -177,8 +177,7 @@ async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
     settings = replace(settings, api_key=settings.local_secret("api-key", settings.api_key))
     engine, plan = prepare_store(settings, say)
     provider = build_provider(settings)
-    if settings.uses_outbox:
-        say(f"outbox     no provider credentials set: messages are written to {settings.outbox_dir}")
+    say(describe_providers(settings))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

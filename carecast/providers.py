@@ -42,3 +42,13 @@ def build_provider(settings: Settings) -> Provider:
         if settings.twilio_from_number:
             providers["voice"] = TwilioVoice(client, settings.public_url, from_number=settings.twilio_from_number)
     return ChannelRouter(providers)
+
+
+def describe_providers(settings: Settings) -> str:
+    """One line for the operator: where messages of each channel go."""
+    if settings.uses_outbox:
+        return f"outbox     no provider credentials set: messages are written to {settings.outbox_dir}"
+    email = f"SendGrid ({settings.sendgrid_api_host or 'api.sendgrid.com'})" if settings.sendgrid_api_key else "none"
+    twilio = f"Twilio ({settings.twilio_api_base_url or 'api.twilio.com'})" if settings.uses_twilio else "none"
+    voice = twilio if settings.uses_twilio and settings.twilio_from_number else "none"
+    return f"providers  email: {email}; sms: {twilio}; voice: {voice}; callbacks to {settings.public_url}"
