@@ -2,6 +2,7 @@
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time, timedelta
+from email import message_from_bytes
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.deliver import DeliveryActivities
 from carecast.channels.base import ProviderError, ProviderReceipt
 from carecast.channels.outbox import OutboxProvider
-from carecast.policy.model import CapRule, HouseRules, QuietHours
+from carecast.policy.model import CapRule, EmailIdentity, HouseRules, QuietHours
 from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateRenderer
 from carecast.store.models import Delivery, Suppression, utcnow
@@ -248,3 +249,21 @@ def test_hand_overs_take_tokens_from_the_shared_bucket_of_their_channel(engine, 
     with sessions() as session:
         bucket = session.scalars(sql_select(RateBucket)).one()
     assert bucket.channel == "email" and bucket.tokens <= 1000 - 5 + 1  # five taken (plus at most a refill)
+
+
+def test_marketing_and_care_emails_carry_one_click_unsubscribe_and_the_house_sender(sessions, engine, tmp_path):
+    rules = HouseRules(email=EmailIdentity("Acme Care <care@acme.example>", None, "1 Main St", "unsub@acme.example"))
+    outbox = tmp_path / "outbox"
+    deliver = activities(engine, sessions, tmp_path, [], rules=rules).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+    run(deliver, request(category="care"))
+    run(deliver, request(n=1, category="transactional"))
+    care, transactional = (message_from_bytes(p.read_bytes()) for p in sorted(outbox.iterdir()))
+    token = LinkSigner("test secret", "https://care.example.com").token("c-1")
+    assert care["List-Unsubscribe"] == (
+        f"<https://care.example.com/u/{token}>, <mailto:unsub@acme.example?subject=unsubscribe%20{token}>"
+    )
+    assert care["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert care["From"] == "Acme Care <care@acme.example>"
+    assert transactional["List-Unsubscribe"] is None

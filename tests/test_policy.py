@@ -66,6 +66,12 @@ def test_topic_opt_out_skips_marketing_and_care_but_not_transactional():
     assert run(marketing(category="transactional"), preferences=opted_out) == Send("email", "ada@example.com")
 
 
+def test_unsubscribed_from_all_marketing_skips_every_marketing_topic_but_not_care():
+    left = PreferenceView(marketing=False)
+    assert run(marketing(topic="a_topic_added_later"), preferences=left) == Skip("marketing_unsubscribed")
+    assert run(marketing(category="care"), preferences=left) == Send("email", "ada@example.com")
+
+
 def test_a_topic_never_mentioned_counts_as_subscribed():
     assert run(marketing(topic="news"), preferences=PreferenceView(topics={"offers": False})) == Send(
         "email", "ada@example.com"

@@ -22,6 +22,8 @@ log = logging.getLogger("carecast.outbox")
 
 DEFAULT_SENDER = "carecast outbox <outbox@carecast.localhost>"
 PREVIEW_WORDS = 12
+# Long List-Unsubscribe headers stay readable: fold at the RFC 5322 limit, not at 78.
+OUTBOX_POLICY = email_policy.clone(max_line_length=998)
 
 
 def summary_line(message: OutboundMessage, at: datetime) -> str:
@@ -75,4 +77,4 @@ class OutboxProvider:
         email.set_content(message.text)
         if message.html is not None:
             email.add_alternative(message.html, subtype="html")
-        return email.as_bytes(policy=email_policy)
+        return email.as_bytes(policy=OUTBOX_POLICY)
