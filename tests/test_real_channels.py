@@ -34,9 +34,9 @@ PHONE = "+14155550101"
 ZONES = ("Europe/Paris", "America/New_York", "America/Los_Angeles", "Asia/Tokyo", "Asia/Kolkata", "Pacific/Auckland")
 
 
-def daytime_zone() -> str:
-    """A zone where it is now well inside the house's waking hours (08:00-21:00), so nothing is deferred."""
-    now = datetime.now(UTC)
+async def daytime_zone(env) -> str:
+    """A zone where the test server's "now" (skipped ahead by earlier tests) is well inside waking hours."""
+    now = await env.get_current_time()
     return next(z for z in ZONES if 10 <= now.astimezone(ZoneInfo(z)).hour <= 18)
 
 
@@ -90,10 +90,11 @@ async def test_stop_by_sms_moves_the_next_message_of_a_running_journey_to_email(
 ):
     fakes, settings = wired
     client = time_skipping_env.client
+    zone = await daytime_zone(time_skipping_env)
     with sessions.begin() as session:
         deploy_campaign(session, load_campaign(settings.campaigns_dir / "delivery_delay.yaml"))
         add_contact(session, "c-1", email="ada@example.com", phone=PHONE, sms_consent=True,
-                    preferred=("sms", "email"), timezone=daytime_zone())  # fmt: skip
+                    preferred=("sms", "email"), timezone=zone)  # fmt: skip
     started = []
     try:
         async with carecast_worker(client, settings, engine, build_provider(settings)) as worker, worker:
@@ -131,10 +132,11 @@ async def test_a_number_twilio_says_opted_out_is_suppressed_and_the_step_falls_b
     fakes, settings = wired
     client = time_skipping_env.client
     opted_out = "+15005550004"  # Twilio answers 21610 for it
+    zone = await daytime_zone(time_skipping_env)
     with sessions.begin() as session:
         deploy_campaign(session, load_campaign(settings.campaigns_dir / "delivery_delay.yaml"))
         add_contact(session, "c-2", email="bo@example.com", phone=opted_out, sms_consent=True,
-                    preferred=("sms", "email"), timezone=daytime_zone())  # fmt: skip
+                    preferred=("sms", "email"), timezone=zone)  # fmt: skip
     started = []
     try:
         async with carecast_worker(client, settings, engine, build_provider(settings)) as worker, worker:
