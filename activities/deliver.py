@@ -27,14 +27,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -74,20 +74,87 @@ def _history(status: str, **details: Any) -> dict[str, Any]:
     return {"status": status, "at": utcnow().isoformat(), **{k: v for k, v in details.items() if v is not None}}
 
 
-def _record(delivery: Delivery, status: str, reason: str | None = None, **details: Any) -> None:
-    delivery.status = status
-    delivery.reason = reason
-    delivery.status_history = [*(delivery.status_history or []), _history(status, reason=reason, **details)]
+@dataclass(eq=False)
+class _Row:
+    """A delivery row as a batch sees it: read from the store (`id` set) or about to be inserted.
+
+    The claim and the record change these in memory and write them back with one
+    INSERT ... RETURNING and one executemany UPDATE: ORM units of work cost more than
+    the policy on a page of a thousand.
+    """
+
+    key: str
+    status: str
+    id: int | None = None
+    reason: str | None = None
+    channel: str | None = None
+    sent_at: datetime | None = None
+    status_history: list[dict[str, Any]] = field(default_factory=list)
+    columns: dict[str, Any] | None = None  # the fixed columns of a row not yet inserted
+    changed: bool = False
 
 
-def _result(delivery: Delivery) -> DeliverResult:
-    return DeliverResult(
-        delivery_id=delivery.id, status=delivery.status, channel=delivery.channel, reason=delivery.reason
+ROW_COLUMNS = (Delivery.id, Delivery.idempotency_key, Delivery.status, Delivery.reason, Delivery.channel,
+               Delivery.sent_at, Delivery.status_history)  # fmt: skip
+
+
+def _loaded(row) -> _Row:
+    return _Row(row.idempotency_key, row.status, row.id, row.reason, row.channel, row.sent_at,
+                list(row.status_history or []))  # fmt: skip
+
+
+def _record(row: _Row, status: str, reason: str | None = None, **details: Any) -> None:
+    row.status = status
+    row.reason = reason
+    row.status_history = [*row.status_history, _history(status, reason=reason, **details)]
+    row.changed = True
+
+
+def _result(row: _Row) -> DeliverResult:
+    return DeliverResult(delivery_id=row.id, status=row.status, channel=row.channel, reason=row.reason)
+
+
+def _busy(row: _Row) -> ApplicationError:
+    return ApplicationError(f"delivery {row.id} is being sent by another attempt", type="ConcurrentAttempt")
+
+
+def _write(session: Session, rows: Iterable[_Row]) -> None:
+    """Inserts the new rows (learning their ids) and updates the changed ones, a statement each."""
+    rows = list(rows)
+    new = [r for r in rows if r.id is None]
+    changed = [r for r in rows if r.changed and r.id is not None]
+    if new:
+        values = [dict(r.columns, idempotency_key=r.key, status=r.status, reason=r.reason, channel=r.channel,
+                       sent_at=r.sent_at, status_history=r.status_history) for r in new]  # fmt: skip
+        inserted = session.execute(
+            insert(Delivery.__table__).returning(Delivery.idempotency_key, Delivery.id),
+            values,
+        )
+        ids = dict(inserted.all())
+        for r in new:
+            r.id = ids[r.key]
+    if changed:
+        session.execute(UPDATE_ROW, [_update_values(r) for r in changed])
+    for r in rows:
+        r.changed = False
+
+
+UPDATE_ROW = (
+    update(Delivery.__table__)
+    .where(Delivery.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"), reason=bindparam("b_reason"), channel=bindparam("b_channel"),
+        sent_at=bindparam("b_sent_at"), status_history=bindparam("b_history", type_=Delivery.status_history.type),
+        provider=bindparam("b_provider"), provider_message_id=bindparam("b_message_id"),
+        segments=bindparam("b_segments"), updated_at=bindparam("b_updated_at"),
     )
+)  # fmt: skip
 
 
-def _busy(delivery: Delivery) -> ApplicationError:
-    return ApplicationError(f"delivery {delivery.id} is being sent by another attempt", type="ConcurrentAttempt")
+def _update_values(row: _Row, provider: str | None = None, message_id: str | None = None, segments=None) -> dict:
+    return dict(b_id=row.id, b_status=row.status, b_reason=row.reason, b_channel=row.channel, b_sent_at=row.sent_at,
+                b_history=row.status_history, b_provider=provider, b_message_id=message_id, b_segments=segments,
+                b_updated_at=utcnow())  # fmt: skip
 
 
 @dataclass
@@ -134,7 +201,7 @@ class DeliveryActivities:
 
     def _claim_all(self, requests: Sequence[DeliverInput], outcomes: list) -> list[_Claimed]:
         contact_ids = sorted({r.contact_id for r in requests})
-        claims: list[tuple[int, Delivery, Contact, Send]] = []
+        claims: list[tuple[int, _Row, Contact, Send]] = []
         with self.sessions.begin() as session:
             # Lock in id order (no deadlock between two batches), then read the clock: a send that
             # committed while we waited must lie in the past of `now`, or caps would miss it.
@@ -142,8 +209,8 @@ class DeliveryActivities:
             now = max([self.clock(), *(r.asked_at for r in requests if r.asked_at)])
             keys = [r.idempotency_key for r in requests]
             rows = {
-                d.idempotency_key: d
-                for d in session.scalars(select(Delivery).where(Delivery.idempotency_key.in_(keys)))
+                r.idempotency_key: _loaded(r)
+                for r in session.execute(select(*ROW_COLUMNS).where(Delivery.idempotency_key.in_(keys)))
             }
             prefs = {
                 p.contact_id: p
@@ -155,31 +222,32 @@ class DeliveryActivities:
                 row = rows.get(request.idempotency_key)
                 if row is None:
                     row = rows[request.idempotency_key] = self._new_row(request)
-                    session.add(row)
                 contact = contacts.get(request.contact_id)
                 decision = self._decide(request, row, contact, prefs, suppressed, counted, now)
                 if isinstance(decision, Send):
                     if row.status != "sending":
-                        row.channel, row.sent_at = decision.channel, now
+                        row.channel, row.sent_at = decision.channel, now  # _record marks it changed
                         _record(row, "sending", channel=decision.channel)
                         counted[request.contact_id].append(SentDelivery(now, request.category, decision.channel))
                     claims.append((index, row, contact, decision))
                 else:
                     outcomes[index] = decision
-            session.flush()  # ids for the new rows
+            _write(session, rows.values())  # and the new rows learn their ids
             for index, outcome in enumerate(outcomes):
                 if isinstance(outcome, _Pending):
                     outcomes[index] = outcome.resolve()
             events = self._events(session, [requests[i] for i, *_ in claims])
-            facts = {id(contact): contact_facts(contact) for _, _, contact, _ in claims}
-            return [
-                _Claimed(index, row.id, self._render_or_fail(requests[index], row, contact, decision, facts, events))
-                for index, row, contact, decision in claims
-            ]
+            facts = {contact.id: contact_facts(contact) for _, _, contact, _ in claims}
+            claimed = [(index, row.id, facts[contact.id], decision) for index, row, contact, decision in claims]
+        # Rendering needs no lock: the claims are committed, and other batches may go on meanwhile.
+        return [
+            _Claimed(index, delivery_id, self._render_or_fail(requests[index], delivery_id, fact, decision, events))
+            for index, delivery_id, fact, decision in claimed
+        ]
 
-    def _new_row(self, request: DeliverInput) -> Delivery:
-        return Delivery(
-            idempotency_key=request.idempotency_key,
+    @staticmethod
+    def _new_row(request: DeliverInput) -> _Row:
+        columns = dict(
             workflow_id=request.workflow_id,
             campaign_id=request.campaign_id,
             campaign_version=request.campaign_version,
@@ -187,9 +255,8 @@ class DeliveryActivities:
             step_id=request.step_id,
             contact_id=request.contact_id,
             template=request.template,
-            status="reserved",
-            status_history=[_history("reserved")],
         )
+        return _Row(request.idempotency_key, "reserved", status_history=[_history("reserved")], columns=columns)
 
     def _decide(self, request, row, contact, prefs, suppressed, counted, now) -> _Pending | Send:
         """What happens to one message: a Send to claim, or an outcome that is already settled."""
@@ -279,9 +346,11 @@ class DeliveryActivities:
             return {}
         return dict(session.execute(select(Event.event_id, Event.data).where(Event.event_id.in_(ids))).all())
 
-    def _render_or_fail(self, request, row, contact, decision: Send, facts, events) -> OutboundMessage | TemplateError:
+    def _render_or_fail(
+        self, request: DeliverInput, delivery_id: int, contact: dict, decision: Send, events: dict
+    ) -> OutboundMessage | TemplateError:
         context = template_context(
-            facts[id(contact)],
+            contact,
             events.get(request.trigger_event_id),
             request.campaign_id,
             request.campaign_name,
@@ -291,19 +360,19 @@ class DeliveryActivities:
         )
         try:
             if decision.channel == "email":
-                email = self.renderer.render_email(request.template, context, contact.locale)
+                email = self.renderer.render_email(request.template, context, contact["locale"])
                 subject, text, html = email.subject, email.text, email.html
             else:
                 subject, html = None, None
-                text = self.renderer.render_part(request.template, decision.channel, context, contact.locale)
+                text = self.renderer.render_part(request.template, decision.channel, context, contact["locale"])
         except TemplateError as exc:
             return exc
         identity = self.house_rules.email
         return OutboundMessage(
-            delivery_id=row.id,
+            delivery_id=delivery_id,
             channel=decision.channel,  # type: ignore[arg-type]
             to=decision.address,
-            contact_id=contact.id,
+            contact_id=contact["id"],
             campaign_id=request.campaign_id,
             subject=subject,
             text=text,
@@ -311,15 +380,14 @@ class DeliveryActivities:
             sender=request.sender or identity.sender,
             reply_to=request.reply_to or identity.reply_to,
             category=request.category,
-            locale=contact.locale,
-            headers=self._unsubscribe_headers(request, contact.id) if decision.channel == "email" else {},
+            locale=contact["locale"],
+            headers=self._unsubscribe_headers(request, context["unsubscribe_url"], decision.channel),
         )
 
-    def _unsubscribe_headers(self, request: DeliverInput, contact_id: str) -> dict[str, str]:
+    def _unsubscribe_headers(self, request: DeliverInput, url: str, channel: str) -> dict[str, str]:
         """RFC 2369 / RFC 8058 one-click unsubscribe, on every marketing and care email."""
-        if request.category not in ONE_CLICK_CATEGORIES:
+        if channel != "email" or request.category not in ONE_CLICK_CATEGORIES:
             return {}
-        url = self.links.unsubscribe_url(contact_id, request.topic)
         links = [f"<{url}>"]
         if mailto := self.house_rules.email.unsubscribe_mailto:
             token = url.rsplit("/", 1)[-1]
@@ -369,27 +437,30 @@ class DeliveryActivities:
                 activity.heartbeat(len(handed))
         # 3. record what happened, in one transaction
         with self.sessions.begin() as session:
-            rows = {
-                d.id: d
-                for d in session.scalars(select(Delivery).where(Delivery.id.in_([c.delivery_id for c in claimed])))
+            current = {
+                r.id: _loaded(r)
+                for r in session.execute(select(*ROW_COLUMNS).where(Delivery.id.in_([c.delivery_id for c in claimed])))
             }
+            updates = []
             for claim in claimed:
-                outcome = handed[claim.index]
-                row = rows[claim.delivery_id]
+                outcome, row = handed[claim.index], current[claim.delivery_id]
                 if isinstance(outcome, TemplateError):
                     # A broken template will not mend itself on retry; the operator must see it.
                     row.sent_at = None
                     _record(row, "failed", reason="template_error", error=str(outcome))
                     outcomes[claim.index] = ApplicationError(str(outcome), non_retryable=True, type="TemplateError")
+                    updates.append(_update_values(row))
                 elif isinstance(outcome, ProviderError):
                     row.sent_at = None  # known not to be out: it no longer counts toward caps
                     _record(row, "reserved", error=str(outcome), kind=outcome.kind)
                     outcomes[claim.index] = self._provider_failure(session, claim.message, outcome)
+                    updates.append(_update_values(row))
                 else:
-                    row.provider, row.provider_message_id = outcome.provider, outcome.message_id
-                    row.segments = outcome.segments
-                    _record(row, "sent", channel=row.channel)
+                    # A provider's callback may have beaten us here; its news is newer than "sent".
+                    _record(row, row.status if row.status in FEEDBACK else "sent", channel=row.channel)
                     outcomes[claim.index] = _result(row)
+                    updates.append(_update_values(row, outcome.provider, outcome.message_id, outcome.segments))
+            session.execute(UPDATE_ROW, updates)
 
     @staticmethod
     def _provider_failure(session: Session, message: OutboundMessage, error: ProviderError) -> ApplicationError:
@@ -419,7 +490,7 @@ class DeliveryActivities:
 class _Pending:
     """An outcome settled during the claim, read once the new rows have their ids."""
 
-    row: Delivery
+    row: _Row
     error: ApplicationError | None
     deferred: dict | None = None
 

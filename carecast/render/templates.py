@@ -15,6 +15,7 @@ an error naming the template file and line, never a blank in a customer's messag
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
+FIND_MEMORY_SECONDS = 1.0
 PARTS_BY_CHANNEL = {"email": ("email.subject", "email.txt"), "sms": ("sms",), "voice": ("voice",)}
 
 
@@ -58,14 +60,27 @@ class TemplateRenderer:
             autoescape=lambda name: bool(name) and ".html." in name,
             keep_trailing_newline=False,
         )
+        self._found: dict[tuple[str, str, str | None], tuple[str | None, float]] = {}
 
     def find(self, name: str, part: str, locale: str | None = None) -> str | None:
-        """The file for a template part in the contact's locale, falling back to the default."""
+        """The file for a template part in the contact's locale, falling back to the default.
+
+        Answers are remembered for a second: a page of a thousand messages looks once,
+        and a template file added or removed is still noticed at once by a person.
+        """
+        key = (name, part, locale)
+        remembered = self._found.get(key)
+        now = time.monotonic()
+        if remembered is not None and now - remembered[1] < FIND_MEMORY_SECONDS:
+            return remembered[0]
+        found = None
         for candidate in locale_candidates(locale):
             filename = f"{name}.{part}.{candidate}.j2" if candidate else f"{name}.{part}.j2"
             if (self.directory / filename).is_file():
-                return filename
-        return None
+                found = filename
+                break
+        self._found[key] = (found, now)
+        return found
 
     def variants(self, name: str, part: str) -> list[str]:
         """Every file of a part: the default and each locale variant."""
