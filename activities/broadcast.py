@@ -28,6 +28,7 @@ from carecast.store.models import CampaignVersion, Contact, Delivery
 from workflows.broadcast_contract import (
     BROADCAST_PAGE,
     COUNT_AUDIENCE,
+    PAGE_END,
     RETRY_DEFERRED,
     BroadcastCounters,
     BroadcastPageInput,
@@ -131,6 +132,16 @@ class BroadcastActivities:
             raise ApplicationError(f"{busy} sends are held by an earlier attempt; retrying the page", type="Busy")
         return counters, results
 
+    @activity.defn(name=PAGE_END)
+    def page_end(self, page: BroadcastPageInput) -> str | None:
+        """The id that ends the page of `limit` audience contacts after `after`; None: what is left is the last page."""
+        with self.sessions() as session:
+            campaign = self._campaign(session, page.campaign_id, page.version)
+            query = select(Contact.id).where(self._audience(campaign, page))
+            if page.after is not None:
+                query = query.where(Contact.id > page.after)
+            return session.scalar(query.order_by(Contact.id).offset(page.limit - 1).limit(1))
+
     @activity.defn(name=BROADCAST_PAGE)
     def broadcast_page(self, page: BroadcastPageInput) -> BroadcastPageResult:
         with self.sessions() as session:
@@ -138,7 +149,12 @@ class BroadcastActivities:
             query = select(Contact.id, Contact.timezone, Contact.phone).where(self._audience(campaign, page))
             if page.after is not None:
                 query = query.where(Contact.id > page.after)
-            rows = session.execute(query.order_by(Contact.id).limit(page.limit)).all()
+            if page.upto is not None:
+                # No limit here: a contact added inside the range since page_end still belongs to this page.
+                query = query.where(Contact.id <= page.upto)
+            elif page.limit:
+                query = query.limit(page.limit)
+            rows = session.execute(query.order_by(Contact.id)).all()
         chosen = [contact_id for contact_id, timezone, phone in rows if self._in_local_time(page, timezone, phone)]
         requests = [
             self._request(campaign, page.run_id, page.version, cid, page.as_of, page.asked_at) for cid in chosen

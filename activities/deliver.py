@@ -28,7 +28,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -40,6 +39,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from carecast.channels.base import OutboundMessage, Provider, ProviderError, ProviderReceipt
+from carecast.channels.handover import hand_over
 from carecast.contacts.views import contact_facts, contact_view, preference_view
 from carecast.policy.decide import decide
 from carecast.policy.decision import Defer, Send, Skip
@@ -50,7 +50,7 @@ from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateError, TemplateRenderer
 from carecast.store.models import Contact, Delivery, Event, Preferences, Suppression, utcnow
 from carecast.store.pacing import take
-from carecast.store.writes import lock_contacts, upsert
+from carecast.store.writes import lock_contact_rows, upsert
 from workflows.contracts import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
 
 # What providers report after `sent` (carecast.feedback); all of them are past the hand-over.
@@ -63,7 +63,6 @@ ONE_CLICK_CATEGORIES = {"marketing", "care"}
 # How the address is suppressed when a provider says it cannot or must not receive messages.
 SUPPRESSION_REASONS = {"invalid_address": "invalid_address", "unsubscribed": "stop"}
 ERROR_TYPES = {"temporary": "ProviderUnavailable", "rejected": "ProviderRejected", "auth": "ProviderAuthFailed"}
-SEND_THREADS = 8
 
 log = logging.getLogger("carecast.deliver")
 
@@ -205,17 +204,15 @@ class DeliveryActivities:
         with self.sessions.begin() as session:
             # Lock in id order (no deadlock between two batches), then read the clock: a send that
             # committed while we waited must lie in the past of `now`, or caps would miss it.
-            contacts = lock_contacts(session, contact_ids)
+            contacts = lock_contact_rows(session, contact_ids)
             now = max([self.clock(), *(r.asked_at for r in requests if r.asked_at)])
             keys = [r.idempotency_key for r in requests]
             rows = {
                 r.idempotency_key: _loaded(r)
                 for r in session.execute(select(*ROW_COLUMNS).where(Delivery.idempotency_key.in_(keys)))
             }
-            prefs = {
-                p.contact_id: p
-                for p in session.scalars(select(Preferences).where(Preferences.contact_id.in_(contact_ids)))
-            }
+            table = Preferences.__table__
+            prefs = {p.contact_id: p for p in session.execute(select(table).where(table.c.contact_id.in_(contact_ids)))}
             suppressed = self._suppressed(session, contacts.values())
             counted = self._counted(session, contact_ids, now)
             for index, request in enumerate(requests):
@@ -416,23 +413,15 @@ class DeliveryActivities:
                     time.sleep(wait)
                 yield chunk
 
-    def _hand_over(self, message: OutboundMessage | TemplateError) -> ProviderReceipt | Exception:
-        if isinstance(message, TemplateError):
-            return message
-        try:
-            return self.provider.send(message)
-        except ProviderError as exc:
-            return exc
-
     def _send_all(self, requests, claimed: list[_Claimed], outcomes: list) -> None:
         handed: dict[int, ProviderReceipt | Exception] = {}
         for chunk in self._paced_chunks(claimed):
-            if len(chunk) == 1:
-                handed[chunk[0].index] = self._hand_over(chunk[0].message)
-                continue
-            with ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send") as pool:
-                for claim, outcome in zip(chunk, pool.map(self._hand_over, [c.message for c in chunk]), strict=True):
-                    handed[claim.index] = outcome
+            sendable = [c for c in chunk if isinstance(c.message, OutboundMessage)]
+            for claim, answer in zip(sendable, hand_over(self.provider, [c.message for c in sendable]), strict=True):
+                handed[claim.index] = answer
+            for claim in chunk:
+                if isinstance(claim.message, TemplateError):
+                    handed[claim.index] = claim.message  # never reaches a provider
             if activity.in_activity():
                 activity.heartbeat(len(handed))
         # 3. record what happened, in one transaction

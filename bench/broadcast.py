@@ -52,17 +52,27 @@ async def main() -> None:
     parser.add_argument("--contacts", type=int, default=20_000)
     parser.add_argument("--naive", type=int, default=2_000)
     parser.add_argument("--database-url")
+    parser.add_argument("--provider", choices=["sendgrid", "outbox"], default="sendgrid")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (one of them in this process)")
+    parser.add_argument("--parallel-pages", type=int, default=4)
     args = parser.parse_args()
-    async with bench_world(args.database_url, CAMPAIGNS, TEMPLATES) as (client, settings, engine, sessions):
+    async with bench_world(args.database_url, CAMPAIGNS, TEMPLATES, args.provider, args.workers) as (
+        client,
+        settings,
+        engine,
+        sessions,
+    ):
         add_contacts(sessions, args.contacts, {"wants": True, "first_name": "Ada"})
         with sessions.begin() as session:
             for name in CAMPAIGNS:
                 deploy_campaign(session, load_campaign(settings.campaigns_dir / name))
         began = time.perf_counter()
         state = await client.execute_workflow(
-            BroadcastWorkflow.run, BroadcastInput("offer", 1), id=f"broadcast/offer/{uuid.uuid4().hex[:6]}",
+            BroadcastWorkflow.run,
+            BroadcastInput("offer", 1, parallel_pages=args.parallel_pages),
+            id=f"broadcast/offer/{uuid.uuid4().hex[:6]}",
             task_queue=settings.task_queue,
-        )  # fmt: skip
+        )
         broadcast_seconds = time.perf_counter() - began
         broadcast_rate = state.counters.sent / broadcast_seconds
 
@@ -85,7 +95,7 @@ async def main() -> None:
             await asyncio.sleep(0.2)
         naive_seconds = time.perf_counter() - began
         naive_rate = args.naive / naive_seconds
-    print(f"database            {engine.dialect.name}")
+    print(f"database            {engine.dialect.name}, provider {args.provider}, {args.workers} worker process(es)")
     print(
         f"broadcast           {state.counters.sent} recipients in {broadcast_seconds:.1f} s = {broadcast_rate:,.0f}/s"
     )

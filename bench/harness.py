@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import resource
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from carecast.channels.outbox import OutboxProvider
 from carecast.config import Settings
+from carecast.providers import build_provider
 from carecast.store.db import make_engine, make_sessionmaker
 from carecast.store.migrate import upgrade
 from carecast.store.models import Contact, Preferences
@@ -60,9 +65,63 @@ def add_contacts(sessions, count: int, attributes: dict) -> None:
             ])  # fmt: skip
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def fake_sendgrid():
+    """`carecast fake-providers` in a process of its own: SendGrid on 127.0.0.1, checking every request."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "carecast"), "fake-providers", "--port", str(port), "--no-callbacks"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"the fake providers did not start: {process.stderr.read().decode()}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def worker_process(env: dict[str, str]):
+    """`carecast worker` in a process of its own; its peak RSS is reported when it ends."""
+    process = subprocess.Popen([str(BIN / "carecast"), "worker"], env=env, stdout=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        peak = Path(f"/proc/{process.pid}/status").read_text().split("VmHWM:")[1].split()[0]
+        print(f"worker process      peak RSS {int(peak) / 1024:.0f} MB")
+        process.terminate()
+        process.wait(timeout=30)
+
+
 @asynccontextmanager
-async def bench_world(database_url: str | None, campaigns: dict[str, str], templates: dict[str, str]):
-    """A dev server, a migrated store, campaigns and templates in a temp folder, and a running worker."""
+async def bench_world(
+    database_url: str | None,
+    campaigns: dict[str, str],
+    templates: dict[str, str],
+    provider_kind: str = "sendgrid",
+    workers: int = 1,
+):
+    """A dev server, a migrated store, campaigns and templates in a temp folder, and running workers.
+
+    `provider_kind`: `sendgrid` (the fake SendGrid over HTTP on 127.0.0.1, in its own
+    process) or `outbox` (an .eml file per message). `workers`: one in this process,
+    the others `carecast worker` processes on the same task queue, as in production.
+    """
     folder = Path(tempfile.mkdtemp(prefix="carecast-bench-"))
     (folder / "campaigns").mkdir()
     (folder / "templates").mkdir()
@@ -82,11 +141,28 @@ async def bench_world(database_url: str | None, campaigns: dict[str, str], templ
         dev_server_existing_path=str(BIN / "temporal"), dev_server_log_level="error", ui=False
     )
     await register_search_attributes(env.client)
-    provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
-    try:
-        async with carecast_worker(env.client, settings, engine, provider) as worker, worker:
-            yield env.client, settings, engine, make_sessionmaker(engine)
-    finally:
-        await env.shutdown()
-        engine.dispose()
-        drop()
+    with ExitStack() as stack:
+        fake_url = None
+        if provider_kind == "sendgrid":
+            fake_url = stack.enter_context(fake_sendgrid())
+            settings = replace(settings, sendgrid_api_key="SG.fake-key", sendgrid_api_host=fake_url)
+            provider = build_provider(settings)
+        else:
+            provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
+        worker_env = {
+            "PATH": os.environ.get("PATH", ""), "CARECAST_HOME": str(settings.home), "CARECAST_DATABASE_URL": url,
+            "CARECAST_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+            "CARECAST_TASK_QUEUE": settings.task_queue, "CARECAST_CAMPAIGNS_DIR": str(settings.campaigns_dir),
+            "CARECAST_TEMPLATES_DIR": str(settings.templates_dir), "CARECAST_SECRET_KEY": "bench",
+            "CARECAST_OUTBOX_DIR": str(settings.outbox_dir),
+            **({"SENDGRID_API_KEY": "SG.fake-key", "SENDGRID_API_HOST": fake_url} if fake_url else {}),
+        }  # fmt: skip
+        for _ in range(workers - 1):
+            stack.enter_context(worker_process(worker_env))
+        try:
+            async with carecast_worker(env.client, settings, engine, provider) as worker, worker:
+                yield env.client, settings, engine, make_sessionmaker(engine)
+        finally:
+            await env.shutdown()
+            engine.dispose()
+            drop()

@@ -136,6 +136,7 @@ def api() -> None:
 def fake_providers(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8025,
     carecast_url: Annotated[str | None, typer.Option(help="where callbacks go; CARECAST_PUBLIC_URL by default")] = None,
+    callbacks: Annotated[bool, typer.Option(help="post signed callbacks back (off: only receive)")] = True,
 ) -> None:
     """Serve fake SendGrid and Twilio for demos; they post signed callbacks back to carecast every second."""
     import signal
@@ -146,16 +147,18 @@ def fake_providers(
     settings = _settings()
     url = (carecast_url or settings.public_url).rstrip("/")
     fakes = FakeProviders(
-        sendgrid_webhook_url=f"{url}/webhooks/sendgrid",
-        twilio_inbound_url=f"{url}/webhooks/twilio/inbound",
-        auto_callbacks=True,
+        sendgrid_webhook_url=f"{url}/webhooks/sendgrid" if callbacks else None,
+        twilio_inbound_url=f"{url}/webhooks/twilio/inbound" if callbacks else None,
+        auto_callbacks=callbacks,
+        callbacks=callbacks,
+        keep=1000,  # a long demo or a benchmark must not grow without end
         port=port,
     )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with fakes:
-        _say(f"fakes      SendGrid and Twilio on {fakes.url}; callbacks go to {url}")
+        _say(f"fakes      SendGrid and Twilio on {fakes.url}; callbacks go to {url if callbacks else 'nowhere'}")
         _say("           start carecast (worker and api) with:")
         for name, value in (
             ("SENDGRID_API_KEY", fakes.sendgrid.api_key),

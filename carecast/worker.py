@@ -57,10 +57,14 @@ async def carecast_worker(
                 steps.match_case,
                 steps.update_contact,
                 broadcasts.count_audience,
+                broadcasts.page_end,
                 broadcasts.broadcast_page,
                 broadcasts.retry_deferred,
                 lifecycle.recompute_stages,
             ],
             activity_executor=executor,
             max_concurrent_activities=ACTIVITY_THREADS,
+            # Eager execution would hand every activity to the worker running its workflow, so a
+            # broadcast's pages would all land on one process however many workers there are.
+            disable_eager_activity_execution=True,
         )

@@ -11,6 +11,7 @@ how far it is.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         BROADCAST_PAGE,
         BROADCAST_WORKFLOW,
         COUNT_AUDIENCE,
+        PAGE_END,
         RETRY_DEFERRED,
         BroadcastInput,
         BroadcastPageInput,
@@ -33,6 +35,10 @@ with workflow.unsafe.imports_passed_through():
     )
 
 PAGE_TIMEOUT = timedelta(minutes=10)
+# Finding where a page ends is one indexed query; a worker that dies during it is noticed soon.
+PAGE_END_TIMEOUT = timedelta(seconds=30)
+# Runs started after this change send several pages at once (BroadcastInput.parallel_pages).
+PARALLEL_PAGES = "parallel-pages"
 # Pages heartbeat every 50 contacts; a worker that dies mid-page is noticed this quickly.
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 
@@ -81,6 +87,17 @@ class BroadcastWorkflow:
                 start_to_close_timeout=PAGE_TIMEOUT,
                 summary="count the audience",
             )
+        if workflow.patched(PARALLEL_PAGES):
+            await self._send_pages_in_parallel(broadcast, run_id, as_of)
+        else:
+            await self._send_pages_one_by_one(broadcast, run_id, as_of)
+        await self._retry_deferred(broadcast, run_id, as_of)
+        self._show(final=True)
+        return state
+
+    async def _send_pages_one_by_one(self, broadcast: BroadcastInput, run_id: str, as_of: datetime) -> None:
+        """How runs started before PARALLEL_PAGES send; kept so their histories replay."""
+        state = self._state
         pages_this_run = 0
         while not state.done_reading and not state.cancelled:
             await workflow.wait_condition(lambda: not state.paused or state.cancelled)
@@ -111,9 +128,56 @@ class BroadcastWorkflow:
             pages_this_run += 1
             if not state.done_reading and pages_this_run >= broadcast.pages_per_run:
                 workflow.continue_as_new(dataclasses.replace(broadcast, state=state))
-        await self._retry_deferred(broadcast, run_id, as_of)
-        self._show(final=True)
-        return state
+
+    async def _send_pages_in_parallel(self, broadcast: BroadcastInput, run_id: str, as_of: datetime) -> None:
+        """Finds where each page ends (a quick query), then sends up to `parallel_pages` pages at once."""
+        state = self._state
+        running: list[asyncio.Task] = []
+        pages_this_run = 0
+        while not state.done_reading and not state.cancelled:
+            await workflow.wait_condition(lambda: not state.paused or state.cancelled)
+            if state.cancelled:
+                break
+            upto = await workflow.execute_activity(
+                PAGE_END,
+                self._page_input(broadcast, run_id, as_of, state.cursor, None, broadcast.page_size),
+                result_type=str | None,
+                start_to_close_timeout=PAGE_END_TIMEOUT,
+                summary=f"find where page {state.pages + len(running) + 1} ends",
+            )
+            # The last page takes whatever is left, however many that is by now.
+            limit = broadcast.page_size if upto is not None else 0
+            page = self._page_input(broadcast, run_id, as_of, state.cursor, upto, limit)
+            running.append(asyncio.ensure_future(self._send_page(page, state.pages + len(running) + 1)))
+            state.cursor, state.done_reading = upto, upto is None
+            pages_this_run += 1
+            if len(running) >= broadcast.parallel_pages:
+                _, pending = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                running = list(pending)
+            if not state.done_reading and pages_this_run >= broadcast.pages_per_run:
+                await asyncio.gather(*running)
+                workflow.continue_as_new(dataclasses.replace(broadcast, state=state))
+        await asyncio.gather(*running)
+
+    @staticmethod
+    def _page_input(broadcast, run_id, as_of, after, upto, limit) -> BroadcastPageInput:
+        return BroadcastPageInput(
+            broadcast.campaign_id, broadcast.version, run_id, as_of, after, limit, broadcast.local_time_cron,
+            workflow.now(), upto,
+        )  # fmt: skip
+
+    async def _send_page(self, page: BroadcastPageInput, number: int) -> None:
+        result: BroadcastPageResult = await workflow.execute_activity(
+            BROADCAST_PAGE,
+            page,
+            result_type=BroadcastPageResult,
+            start_to_close_timeout=PAGE_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            summary=f"send page {number}",
+        )
+        self._state.counters.add(result.counters)
+        self._state.pages += 1
+        self._show()
 
     async def _retry_deferred(self, broadcast: BroadcastInput, run_id: str, as_of: datetime) -> None:
         state = self._state

@@ -8,6 +8,7 @@ from datetime import datetime
 BROADCAST_WORKFLOW = "BroadcastWorkflow"
 COUNT_AUDIENCE = "count_audience"
 BROADCAST_PAGE = "broadcast_page"
+PAGE_END = "page_end"
 RETRY_DEFERRED = "retry_deferred"
 
 
@@ -20,6 +21,9 @@ class BroadcastInput:
     local_time_cron: str | None = None
     page_size: int = 1000
     pages_per_run: int = 10  # pages before continuing as new, which keeps the history small
+    # Pages sent at once: each is one activity, so several worker processes share a broadcast,
+    # and one page's rendering overlaps another's wait on the provider.
+    parallel_pages: int = 4
     state: BroadcastState | None = None  # set when the workflow continues as new
 
 
@@ -54,6 +58,8 @@ class BroadcastPageInput:
     limit: int
     local_time_cron: str | None
     asked_at: datetime | None = None  # the workflow's clock now; sends are judged no earlier
+    # With `upto`, the page is every audience contact in (after, upto], however many that is now.
+    upto: str | None = None
 
 
 @dataclass

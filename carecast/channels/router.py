@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from carecast.channels.base import OutboundMessage, Provider, ProviderError, ProviderReceipt
+from carecast.channels.handover import hand_over
 
 
 class Unconfigured:
@@ -30,3 +31,15 @@ class ChannelRouter:
 
     def send(self, message: OutboundMessage) -> ProviderReceipt:
         return self.providers[message.channel].send(message)
+
+    def send_many(self, messages: Sequence[OutboundMessage]) -> list[ProviderReceipt | ProviderError]:
+        """Each channel's messages to its provider, batched where that provider can."""
+        answers: list[ProviderReceipt | ProviderError | None] = [None] * len(messages)
+        by_channel: dict[str, list[int]] = {}
+        for index, message in enumerate(messages):
+            by_channel.setdefault(message.channel, []).append(index)
+        for channel, indexes in by_channel.items():
+            handed = hand_over(self.providers[channel], [messages[i] for i in indexes])
+            for index, answer in zip(indexes, handed, strict=True):
+                answers[index] = answer
+        return answers  # type: ignore[return-value]

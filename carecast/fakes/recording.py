@@ -40,10 +40,17 @@ class Callback:
 
 @dataclass
 class Journal:
-    received: list[Received] = field(default_factory=list)
+    """`keep`: how many received requests to remember (None: all); `owes_callbacks`: False drops them."""
+
+    keep: int | None = None
+    owes_callbacks: bool = True
+    received: deque[Received] = field(init=False)
     failures: dict[str, deque[InjectedFailure]] = field(default_factory=dict)
     callbacks: deque[Callback] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.received = deque(maxlen=self.keep)
 
     def record(self, item: Received) -> Received:
         with self.lock:
@@ -60,6 +67,8 @@ class Journal:
             self.failures.setdefault(provider, deque()).extend([failure] * times)
 
     def owe(self, callback: Callback) -> None:
+        if not self.owes_callbacks:
+            return
         with self.lock:
             self.callbacks.append(callback)
 

@@ -70,9 +70,11 @@ class FakeProviders:
         sendgrid_webhook_url: str | None = None,
         twilio_inbound_url: str | None = None,
         auto_callbacks: bool = False,
+        callbacks: bool = True,
+        keep: int | None = None,
         port: int = 0,
     ) -> None:
-        self.journal = Journal()
+        self.journal = Journal(keep=keep, owes_callbacks=callbacks)
         self.sendgrid = FakeSendGrid(self.journal, sendgrid_api_key, sendgrid_webhook_url)
         self.twilio = FakeTwilio(self.journal, twilio_account_sid, twilio_auth_token, twilio_inbound_url)
         control = [Route("/_fake/twilio/inbound", self._inbound, methods=["POST"])]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,13 @@ def upsert(
     # RETURNING counts the rows touched on both databases (psycopg's rowcount is -1 here).
     statement = statement.returning(*(table.c[c] for c in conflict_columns))
     return len(session.execute(statement).all())
+
+
+def lock_contact_rows(session: Session, contact_ids: Iterable[str]) -> dict[str, Row]:
+    """`lock_contacts` as plain rows (same attribute names), for a batch that only reads them."""
+    table = Contact.__table__
+    query = select(table).where(table.c.id.in_(sorted(set(contact_ids)))).order_by(table.c.id).with_for_update()
+    return {row.id: row for row in session.execute(query)}
 
 
 def lock_contacts(session: Session, contact_ids: Iterable[str]) -> dict[str, Contact]:
