@@ -161,3 +161,48 @@ def test_the_sendgrid_spec_defect_on_custom_args_is_patched():
     assert validate(SENDGRID_SPEC, "POST", "/v3/mail/send", headers, json.dumps(body).encode()) == []
     body["custom_args"] = {"delivery_id": 1}  # values must be strings
     assert validate(SENDGRID_SPEC, "POST", "/v3/mail/send", headers, json.dumps(body).encode()) != []
+
+
+def page_of(n, **overrides):
+    return [OutboundMessage(**{**EMAIL.__dict__, "delivery_id": 100 + i, "to": f"c{i}@example.com",
+                               "subject": f"Hi {i}", "text": f"Hello {i}", "html": f"<p>Hello {i}</p>", **overrides})
+            for i in range(n)]  # fmt: skip
+
+
+def test_a_page_of_emails_goes_as_one_valid_request_with_a_personalization_each(fakes):
+    receipts = sendgrid(fakes).send_many(page_of(50))
+    [request] = fakes.received_by("sendgrid")
+    assert request.errors == [] and request.status == 202
+    personalizations = request.body["personalizations"]
+    assert len(personalizations) == 50 and len({r.message_id for r in receipts}) == 1
+    first = personalizations[0]
+    assert first["to"] == [{"email": "c0@example.com"}] and first["subject"] == "Hi 0"
+    assert first["custom_args"] == {"delivery_id": "100"}
+    assert first["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert set(first["substitutions"].values()) == {"Hello 0", "<p>Hello 0</p>"}
+    assert {c["value"] for c in request.body["content"]} == set(first["substitutions"])
+
+
+def test_a_message_over_the_substitution_limit_goes_on_its_own(fakes):
+    big = OutboundMessage(**{**EMAIL.__dict__, "delivery_id": 99, "html": "<p>" + "x" * 12_000 + "</p>"})
+    sendgrid(fakes).send_many([*page_of(3), big])
+    sizes = sorted(len(r.body["personalizations"]) for r in fakes.received_by("sendgrid"))
+    assert sizes == [1, 3]
+
+
+def test_a_batch_refused_as_a_whole_is_sent_one_by_one_so_the_others_go(fakes):
+    messages = page_of(3)
+    messages[1] = OutboundMessage(**{**messages[1].__dict__, "to": "ada@@example.com"})  # SendGrid refuses it
+    answers = sendgrid(fakes).send_many(messages)
+    assert [type(a).__name__ for a in answers] == ["ProviderReceipt", "ProviderError", "ProviderReceipt"]
+    assert answers[1].kind == "invalid_address"
+    fakes.journal.received.clear()  # the refused batch was refused on purpose
+
+
+@pytest.mark.parametrize(("status", "kind"), [(429, "temporary"), (503, "temporary"), (401, "auth")])
+def test_a_batch_the_provider_cannot_take_now_fails_every_message_the_same_way(fakes, status, kind):
+    fakes.fail_next("sendgrid", status, retry_after=3)
+    key = "SG.wrong" if status == 401 else "SG.fake-key"
+    answers = sendgrid(fakes, key=key).send_many(page_of(4))
+    assert [a.kind for a in answers] == [kind] * 4
+    assert len(fakes.received_by("sendgrid")) == 1

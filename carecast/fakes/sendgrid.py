@@ -1,9 +1,10 @@
 """A fake SendGrid Mail Send v3 endpoint, and its signed event webhook.
 
-`POST /v3/mail/send` checks the bearer key and validates the body against the
-official description; an accepted message answers 202 with an X-Message-Id and
-owes carecast `processed` and `delivered` events, signed with ECDSA (P-256,
-SHA-256) exactly as SendGrid's signed event webhook does.
+`POST /v3/mail/send` checks the bearer key, validates the body against the
+official description, and refuses a bad recipient address as SendGrid does (the
+spec's `email` format only asks for an @). An accepted message answers 202 with
+an X-Message-Id and owes carecast `processed` and `delivered` events, signed
+with ECDSA (P-256, SHA-256) exactly as SendGrid's signed event webhook does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from email_validator import EmailNotValidError, validate_email
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -46,6 +48,17 @@ class EventSigner:
             SIGNATURE_HEADER: base64.b64encode(signature).decode(),
             TIMESTAMP_HEADER: stamp,
         }
+
+
+def _bad_recipient(body: dict[str, Any]) -> str | None:
+    """The field of the first recipient SendGrid would refuse (the spec's `email` format only wants an @)."""
+    for n, personalization in enumerate(body["personalizations"]):
+        for m, recipient in enumerate(personalization["to"]):
+            try:
+                validate_email(recipient["email"], check_deliverability=False)
+            except EmailNotValidError:
+                return f"personalizations.{n}.to.{m}.email"
+    return None
 
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -81,6 +94,8 @@ class FakeSendGrid:
         if errors:
             field, _, message = errors[0].partition(": ")
             return _error(400, message or field, field.replace("/", ".") if message else None)
+        if bad := _bad_recipient(body):
+            return _error(400, "Does not contain a valid address.", bad)
         failure = self.journal.next_failure("sendgrid")
         if failure is not None:
             await asyncio.sleep(failure.delay)
