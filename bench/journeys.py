@@ -41,8 +41,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=500)
     parser.add_argument("--database-url")
+    parser.add_argument("--provider", choices=["sendgrid", "outbox"], default="sendgrid")
     args = parser.parse_args()
-    async with bench_world(args.database_url, CAMPAIGNS, TEMPLATES) as (client, settings, engine, sessions):
+    world = bench_world(args.database_url, CAMPAIGNS, TEMPLATES, args.provider)
+    async with world as (client, settings, engine, sessions):
         add_contacts(sessions, args.events, {"first_name": "Ada"})
         with sessions.begin() as session:
             deploy_campaign(session, load_campaign(settings.campaigns_dir / "confirm.yaml"))
