@@ -40,6 +40,7 @@ from temporalio.exceptions import ApplicationError
 
 from carecast.channels.base import OutboundMessage, Provider, ProviderError, ProviderReceipt
 from carecast.channels.handover import hand_over
+from carecast.contacts.suppressions import add_suppression
 from carecast.contacts.views import contact_facts, contact_view, preference_view
 from carecast.policy.decide import decide
 from carecast.policy.decision import Defer, Send, Skip
@@ -50,7 +51,7 @@ from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateError, TemplateRenderer
 from carecast.store.models import Contact, Delivery, Event, Preferences, Suppression, utcnow
 from carecast.store.pacing import take
-from carecast.store.writes import lock_contact_rows, upsert
+from carecast.store.writes import lock_contact_rows
 from workflows.contracts import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
 
 # What providers report after `sent` (carecast.feedback); all of them are past the hand-over.
@@ -478,12 +479,7 @@ class DeliveryActivities:
         """
         if error.kind in SUPPRESSION_REASONS:
             reason = SUPPRESSION_REASONS[error.kind]
-            upsert(
-                session,
-                Suppression,
-                [dict(channel=message.channel, address=message.to, reason=reason, source=f"provider:{error.kind}")],
-                conflict_columns=["channel", "address"],
-            )
+            add_suppression(session, message.channel, message.to, reason, f"provider:{error.kind}")
             return ApplicationError(str(error), type="AddressRefused", next_retry_delay=timedelta(seconds=1))
         if error.kind == "auth":
             log.error("%s — no message on this channel can go out until this is fixed", error)

@@ -19,6 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput
+from carecast.contacts.suppressions import add_suppression
 from carecast.contacts.writer import write_contacts
 from carecast.store.models import Contact, Delivery, ProviderEvent, Suppression, utcnow
 from carecast.store.writes import upsert
@@ -74,11 +75,6 @@ def _note(delivery: Delivery, kind: str, status: str | None, **details: Any) -> 
     delivery.status_history = [*(delivery.status_history or []), entry]
 
 
-def _suppress(session: Session, channel: str, address: str, reason: str, source: str) -> None:
-    row = dict(channel=channel, address=address, reason=reason, source=source, created_at=utcnow())
-    upsert(session, Suppression, [row], conflict_columns=["channel", "address"])
-
-
 def _change_preferences(session: Session, contact_id: str, source: str, wording: str, **given: Any) -> None:
     item = ContactInput(id=contact_id, preferences=PreferencesInput(**given))
     write_contacts(session, [item], source=source, wording=wording)
@@ -115,7 +111,7 @@ def apply_sendgrid_events(
         _note(delivery, kind, status, reason=event.get("reason"), url=event.get("url"))
         contact = session.get(Contact, delivery.contact_id)
         if suppression and contact is not None and contact.email:
-            _suppress(session, "email", contact.email, suppression, f"sendgrid:{kind}")
+            add_suppression(session, "email", contact.email, suppression, f"sendgrid:{kind}")
         if contact is not None:
             _sendgrid_preferences(session, contact.id, kind, topics.get(delivery.campaign_id))
         summary.applied += 1
@@ -150,7 +146,7 @@ def apply_twilio_status(session: Session, delivery_id: int | None, params: Mappi
     if reason and delivery.channel in ("sms", "voice"):
         contact = session.get(Contact, delivery.contact_id)
         if contact is not None and contact.phone:
-            _suppress(session, delivery.channel, contact.phone, reason, f"twilio:{error_code}")
+            add_suppression(session, delivery.channel, contact.phone, reason, f"twilio:{error_code}")
     return reported
 
 

@@ -77,6 +77,15 @@ def deliveries(sessions) -> list[Delivery]:
         return list(session.scalars(select(Delivery).order_by(Delivery.id)))
 
 
+async def deploy_and_add(env, sessions, settings, contact_id, email, phone):
+    """The delivery-delay campaign, and a contact who prefers SMS, then email, awake at the test server's "now"."""
+    zone = await daytime_zone(env)
+    with sessions.begin() as session:
+        deploy_campaign(session, load_campaign(settings.campaigns_dir / "delivery_delay.yaml"))
+        add_contact(session, contact_id, email=email, phone=phone, sms_consent=True, preferred=("sms", "email"),
+                    timezone=zone)  # fmt: skip
+
+
 async def start_delay_journey(client, sessions, settings, contact_id):
     event = IncomingEvent(f"e-{uuid.uuid4().hex[:8]}", contact_id, "delivery_delayed", datetime.now(UTC),
                           {"order_id": "A-1", "new_eta": "Friday"})  # fmt: skip
@@ -90,11 +99,7 @@ async def test_stop_by_sms_moves_the_next_message_of_a_running_journey_to_email(
 ):
     fakes, settings = wired
     client = time_skipping_env.client
-    zone = await daytime_zone(time_skipping_env)
-    with sessions.begin() as session:
-        deploy_campaign(session, load_campaign(settings.campaigns_dir / "delivery_delay.yaml"))
-        add_contact(session, "c-1", email="ada@example.com", phone=PHONE, sms_consent=True,
-                    preferred=("sms", "email"), timezone=zone)  # fmt: skip
+    await deploy_and_add(time_skipping_env, sessions, settings, "c-1", "ada@example.com", PHONE)
     started = []
     try:
         async with carecast_worker(client, settings, engine, build_provider(settings)) as worker, worker:
@@ -132,11 +137,7 @@ async def test_a_number_twilio_says_opted_out_is_suppressed_and_the_step_falls_b
     fakes, settings = wired
     client = time_skipping_env.client
     opted_out = "+15005550004"  # Twilio answers 21610 for it
-    zone = await daytime_zone(time_skipping_env)
-    with sessions.begin() as session:
-        deploy_campaign(session, load_campaign(settings.campaigns_dir / "delivery_delay.yaml"))
-        add_contact(session, "c-2", email="bo@example.com", phone=opted_out, sms_consent=True,
-                    preferred=("sms", "email"), timezone=zone)  # fmt: skip
+    await deploy_and_add(time_skipping_env, sessions, settings, "c-2", "bo@example.com", opted_out)
     started = []
     try:
         async with carecast_worker(client, settings, engine, build_provider(settings)) as worker, worker:

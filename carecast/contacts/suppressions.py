@@ -33,9 +33,12 @@ def normalised_address(channel: str, address: str) -> str:
 
 def suppress(session: Session, channel: str, address: str, reason: str, source: str) -> bool:
     """Suppresses the address on the channel; returns False when it already was."""
+    return add_suppression(session, channel, normalised_address(channel, address), reason, source)
+
+
+def add_suppression(session: Session, channel: str, address: str, reason: str, source: str) -> bool:
+    """`suppress` for an address already in its stored form (a contact's, or one a provider refused)."""
     if reason not in REASONS:
         raise ValueError(f"unknown reason {reason!r}; use one of {', '.join(REASONS)}")
-    row = dict(
-        channel=channel, address=normalised_address(channel, address), reason=reason, source=source, created_at=utcnow()
-    )
+    row = dict(channel=channel, address=address, reason=reason, source=source, created_at=utcnow())
     return upsert(session, Suppression, [row], conflict_columns=["channel", "address"]) == 1

@@ -84,7 +84,6 @@ class FakeProviders:
         self._auto = auto_callbacks
         self._stop = threading.Event()
         self._poster = threading.Thread(target=self._post_forever, daemon=True)
-        self.delivered: list[Delivered] = []
 
     def __enter__(self) -> FakeProviders:
         openapi.warm()  # seconds of parsing, done before the first request could time out on it
@@ -139,7 +138,6 @@ class FakeProviders:
                         self.journal.owe(unsent)  # kept for the next round, in order after newer ones
                     raise
                 results.append(Delivered(callback.url, response.status_code))
-        self.delivered += results
         return results
 
     def _post_forever(self) -> None:

@@ -99,23 +99,8 @@ class FakeTwilio:
         for status in MESSAGE_STATUSES:
             self._owe_status(form.get("StatusCallback"), {"MessageSid": sid, "MessageStatus": status,
                              "SmsSid": sid, "SmsStatus": status, "To": form["To"], "From": sender})  # fmt: skip
-        return JSONResponse(
-            {
-                "sid": sid,
-                "account_sid": self.account_sid,
-                "to": form["To"],
-                "from": form.get("From"),
-                "messaging_service_sid": form.get("MessagingServiceSid"),
-                "body": form.get("Body"),
-                "status": "queued",
-                "num_segments": str(segments),
-                "direction": "outbound-api",
-                "api_version": "2010-04-01",
-                "date_created": formatdate(usegmt=True),
-                "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
-            },  # fmt: skip
-            status_code=201,
-        )
+        return self._created("Messages", sid, form, messaging_service_sid=form.get("MessagingServiceSid"),
+                             body=form.get("Body"), num_segments=str(segments))  # fmt: skip
 
     async def create_call(self, request: Request) -> Response:
         received, refusal = await self._receive(request)
@@ -125,17 +110,22 @@ class FakeTwilio:
         sid = "CA" + secrets.token_hex(16)
         self._owe_status(form.get("StatusCallback"), {"CallSid": sid, "CallStatus": "completed", "CallDuration": "14",
                          "To": form["To"], "From": form["From"]})  # fmt: skip
+        return self._created("Calls", sid, form)
+
+    def _created(self, resource: str, sid: str, form: dict[str, str], **fields: str | None) -> JSONResponse:
+        """The 201 Twilio answers with: the new resource, queued."""
         return JSONResponse(
             {
                 "sid": sid,
                 "account_sid": self.account_sid,
                 "to": form["To"],
-                "from": form["From"],
+                "from": form.get("From"),
                 "status": "queued",
                 "direction": "outbound-api",
                 "api_version": "2010-04-01",
                 "date_created": formatdate(usegmt=True),
-                "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{sid}.json",
+                "uri": f"/2010-04-01/Accounts/{self.account_sid}/{resource}/{sid}.json",
+                **fields,
             },  # fmt: skip
             status_code=201,
         )
