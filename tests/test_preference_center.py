@@ -126,13 +126,18 @@ async def test_saving_the_form_changes_the_store_with_a_consent_trail(center, se
     assert re.search(r'value="email" checked', page.text)
 
 
-async def test_half_a_quiet_hours_span_is_refused_and_nothing_is_stored(center, sessions):
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [("20:00", "", "Give both times, or neither."), ("25:99", "07:00", "Write each time as HH:MM, for example 21:00."),
+     ("8 pm", "7 am", "Write each time as HH:MM, for example 21:00.")],
+)  # fmt: skip
+async def test_a_quiet_hours_mistake_is_refused_and_nothing_is_stored(center, sessions, start, end, message):
     before = prefs(sessions)
     response = await center.post(
         f"/u/{center.links.token('c-1')}",
-        data={"action": "save", "consent": ["email", "sms"], "quiet_start": "20:00", "quiet_end": ""},
+        data={"action": "save", "consent": ["email", "sms"], "quiet_start": start, "quiet_end": end},
     )
     assert response.status_code == 422
-    assert 'role="alert">Give both times, or neither.' in response.text
+    assert f'role="alert">{message}' in response.text
     after = prefs(sessions)
     assert (after.quiet_hours_start, after.updated_at) == (before.quiet_hours_start, before.updated_at)

@@ -140,6 +140,15 @@ async def test_a_forged_sendgrid_callback_is_403_and_changes_nothing(wired, sess
     assert count(sessions, select(Suppression)) == count(sessions, select(ProviderEvent)) == 0
 
 
+@pytest.mark.parametrize("body", [b'{"event": "delivered"}', b"not json", b'["delivered"]'])
+async def test_a_signed_batch_that_is_not_an_array_of_events_is_400_and_changes_nothing(wired, sessions, body):
+    callback = wired.fakes.sendgrid.post_events([])
+    callback.content = body
+    callback.headers.update(wired.fakes.sendgrid.signer.headers(body))
+    assert await wired.flush() == [400]
+    assert count(sessions, select(ProviderEvent)) == 0
+
+
 async def test_signed_twilio_status_callbacks_update_the_delivery(wired, sessions):
     delivery_id = add_delivery(sessions, channel="sms", campaign_id="welcome")
     callback_url = f"{wired.url}/webhooks/twilio/status?delivery={delivery_id}"

@@ -9,6 +9,7 @@ through the contact writer, so it is logged as consent with source
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
@@ -30,6 +31,7 @@ from carecast.enrolment import active_campaigns
 from carecast.policy.model import HouseRules
 from carecast.policy.timezones import contact_zone
 from carecast.render.links import LinkSigner
+from carecast.spec.patterns import CLOCK
 from carecast.store.models import Contact, Preferences, utcnow
 
 PAGES = Path(__file__).parent / "pages"
@@ -108,7 +110,7 @@ class PreferenceCenter:
         return self.page("preferences.html.j2", contact.locale, **values)
 
     def changes(self, session: Session, contact: Contact, form: dict[str, list[str]]) -> PreferencesInput | str:
-        """The preferences the form asks for, or the quiet-hours mistake to show."""
+        """The preferences the form asks for, or the key of the quiet-hours mistake to show."""
         first = {k: v[0].strip() for k, v in form.items() if v}
         chosen_channels = set(form.get("consent", []))
         addresses = {"email": contact.email, "sms": contact.phone, "voice": contact.phone}
@@ -119,6 +121,8 @@ class PreferenceCenter:
         start, end = first.get("quiet_start", ""), first.get("quiet_end", "")
         if bool(start) != bool(end):
             return "quiet_error"
+        if start and not (re.fullmatch(CLOCK, start[:5]) and re.fullmatch(CLOCK, end[:5])):
+            return "quiet_invalid"  # a browser without a time picker lets anything through
         given: dict[str, Any] = dict(
             consent=ConsentInput(**consent),
             topics=topics,
