@@ -108,20 +108,10 @@ def worker_process(env: dict[str, str]):
         process.wait(timeout=30)
 
 
-@asynccontextmanager
-async def bench_world(
-    database_url: str | None,
-    campaigns: dict[str, str],
-    templates: dict[str, str],
-    provider_kind: str = "sendgrid",
-    workers: int = 1,
-):
-    """A dev server, a migrated store, campaigns and templates in a temp folder, and running workers.
-
-    `provider_kind`: `sendgrid` (the fake SendGrid over HTTP on 127.0.0.1, in its own
-    process) or `outbox` (an .eml file per message). `workers`: one in this process,
-    the others `carecast worker` processes on the same task queue, as in production.
-    """
+@contextmanager
+def store_world(database_url: str | None, campaigns: dict[str, str], templates: dict[str, str]):
+    """A migrated store (SQLite in a temp folder, or a scratch database on `database_url`'s server)
+    with campaigns and templates in that folder; yields (settings, engine, url)."""
     folder = Path(tempfile.mkdtemp(prefix="carecast-bench-"))
     (folder / "campaigns").mkdir()
     (folder / "templates").mkdir()
@@ -137,11 +127,32 @@ async def bench_world(
         task_queue=f"bench-{uuid.uuid4().hex[:6]}",
         secret_key="bench",
     )
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"), dev_server_log_level="error", ui=False
-    )
-    await register_search_attributes(env.client)
-    with ExitStack() as stack:
+    try:
+        yield settings, engine, url
+    finally:
+        engine.dispose()
+        drop()
+
+
+@asynccontextmanager
+async def bench_world(
+    database_url: str | None,
+    campaigns: dict[str, str],
+    templates: dict[str, str],
+    provider_kind: str = "sendgrid",
+    workers: int = 1,
+):
+    """A dev server, a migrated store, campaigns and templates in a temp folder, and running workers.
+
+    `provider_kind`: `sendgrid` (the fake SendGrid over HTTP on 127.0.0.1, in its own
+    process) or `outbox` (an .eml file per message). `workers`: one in this process,
+    the others `carecast worker` processes on the same task queue, as in production.
+    """
+    with store_world(database_url, campaigns, templates) as (settings, engine, url), ExitStack() as stack:
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(BIN / "temporal"), dev_server_log_level="error", ui=False
+        )
+        await register_search_attributes(env.client)
         fake_url = None
         if provider_kind == "sendgrid":
             fake_url = stack.enter_context(fake_sendgrid())
@@ -164,5 +175,3 @@ async def bench_world(
                 yield env.client, settings, engine, make_sessionmaker(engine)
         finally:
             await env.shutdown()
-            engine.dispose()
-            drop()
