@@ -10,9 +10,10 @@ page (`deliver_batch`, up to a thousand), so both keep the same guarantees:
    `sending` with its `sent_at`, which claims the message's place in the caps
    at once. Fifty racing journeys see each other's claims; a cap of 2 lets 2 through.
 2. Outside the lock the claimed messages are rendered and handed to the provider.
-3. One transaction records what happened: `sent` with the provider's id,
-   `failed` (a broken template), or back to `reserved` when the provider refused
-   (the message is known not to be out, so it no longer counts).
+3. One transaction records what happened, appending to each row's history in
+   SQL rather than reading it back: `sent` with the provider's id, `failed` (a
+   broken template), or back to `reserved` when the provider refused (the
+   message is known not to be out, so it no longer counts).
 
 A row already final is returned as recorded. A row found `sending` for longer
 than an attempt may last (DELIVER_TIMEOUT) means a crash between handing the
@@ -33,7 +34,7 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, case, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -49,8 +50,10 @@ from carecast.policy.timezones import contact_zone
 from carecast.render.context import template_context
 from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateError, TemplateRenderer
+from carecast.store.expressions import json_append, one_of
 from carecast.store.models import Contact, Delivery, Event, Preferences, Suppression, utcnow
 from carecast.store.pacing import take
+from carecast.store.types import JsonDocument
 from carecast.store.writes import lock_contact_rows
 from workflows.contracts import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
 
@@ -78,9 +81,8 @@ def _history(status: str, **details: Any) -> dict[str, Any]:
 class _Row:
     """A delivery row as a batch sees it: read from the store (`id` set) or about to be inserted.
 
-    The claim and the record change these in memory and write them back with one
-    INSERT ... RETURNING and one executemany UPDATE: ORM units of work cost more than
-    the policy on a page of a thousand.
+    The claim changes these in memory and writes them back with one INSERT and one
+    executemany UPDATE: ORM units of work cost more than the policy on a page of a thousand.
     """
 
     key: str
@@ -163,16 +165,14 @@ UPDATE_ROW = (
     .values(
         status=bindparam("b_status"), reason=bindparam("b_reason"), channel=bindparam("b_channel"),
         sent_at=bindparam("b_sent_at"), status_history=bindparam("b_history", type_=Delivery.status_history.type),
-        provider=bindparam("b_provider"), provider_message_id=bindparam("b_message_id"),
-        segments=bindparam("b_segments"), updated_at=bindparam("b_updated_at"),
+        updated_at=bindparam("b_updated_at"),
     )
 )  # fmt: skip
 
 
-def _update_values(row: _Row, provider: str | None = None, message_id: str | None = None, segments=None) -> dict:
+def _update_values(row: _Row) -> dict:
     return dict(b_id=row.id, b_status=row.status, b_reason=row.reason, b_channel=row.channel, b_sent_at=row.sent_at,
-                b_history=row.status_history, b_provider=provider, b_message_id=message_id, b_segments=segments,
-                b_updated_at=utcnow())  # fmt: skip
+                b_history=row.status_history, b_updated_at=utcnow())  # fmt: skip
 
 
 @dataclass
@@ -180,6 +180,40 @@ class _Claimed:
     index: int
     delivery_id: int
     message: OutboundMessage
+
+
+# A provider's callback may have come before the record (its news is newer than "sent"): a
+# row no longer `sending` keeps its status, and the hand-over still joins its history.
+RECORD_SENT = (
+    update(Delivery.__table__)
+    .where(Delivery.id == bindparam("b_id"))
+    .values(
+        status=case((Delivery.status == "sending", "sent"), else_=Delivery.status),
+        status_history=json_append(Delivery.status_history, bindparam("b_entry", type_=JsonDocument)),
+        provider=bindparam("b_provider"), provider_message_id=bindparam("b_message_id"),
+        segments=bindparam("b_segments"), updated_at=bindparam("b_updated_at"),
+    )
+)  # fmt: skip
+RECORD_NOT_SENT = (
+    update(Delivery.__table__)
+    .where(Delivery.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"), reason=bindparam("b_reason"), sent_at=None,
+        status_history=json_append(Delivery.status_history, bindparam("b_entry", type_=JsonDocument)),
+        updated_at=bindparam("b_updated_at"),
+    )
+)  # fmt: skip
+
+
+def _sent(claim: _Claimed, receipt: ProviderReceipt) -> dict[str, Any]:
+    return dict(b_id=claim.delivery_id, b_entry=_history("sent", channel=claim.message.channel),
+                b_provider=receipt.provider, b_message_id=receipt.message_id, b_segments=receipt.segments,
+                b_updated_at=utcnow())  # fmt: skip
+
+
+def _not_sent(claim: _Claimed, status: str, reason: str | None, **details: Any) -> dict[str, Any]:
+    return dict(b_id=claim.delivery_id, b_status=status, b_reason=reason,
+                b_entry=_history(status, reason=reason, **details), b_updated_at=utcnow())  # fmt: skip
 
 
 class DeliveryActivities:
@@ -228,10 +262,13 @@ class DeliveryActivities:
             keys = [r.idempotency_key for r in requests]
             rows = {
                 r.idempotency_key: _loaded(r)
-                for r in session.execute(select(*ROW_COLUMNS).where(Delivery.idempotency_key.in_(keys)))
+                for r in session.execute(select(*ROW_COLUMNS).where(one_of(session, Delivery.idempotency_key, keys)))
             }
             table = Preferences.__table__
-            prefs = {p.contact_id: p for p in session.execute(select(table).where(table.c.contact_id.in_(contact_ids)))}
+            prefs = {
+                p.contact_id: p
+                for p in session.execute(select(table).where(one_of(session, table.c.contact_id, contact_ids)))
+            }
             suppressed = self._suppressed(session, contacts.values())
             counted = self._counted(session, contact_ids, now)
             for index, request in enumerate(requests):
@@ -330,7 +367,7 @@ class DeliveryActivities:
         if not addresses:
             return set()
         rows = session.execute(
-            select(Suppression.channel, Suppression.address).where(Suppression.address.in_(addresses))
+            select(Suppression.channel, Suppression.address).where(one_of(session, Suppression.address, addresses))
         )
         return {(channel, address) for channel, address in rows}
 
@@ -338,7 +375,7 @@ class DeliveryActivities:
         counted: dict[str, list[SentDelivery]] = defaultdict(list)
         rows = session.execute(
             select(Delivery.contact_id, Delivery.sent_at, Delivery.category, Delivery.channel).where(
-                Delivery.contact_id.in_(contact_ids),
+                one_of(session, Delivery.contact_id, contact_ids),
                 Delivery.sent_at > now - self.count_window,
                 Delivery.status.not_in(NOT_COUNTED),
             )
@@ -360,7 +397,9 @@ class DeliveryActivities:
         ids = sorted({r.trigger_event_id for r in requests if r.trigger_event_id})
         if not ids:
             return {}
-        return dict(session.execute(select(Event.event_id, Event.data).where(Event.event_id.in_(ids))).all())
+        return dict(
+            session.execute(select(Event.event_id, Event.data).where(one_of(session, Event.event_id, ids))).all()
+        )
 
     def _render_or_fail(
         self, request: DeliverInput, delivery_id: int, contact: dict, decision: Send, events: dict
@@ -443,32 +482,27 @@ class DeliveryActivities:
                     handed[claim.index] = claim.message  # never reaches a provider
             if activity.in_activity():
                 activity.heartbeat(len(handed))
-        # 3. record what happened, in one transaction
+        # 3. record what happened, in one transaction, without reading the rows back
+        sent, not_sent = [], []
         with self.sessions.begin() as session:
-            current = {
-                r.id: _loaded(r)
-                for r in session.execute(select(*ROW_COLUMNS).where(Delivery.id.in_([c.delivery_id for c in claimed])))
-            }
-            updates = []
             for claim in claimed:
-                outcome, row = handed[claim.index], current[claim.delivery_id]
+                outcome = handed[claim.index]
                 if isinstance(outcome, TemplateError):
                     # A broken template will not mend itself on retry; the operator must see it.
-                    row.sent_at = None
-                    _record(row, "failed", reason="template_error", error=str(outcome))
+                    not_sent.append(_not_sent(claim, "failed", "template_error", error=str(outcome)))
                     outcomes[claim.index] = ApplicationError(str(outcome), non_retryable=True, type="TemplateError")
-                    updates.append(_update_values(row))
                 elif isinstance(outcome, ProviderError):
-                    row.sent_at = None  # known not to be out: it no longer counts toward caps
-                    _record(row, "reserved", error=str(outcome), kind=outcome.kind)
+                    # Known not to be out: back to reserved, and it no longer counts toward caps.
+                    not_sent.append(_not_sent(claim, "reserved", None, error=str(outcome), kind=outcome.kind))
                     outcomes[claim.index] = self._provider_failure(session, claim.message, outcome)
-                    updates.append(_update_values(row))
                 else:
-                    # A provider's callback may have beaten us here; its news is newer than "sent".
-                    _record(row, row.status if row.status in FEEDBACK else "sent", channel=row.channel)
-                    outcomes[claim.index] = _result(row)
-                    updates.append(_update_values(row, outcome.provider, outcome.message_id, outcome.segments))
-            session.execute(UPDATE_ROW, updates)
+                    sent.append(_sent(claim, outcome))
+                    channel = claim.message.channel
+                    outcomes[claim.index] = DeliverResult(delivery_id=claim.delivery_id, status="sent", channel=channel)
+            if sent:
+                session.execute(RECORD_SENT, sent)
+            if not_sent:
+                session.execute(RECORD_NOT_SENT, not_sent)
 
     @staticmethod
     def _provider_failure(session: Session, message: OutboundMessage, error: ProviderError) -> ApplicationError:

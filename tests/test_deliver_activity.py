@@ -86,6 +86,36 @@ def test_sends_by_email_and_records_the_provider_id(sessions, deliver, printed):
     assert printed and printed[0].endswith("email  c-1  Welcome to Acme, Ada")
 
 
+class CallbackFirstProvider:
+    """A provider whose delivery callback reaches carecast before its answer to the send does."""
+
+    name = "quick"
+    idempotent = False
+
+    def __init__(self, sessions) -> None:
+        self.sessions = sessions
+
+    def send(self, message):
+        with self.sessions.begin() as session:
+            row = session.get(Delivery, message.delivery_id)
+            row.status = "delivered"
+            row.status_history = [*row.status_history, {"status": "delivered"}]
+        return ProviderReceipt(self.name, "m-1")
+
+
+def test_a_callback_that_beats_the_record_keeps_its_status(engine, sessions, tmp_path, printed):
+    provider = CallbackFirstProvider(sessions)
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+    result = run(deliver, request())
+    [row] = deliveries(sessions)
+    assert result.status == "sent"  # what this step did: handed it over
+    assert (row.status, row.provider, row.provider_message_id) == ("delivered", "quick", "m-1")
+    assert [entry["status"] for entry in row.status_history] == ["reserved", "sending", "delivered", "sent"]
+    assert row.sent_at is not None
+
+
 def test_a_retry_with_the_same_key_returns_the_recorded_result_without_sending(sessions, deliver, printed):
     with sessions.begin() as session:
         add_contact(session)

@@ -9,6 +9,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from carecast.store.expressions import one_of
 from carecast.store.models import Base, Contact
 
 
@@ -44,7 +45,8 @@ def upsert(
 def lock_contact_rows(session: Session, contact_ids: Iterable[str]) -> dict[str, Row]:
     """`lock_contacts` as plain rows (same attribute names), for a batch that only reads them."""
     table = Contact.__table__
-    query = select(table).where(table.c.id.in_(sorted(set(contact_ids)))).order_by(table.c.id).with_for_update()
+    ids = sorted(set(contact_ids))
+    query = select(table).where(one_of(session, table.c.id, ids)).order_by(table.c.id).with_for_update()
     return {row.id: row for row in session.execute(query)}
 
 
