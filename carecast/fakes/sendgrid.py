@@ -65,6 +65,14 @@ def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
     return JSONResponse({"errors": [{"message": message, "field": field, "help": None}]}, status_code=status)
 
 
+def _spec_error(error: str) -> dict[str, Any]:
+    """One line of `openapi.validate` as SendGrid words an error: the field in dots, None for the body."""
+    where, _, message = error.partition(": ")
+    if not message:
+        return {"message": where, "field": None, "help": None}
+    return {"message": message, "field": None if where == "(body)" else where.replace("/", "."), "help": None}
+
+
 class FakeSendGrid:
     def __init__(self, journal: Journal, api_key: str, webhook_url: str | None) -> None:
         self.journal = journal
@@ -92,8 +100,7 @@ class FakeSendGrid:
         if headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "The provided authorization grant is invalid, expired, or revoked")
         if errors:
-            field, _, message = errors[0].partition(": ")
-            return _error(400, message or field, field.replace("/", ".") if message else None)
+            return JSONResponse({"errors": [_spec_error(error) for error in errors]}, status_code=400)
         if bad := _bad_recipient(body):
             return _error(400, "Does not contain a valid address.", bad)
         failure = self.journal.next_failure("sendgrid")
