@@ -13,6 +13,7 @@ import hmac
 import json
 
 SIGNATURE_BYTES = 16
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps builds an encoder per call for these
 
 
 def _b64(data: bytes) -> str:
@@ -29,10 +30,10 @@ class LinkSigner:
         self.public_url = public_url.rstrip("/")
 
     def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest()[:SIGNATURE_BYTES])
+        return _b64(hmac.digest(self._key, payload.encode(), "sha256")[:SIGNATURE_BYTES])
 
     def token(self, contact_id: str, topic: str | None = None) -> str:
-        payload = _b64(json.dumps([contact_id, topic], separators=(",", ":")).encode())
+        payload = _b64(_COMPACT_JSON.encode([contact_id, topic]).encode())
         return f"{payload}.{self._sign(payload)}"
 
     def read(self, token: str) -> tuple[str, str | None] | None:

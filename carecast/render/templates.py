@@ -16,14 +16,15 @@ an error naming the template file and line, never a blank in a customer's messag
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError, UndefinedError
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
-FIND_MEMORY_SECONDS = 1.0
+LOOKUP_MEMORY_SECONDS = 1.0
 PARTS_BY_CHANNEL = {"email": ("email.subject", "email.txt"), "sms": ("sms",), "voice": ("voice",)}
 
 
@@ -51,6 +52,17 @@ def locale_candidates(locale: str | None) -> list[str]:
     return list(dict.fromkeys([locale, language, ""]))
 
 
+def _remembered(memory: dict, key: Any, look_up: Callable[[], Any]) -> Any:
+    """`look_up()`, or its answer for `key` if it is less than LOOKUP_MEMORY_SECONDS old."""
+    now = time.monotonic()
+    remembered = memory.get(key)
+    if remembered is not None and now - remembered[1] < LOOKUP_MEMORY_SECONDS:
+        return remembered[0]
+    answer = look_up()
+    memory[key] = (answer, now)
+    return answer
+
+
 class TemplateRenderer:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -60,27 +72,21 @@ class TemplateRenderer:
             autoescape=lambda name: bool(name) and ".html." in name,
             keep_trailing_newline=False,
         )
+        # Lookups remembered for a second: a page of a thousand messages looks once, and a
+        # template file added, removed or edited is still noticed at once by a person.
         self._found: dict[tuple[str, str, str | None], tuple[str | None, float]] = {}
+        self._loaded: dict[str, tuple[Template, float]] = {}
 
     def find(self, name: str, part: str, locale: str | None = None) -> str | None:
-        """The file for a template part in the contact's locale, falling back to the default.
+        """The file for a template part in the contact's locale, falling back to the default."""
+        return _remembered(self._found, (name, part, locale), lambda: self._first_file(name, part, locale))
 
-        Answers are remembered for a second: a page of a thousand messages looks once,
-        and a template file added or removed is still noticed at once by a person.
-        """
-        key = (name, part, locale)
-        remembered = self._found.get(key)
-        now = time.monotonic()
-        if remembered is not None and now - remembered[1] < FIND_MEMORY_SECONDS:
-            return remembered[0]
-        found = None
+    def _first_file(self, name: str, part: str, locale: str | None) -> str | None:
         for candidate in locale_candidates(locale):
             filename = f"{name}.{part}.{candidate}.j2" if candidate else f"{name}.{part}.j2"
             if (self.directory / filename).is_file():
-                found = filename
-                break
-        self._found[key] = (found, now)
-        return found
+                return filename
+        return None
 
     def variants(self, name: str, part: str) -> list[str]:
         """Every file of a part: the default and each locale variant."""
@@ -96,7 +102,9 @@ class TemplateRenderer:
 
     def render_file(self, filename: str, context: dict[str, Any]) -> str:
         try:
-            return self.env.get_template(filename).render(context).strip()
+            # Jinja checks the file's modification time on every get_template.
+            template = _remembered(self._loaded, filename, lambda: self.env.get_template(filename))
+            return template.render(context).strip()
         except UndefinedError as exc:
             path, line = self._where(exc)
             raise TemplateError(exc.message, path or self.directory / filename, line) from None
