@@ -54,7 +54,7 @@ from carecast.store.expressions import json_append, one_of
 from carecast.store.models import Contact, Delivery, Event, Preferences, Suppression, utcnow
 from carecast.store.pacing import take
 from carecast.store.types import JsonDocument
-from carecast.store.writes import lock_contact_rows
+from carecast.store.writes import bulk_insert, lock_contact_rows
 from workflows.contracts import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
 
 # What providers report after `sent` (carecast.feedback); all of them are past the hand-over.
@@ -127,13 +127,12 @@ def _write(session: Session, rows: Iterable[_Row]) -> None:
     changed = [r for r in rows if r.changed and r.id is not None]
     if new:
         if session.get_bind().dialect.name == "postgresql":
-            # Ids from the sequence first, then a plain executemany: psycopg sends it as one
-            # pipelined statement, where INSERT ... RETURNING of a thousand rows is one huge
-            # statement that psycopg re-parses on every page.
+            # Ids from the sequence first, then COPY (INSERT ... RETURNING of a thousand rows
+            # is one huge statement that psycopg re-parses on every page).
             numbers = session.execute(NEXT_DELIVERY_IDS, {"n": len(new)}).scalars().all()
             for r, number in zip(new, numbers, strict=True):
                 r.id = number
-            session.execute(insert(Delivery.__table__), [_insert_values(r) for r in new])
+            bulk_insert(session, Delivery.__table__, [_insert_values(r) for r in new])
         else:
             inserted = session.execute(
                 insert(Delivery.__table__).returning(Delivery.idempotency_key, Delivery.id),
@@ -152,8 +151,9 @@ NEXT_DELIVERY_IDS = text("SELECT nextval(pg_get_serial_sequence('deliveries', 'i
 
 
 def _insert_values(row: _Row) -> dict[str, Any]:
+    now = utcnow()
     values = dict(row.columns, idempotency_key=row.key, status=row.status, reason=row.reason, channel=row.channel,
-                  sent_at=row.sent_at, status_history=row.status_history)  # fmt: skip
+                  sent_at=row.sent_at, status_history=row.status_history, created_at=now, updated_at=now)  # fmt: skip
     if row.id is not None:
         values["id"] = row.id
     return values

@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from carecast.store.models import Contact
-from carecast.store.writes import lock_contacts, upsert
+from carecast.store.models import Contact, Delivery, utcnow
+from carecast.store.writes import bulk_insert, lock_contacts, upsert
 
 pytestmark = pytest.mark.store
 
@@ -26,6 +26,26 @@ def test_upsert_inserts_then_updates_only_the_named_columns(sessions):
         rows = {c.id: (c.email, c.locale) for c in session.scalars(select(Contact))}
     assert changed == 2
     assert rows == {"c-1": ("new@example.com", "en"), "c-2": ("two@example.com", "de")}
+
+
+def test_bulk_insert_keeps_json_times_and_nulls(sessions):
+    at = utcnow()
+    rows = [
+        dict(id=n, idempotency_key=f"k-{n}", workflow_id="w", campaign_id="offer", campaign_version=1,
+             category="marketing", step_id="send", contact_id=f"c-{n}", template=None, status="sending",
+             reason=None, channel="email", sent_at=at, status_history=[{"status": "sending", "note": "é, \\ and \t"}],
+             created_at=at, updated_at=at)
+        for n in (1, 2)
+    ]  # fmt: skip
+    with sessions.begin() as session:
+        bulk_insert(session, Delivery.__table__, rows)
+    with sessions() as session:
+        stored = session.scalars(select(Delivery).order_by(Delivery.id)).all()
+    assert [(d.id, d.idempotency_key, d.template, d.sent_at) for d in stored] == [
+        (1, "k-1", None, at),
+        (2, "k-2", None, at),
+    ]
+    assert stored[0].status_history == [{"status": "sending", "note": "é, \\ and \t"}]
 
 
 def test_upsert_without_update_columns_leaves_existing_rows_alone(sessions):
