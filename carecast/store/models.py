@@ -206,9 +206,9 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        Index("ix_deliveries_contact_created", "contact_id", "created_at"),
-        Index("ix_deliveries_contact_sent", "contact_id", "sent_at"),
+        Index("ix_deliveries_contact_sent", "contact_id", "sent_at"),  # caps count a contact's recent sends
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
+        Index("ix_deliveries_workflow_status", "workflow_id", "status"),  # a run's deferred messages
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -224,7 +224,7 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(16), doc="reserved, sent, skipped, failed, delivered, ...")
     reason: Mapped[str | None] = mapped_column(String(64))
     provider: Mapped[str | None] = mapped_column(String(32))
-    provider_message_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(128))
     segments: Mapped[int | None] = mapped_column(Integer)
     status_history: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument, default=list)
     sent_at: Mapped[datetime | None] = mapped_column(
