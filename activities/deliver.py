@@ -480,7 +480,9 @@ class DeliveryActivities:
             for claim in chunk:
                 if isinstance(claim.message, TemplateError):
                     handed[claim.index] = claim.message  # never reaches a provider
-            if activity.in_activity():
+            if len(claimed) > 1 and activity.in_activity():
+                # A page tells Temporal it is alive. A journey's single message does not: a
+                # heartbeat from an activity thread waits for the worker's event loop.
                 activity.heartbeat(len(handed))
         # 3. record what happened, in one transaction, without reading the rows back
         sent, not_sent = [], []

@@ -38,7 +38,8 @@ from carecast.store.models import CampaignVersion, Contact, Enrolment, Event, ut
 from carecast.store.writes import upsert
 from workflows import search_attributes as sa
 from workflows.contracts import STAGE_ENTERED, STAGE_LEFT, JourneyEvent
-from workflows.journey import JourneyInput, JourneyWorkflow, journey_summary, journey_workflow_id
+from workflows.journey import JourneyWorkflow
+from workflows.journey_contract import JourneyInput, journey_summary, journey_workflow_id
 
 
 class UnknownContactError(LookupError):

@@ -10,7 +10,6 @@ even while it waits.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -37,47 +36,10 @@ with workflow.unsafe.imports_passed_through():
         NextLocalTimeResult,
         UpdateContactInput,
     )
+    from workflows.journey_contract import JourneyInput, JourneyResult, JourneyState, StepOutcome
 
 SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5))
 QUICK = timedelta(seconds=30)
-
-
-@dataclass(frozen=True)
-class JourneyInput:
-    campaign: CampaignSnapshot
-    contact_id: str
-    entry_key: str
-    trigger_event_id: str | None = None
-    holdout: bool = False
-
-
-@dataclass
-class StepOutcome:
-    step_id: str
-    status: str
-    channel: str | None = None
-    reason: str | None = None
-
-
-@dataclass
-class JourneyState:
-    current_step: str | None = None
-    history: list[StepOutcome] = field(default_factory=list)
-    ended_by: str | None = None  # "completed", "exit:<event>", "goal", "stage_left", "exit_step"
-
-
-@dataclass
-class JourneyResult:
-    history: list[StepOutcome]
-    ended_by: str
-
-
-def journey_workflow_id(campaign_id: str, contact_id: str, entry_key: str) -> str:
-    return f"journey/{campaign_id}/{contact_id}/{entry_key}"
-
-
-def journey_summary(campaign: CampaignSnapshot, contact_id: str) -> str:
-    return f"{campaign.campaign_id} · contact {contact_id} · v{campaign.version}"
 
 
 @workflow.defn
