@@ -28,7 +28,8 @@ from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Delivery
 from workflows.broadcast import BroadcastWorkflow
 from workflows.broadcast_contract import BroadcastInput
-from workflows.journey import JourneyInput, JourneyWorkflow
+from workflows.journey import JourneyWorkflow
+from workflows.journey_contract import JourneyInput
 
 CAMPAIGNS = {
     "offer.yaml": (
