@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from carecast.store.models import Contact, Delivery, utcnow
-from carecast.store.writes import bulk_insert, lock_contacts, upsert
+from carecast.store.writes import COPY_FROM_ROWS, bulk_insert, lock_contacts, upsert
 
 pytestmark = pytest.mark.store
 
@@ -29,21 +29,21 @@ def test_upsert_inserts_then_updates_only_the_named_columns(sessions):
 
 
 def test_bulk_insert_keeps_json_times_and_nulls(sessions):
+    """Enough rows for COPY on PostgreSQL."""
     at = utcnow()
     rows = [
         dict(id=n, idempotency_key=f"k-{n}", workflow_id="w", campaign_id="offer", campaign_version=1,
              category="marketing", step_id="send", contact_id=f"c-{n}", template=None, status="sending",
              reason=None, channel="email", sent_at=at, status_history=[{"status": "sending", "note": "é, \\ and \t"}],
              created_at=at, updated_at=at)
-        for n in (1, 2)
+        for n in range(1, COPY_FROM_ROWS + 1)
     ]  # fmt: skip
     with sessions.begin() as session:
         bulk_insert(session, Delivery.__table__, rows)
     with sessions() as session:
         stored = session.scalars(select(Delivery).order_by(Delivery.id)).all()
     assert [(d.id, d.idempotency_key, d.template, d.sent_at) for d in stored] == [
-        (1, "k-1", None, at),
-        (2, "k-2", None, at),
+        (n, f"k-{n}", None, at) for n in range(1, COPY_FROM_ROWS + 1)
     ]
     assert stored[0].status_history == [{"status": "sending", "note": "é, \\ and \t"}]
 
