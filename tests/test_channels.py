@@ -4,11 +4,14 @@ import json
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from carecast.channels.base import OutboundMessage, ProviderError
 from carecast.channels.sendgrid_email import SendGridEmail
 from carecast.channels.twilio_channels import TwilioSms, TwilioVoice, say_language, twilio_client
 from carecast.fakes.openapi import SENDGRID_SPEC, _as_json_schema, validate
+from carecast.fakes.sendgrid import _accepted, _recipient_accepted
 from carecast.fakes.server import FakeProviders
 
 PUBLIC = "https://care.example.com"
@@ -211,3 +214,13 @@ def test_a_batch_the_provider_cannot_take_now_fails_every_message_the_same_way(f
 def test_openapi_nullable_becomes_a_null_type_for_the_compiled_validator():
     schema = {"type": "object", "properties": {"field": {"type": "string", "nullable": True, "enum": ["a"]}}}
     assert _as_json_schema(schema)["properties"]["field"] == {"type": ["string", "null"], "enum": ["a", None]}
+
+
+ADDRESS_PARTS = st.text(alphabet="ab.-_%+@é 1", min_size=0, max_size=12)
+
+
+@given(local=ADDRESS_PARTS, domain=st.one_of(ADDRESS_PARTS, st.sampled_from(["example.com", "sub.example.co.uk"])))
+@settings(max_examples=300, deadline=None)
+def test_the_fake_sendgrid_quick_address_check_agrees_with_email_validator(local, domain):
+    address = f"{local}@{domain}"
+    assert _recipient_accepted(address) == _accepted(address)
