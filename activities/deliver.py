@@ -286,16 +286,16 @@ class DeliveryActivities:
                 else:
                     outcomes[index] = decision
             _write(session, rows.values())  # and the new rows learn their ids
-            for index, outcome in enumerate(outcomes):
-                if isinstance(outcome, _Pending):
-                    outcomes[index] = outcome.resolve()
-            events = self._events(session, [requests[i] for i, *_ in claims])
-            facts = {contact.id: contact_facts(contact) for _, _, contact, _ in claims}
-            claimed = [(index, row.id, facts[contact.id], decision) for index, row, contact, decision in claims]
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, _Pending):
+                outcomes[index] = outcome.resolve()
         # Rendering needs no lock: the claims are committed, and other batches may go on meanwhile.
+        with self.sessions() as session:
+            events = self._events(session, [requests[i] for i, *_ in claims])
+        facts = {contact.id: contact_facts(contact) for _, _, contact, _ in claims}
         return [
-            _Claimed(index, delivery_id, self._render_or_fail(requests[index], delivery_id, fact, decision, events))
-            for index, delivery_id, fact, decision in claimed
+            _Claimed(index, row.id, self._render_or_fail(requests[index], row.id, facts[contact.id], decision, events))
+            for index, row, contact, decision in claims
         ]
 
     @staticmethod
