@@ -126,17 +126,18 @@ def _write(session: Session, rows: Iterable[_Row]) -> None:
     new = [r for r in rows if r.id is None]
     changed = [r for r in rows if r.changed and r.id is not None]
     if new:
+        now = utcnow()
         if session.get_bind().dialect.name == "postgresql":
             # Ids from the sequence first, then COPY (INSERT ... RETURNING of a thousand rows
             # is one huge statement that psycopg re-parses on every page).
             numbers = session.execute(NEXT_DELIVERY_IDS, {"n": len(new)}).scalars().all()
             for r, number in zip(new, numbers, strict=True):
                 r.id = number
-            bulk_insert(session, Delivery.__table__, [_insert_values(r) for r in new])
+            bulk_insert(session, Delivery.__table__, [_insert_values(r, now) for r in new])
         else:
             inserted = session.execute(
                 insert(Delivery.__table__).returning(Delivery.idempotency_key, Delivery.id),
-                [_insert_values(r) for r in new],
+                [_insert_values(r, now) for r in new],
             )
             ids = dict(inserted.all())
             for r in new:
@@ -150,8 +151,7 @@ def _write(session: Session, rows: Iterable[_Row]) -> None:
 NEXT_DELIVERY_IDS = text("SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, :n)")
 
 
-def _insert_values(row: _Row) -> dict[str, Any]:
-    now = utcnow()
+def _insert_values(row: _Row, now: datetime) -> dict[str, Any]:
     values = dict(row.columns, idempotency_key=row.key, status=row.status, reason=row.reason, channel=row.channel,
                   sent_at=row.sent_at, status_history=row.status_history, created_at=now, updated_at=now)  # fmt: skip
     if row.id is not None:
@@ -246,7 +246,7 @@ class DeliveryActivities:
         outcomes: list[Outcome | None] = [None] * len(requests)
         claimed = self._claim_all(requests, outcomes)
         if claimed:
-            self._send_all(requests, claimed, outcomes)
+            self._send_all(claimed, outcomes)
         return outcomes  # type: ignore[return-value]
 
     # 1. decide and claim, under the contacts' locks
@@ -290,8 +290,7 @@ class DeliveryActivities:
             if isinstance(outcome, _Pending):
                 outcomes[index] = outcome.resolve()
         # Rendering needs no lock: the claims are committed, and other batches may go on meanwhile.
-        with self.sessions() as session:
-            events = self._events(session, [requests[i] for i, *_ in claims])
+        events = self._events([requests[i] for i, *_ in claims])
         facts = {contact.id: contact_facts(contact) for _, _, contact, _ in claims}
         return [
             _Claimed(index, row.id, self._render_or_fail(requests[index], row.id, facts[contact.id], decision, events))
@@ -392,14 +391,14 @@ class DeliveryActivities:
 
     # 2. render and send, outside the lock
 
-    @staticmethod
-    def _events(session: Session, requests: Sequence[DeliverInput]) -> dict[str, dict]:
+    def _events(self, requests: Sequence[DeliverInput]) -> dict[str, dict]:
+        """The data of the events that triggered these messages (none for a broadcast)."""
         ids = sorted({r.trigger_event_id for r in requests if r.trigger_event_id})
         if not ids:
             return {}
-        return dict(
-            session.execute(select(Event.event_id, Event.data).where(one_of(session, Event.event_id, ids))).all()
-        )
+        with self.sessions() as session:
+            query = select(Event.event_id, Event.data).where(one_of(session, Event.event_id, ids))
+            return dict(session.execute(query).all())
 
     def _render_or_fail(
         self, request: DeliverInput, delivery_id: int, contact: dict, decision: Send, events: dict
@@ -471,7 +470,7 @@ class DeliveryActivities:
                     time.sleep(wait)
                 yield chunk
 
-    def _send_all(self, requests, claimed: list[_Claimed], outcomes: list) -> None:
+    def _send_all(self, claimed: list[_Claimed], outcomes: list) -> None:
         handed: dict[int, ProviderReceipt | Exception] = {}
         for chunk in self._paced_chunks(claimed):
             sendable = [c for c in chunk if isinstance(c.message, OutboundMessage)]
