@@ -7,7 +7,9 @@ and with a temporary home, exactly as `make run` does.
 from __future__ import annotations
 
 import asyncio
+import email
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,10 +18,14 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from sqlalchemy import select
 from temporalio.client import Client
 
 from carecast.ports import PortInUseError, PortNeed, ensure_free
+from carecast.store.db import make_engine, make_sessionmaker
+from carecast.store.models import ConsentRecord, Preferences
 
 ROOT = Path(__file__).resolve().parent.parent
 CARECAST = str(Path(sys.executable).with_name("carecast"))
@@ -186,3 +192,37 @@ async def test_a_restart_keeps_the_workflow_history(tmp_path, dev_process, datab
     assert "existing   journey/welcome/c1/signup-1" in again.stdout
     assert second.interrupt() == 0
     assert len(list((tmp_path / "home" / "outbox").glob("*.eml"))) == 1
+
+
+@pytest.mark.integration
+async def test_a_mailbox_providers_one_click_unsubscribes_from_the_topic_and_keeps_order_emails(
+    tmp_path, dev_process, database_url
+):
+    """As Gmail does it (RFC 8058): the https link from List-Unsubscribe, POSTed as multipart, no cookies."""
+    env = dev_env(tmp_path, CARECAST_DATABASE_URL=database_url)
+    dev = dev_process(env)
+    dev.wait_for("ready")
+    data = '{"order_id": "A-1", "new_eta": "Friday"}'
+    assert send_event(env, "c1", "delivery_delayed", "--data", data, "--id", "delay-1").returncode == 0
+    dev.wait_for("email  c1  Your order A-1 is running late", seconds=30)
+    [eml] = (tmp_path / "home" / "outbox").glob("*.eml")
+    apology = email.message_from_bytes(eml.read_bytes())
+    assert apology["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    [link] = re.findall(r"<(https?://[^>]+)>", apology["List-Unsubscribe"])
+
+    async with httpx.AsyncClient() as mailbox_provider:
+        response = await mailbox_provider.post(link, files={"List-Unsubscribe": (None, "One-Click")})
+    assert response.request.headers["content-type"].startswith("multipart/form-data")
+    assert response.status_code == 200 and "set-cookie" not in response.headers
+    assert dev.interrupt() == 0
+
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            prefs = session.get(Preferences, "c1")
+            records = session.scalars(select(ConsentRecord).where(ConsentRecord.contact_id == "c1")).all()
+    finally:
+        engine.dispose()
+    assert prefs.topics == {"order_updates": False}
+    assert (prefs.email_consent, prefs.marketing_consent) == (True, True)  # the next order email still comes
+    assert [(r.channel, r.topic, r.granted, r.source) for r in records] == [(None, "order_updates", False, "one_click")]

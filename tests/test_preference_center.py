@@ -38,6 +38,45 @@ def prefs(sessions, contact_id="c-1") -> Preferences:
         return session.get(Preferences, contact_id)
 
 
+MULTIPART_BOUNDARY = "----carecast-test-boundary"
+
+
+def multipart(*fields: tuple[str, str]) -> dict:
+    """A multipart/form-data request body, as RFC 8058 asks mailbox providers to send one-click."""
+    parts = [
+        f'--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields
+    ]
+    body = "".join(parts) + f"--{MULTIPART_BOUNDARY}--\r\n"
+    return {"content": body, "headers": {"Content-Type": f"multipart/form-data; boundary={MULTIPART_BOUNDARY}"}}
+
+
+URLENCODED = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def choices(sessions, contact_id="c-1") -> dict:
+    """Everything a contact chose, column by column."""
+    row = prefs(sessions, contact_id)
+    return {column.key: getattr(row, column.key) for column in Preferences.__table__.columns}
+
+
+def consent_records(sessions, contact_id="c-1") -> list[tuple]:
+    with sessions() as session:
+        rows = session.scalars(select(ConsentRecord).where(ConsentRecord.contact_id == contact_id))
+        return [(r.channel, r.topic, r.granted, r.source) for r in rows]
+
+
+@pytest.fixture
+def chosen(center, sessions):
+    """c-1 has made choices of their own: SMS on, a preferred channel, quiet hours, a topic off."""
+    with sessions.begin() as session:
+        row = session.get(Preferences, "c-1")
+        row.preferred_channels = ["sms"]
+        row.quiet_hours_start, row.quiet_hours_end = "21:00", "08:00"
+        row.topics = {"tips": False}
+    return choices(sessions)
+
+
 async def test_the_page_shows_channels_topics_quiet_hours_and_pause(center):
     page = await center.get(f"/u/{center.links.token('c-1')}")
     assert page.status_code == 200
@@ -99,7 +138,16 @@ async def test_one_click_without_a_topic_unsubscribes_from_all_marketing(center,
     assert prefs(sessions).marketing_consent is False
 
 
-async def test_saving_the_form_changes_the_store_with_a_consent_trail(center, sessions):
+def encoded(form: dict, encoding: str) -> dict:
+    """The form as a browser posts it: urlencoded by default, multipart with enctype="multipart/form-data"."""
+    if encoding == "urlencoded":
+        return {"data": form}
+    pairs = [(name, v) for name, value in form.items() for v in (value if isinstance(value, list) else [value])]
+    return multipart(*pairs)
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+async def test_saving_the_form_changes_the_store_with_a_consent_trail(center, sessions, encoding):
     token = center.links.token("c-1")
     form = {
         "action": "save",
@@ -110,7 +158,7 @@ async def test_saving_the_form_changes_the_store_with_a_consent_trail(center, se
         "quiet_end": "09:30",
         "pause_weeks": "2",
     }
-    response = await center.post(f"/u/{token}", data=form)
+    response = await center.post(f"/u/{token}", **encoded(form, encoding))
     assert response.status_code == 303 and response.headers["location"] == f"/u/{token}?saved=1"
     saved = prefs(sessions)
     assert (saved.email_consent, saved.sms_consent) == (True, False)
@@ -141,3 +189,67 @@ async def test_a_quiet_hours_mistake_is_refused_and_nothing_is_stored(center, se
     assert f'role="alert">{message}' in response.text
     after = prefs(sessions)
     assert (after.quiet_hours_start, after.updated_at) == (before.quiet_hours_start, before.updated_at)
+
+
+ONE_CLICK_BODIES = {
+    "multipart": multipart(("List-Unsubscribe", "One-Click")),
+    "multipart-with-extra-field": multipart(("List-Unsubscribe", "One-Click"), ("mailbox", "example")),
+    "urlencoded": {"content": "List-Unsubscribe=One-Click", "headers": URLENCODED},
+    "urlencoded-with-extra-field": {"content": "List-Unsubscribe=One-Click&source=mail-app", "headers": URLENCODED},
+    "urlencoded-without-content-type": {"content": "List-Unsubscribe=One-Click"},
+}
+
+
+@pytest.mark.parametrize("body", ONE_CLICK_BODIES.values(), ids=ONE_CLICK_BODIES.keys())
+async def test_one_click_in_any_form_leaves_the_topic_and_nothing_else(center, sessions, chosen, body):
+    response = await center.post(f"/u/{center.links.token('c-1', 'offers')}", **body)
+    assert response.status_code == 200
+    assert "You will no longer receive Offers messages." in response.text
+    assert "set-cookie" not in response.headers
+    after = choices(sessions)
+    assert after.pop("topics") == {"tips": False, "offers": False}
+    chosen.pop("topics")
+    assert {k: v for k, v in after.items() if k != "updated_at"} == {
+        k: v for k, v in chosen.items() if k != "updated_at"
+    }  # transactional email, SMS, quiet hours and the preferred channel stay as they were
+    assert consent_records(sessions) == [(None, "offers", False, "one_click")]
+
+
+async def test_multipart_one_click_without_a_topic_unsubscribes_from_all_marketing_only(center, sessions, chosen):
+    response = await center.post(f"/u/{center.links.token('c-1')}", **ONE_CLICK_BODIES["multipart"])
+    assert response.status_code == 200
+    after = choices(sessions)
+    assert after["marketing_consent"] is False
+    assert (after["email_consent"], after["sms_consent"], after["topics"]) == (True, True, {"tips": False})
+    assert consent_records(sessions) == [(None, "*", False, "one_click")]
+
+
+UNREADABLE_POSTS = {
+    "empty": {"content": b""},
+    "empty-urlencoded": {"content": b"", "headers": URLENCODED},
+    "empty-multipart": multipart(),
+    "unknown-fields": {"content": "consent=email&topic=offers", "headers": URLENCODED},
+    "unknown-action": {"content": "action=delete_everything", "headers": URLENCODED},
+    "json": {"json": {"List-Unsubscribe": "One-Click"}},
+    "broken-multipart": {
+        "content": b"--nope\r\nnot a part",
+        "headers": {"Content-Type": "multipart/form-data; boundary=other"},
+    },
+    "multipart-with-a-file": {
+        "files": {"attachment": ("a.txt", b"hello")},
+        "data": {"action": "save"},
+    },
+}
+
+
+@pytest.mark.parametrize("body", UNREADABLE_POSTS.values(), ids=UNREADABLE_POSTS.keys())
+async def test_a_post_that_is_neither_one_click_nor_the_form_is_a_400_and_changes_nothing(
+    center, sessions, chosen, body
+):
+    token = center.links.token("c-1", "offers")
+    response = await center.post(f"/u/{token}", **body)
+    assert response.status_code == 400
+    assert "Nothing was changed." in response.text
+    assert f'href="/u/{token}"' in response.text  # the way to the real form
+    assert choices(sessions) == chosen
+    assert consent_records(sessions) == []

@@ -21,12 +21,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException
 
 from carecast.api.pages.strings import strings_for
 from carecast.channels.base import CHANNELS
 from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput, QuietHoursInput
 from carecast.contacts.views import preference_view
-from carecast.contacts.writer import write_contacts
+from carecast.contacts.writer import unsubscribe_wording, write_contacts
 from carecast.enrolment import active_campaigns
 from carecast.policy.model import HouseRules
 from carecast.policy.timezones import contact_zone
@@ -36,7 +37,9 @@ from carecast.store.models import Contact, Preferences, utcnow
 
 PAGES = Path(__file__).parent / "pages"
 PAUSE_CHOICES = (1, 2, 4, 8)
-ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
+# The form has a dozen fields; a few more are allowed for what a mailbox provider adds to a one-click.
+MAX_FORM_FIELDS = 64
+Form = dict[str, list[str]]
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class PreferenceCenter:
         values.update(extra)
         return self.page("preferences.html.j2", contact.locale, **values)
 
-    def changes(self, session: Session, contact: Contact, form: dict[str, list[str]]) -> PreferencesInput | str:
+    def changes(self, session: Session, contact: Contact, form: Form) -> PreferencesInput | str:
         """The preferences the form asks for, or the key of the quiet-hours mistake to show."""
         first = {k: v[0].strip() for k, v in form.items() if v}
         chosen_channels = set(form.get("consent", []))
@@ -138,6 +141,26 @@ class PreferenceCenter:
         return PreferencesInput(**given)
 
 
+async def read_form(request: Request) -> Form | None:
+    """The posted fields by name, or None for a body that cannot be the form: another type, a file, garbage."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    try:
+        if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+            return {name: [v for v in form.getlist(name) if isinstance(v, str)] for name in form}
+        if not media_type:  # a one-click sent with no Content-Type at all reads as urlencoded
+            body = (await request.body()).decode()
+            return parse_qs(body, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except (HTTPException, ValueError):  # broken multipart, too many fields, bytes that are not UTF-8
+        return None
+    return None
+
+
+def is_one_click(form: Form) -> bool:
+    """RFC 8058: the body carries `List-Unsubscribe=One-Click`, whatever else it holds."""
+    return any(value.strip().lower() == "one-click" for value in form.get("List-Unsubscribe", []))
+
+
 def preference_center_router(center: PreferenceCenter) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
@@ -164,18 +187,20 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
 
     @router.post("/u/{token}")
     async def change(token: str, request: Request) -> Response:
-        raw = (await request.body()).decode("utf-8", "replace")
-        form = parse_qs(raw, keep_blank_values=True)
+        if center.links.read(token) is None:  # a forged link costs no parsing
+            return center.not_found()
+        form = await read_form(request) or {}
+        action = form.get("action", [""])[0]
         with center.sessions.begin() as session:
             found = find(session, token)
             if found is None:
                 return center.not_found()
             contact, topic = found
-            one_click = raw.strip() == ONE_CLICK_BODY
-            if one_click or form.get("action") == ["unsubscribe_topic"]:
+            one_click = is_one_click(form)
+            if one_click or action == "unsubscribe_topic":
                 given = PreferencesInput(topics={topic: False}) if topic else PreferencesInput(marketing=False)
                 source = "one_click" if one_click else "preference_center"
-                wording = f"List-Unsubscribe ({topic or 'all marketing'})"
+                wording = unsubscribe_wording(topic)
                 write_contacts(
                     session, [ContactInput(id=contact.id, preferences=given)], source=source, wording=wording
                 )
@@ -185,6 +210,8 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
                     topic=Topic(topic, topic_label(topic)) if topic else None,
                     manage_url=f"/u/{center.links.token(contact.id)}",
                 )
+            if action != "save":
+                return center.page("bad_request.html.j2", contact.locale, status=400, manage_url=f"/u/{token}")
             given = center.changes(session, contact, form)
             if isinstance(given, str):
                 _, strings = strings_for(contact.locale)

@@ -25,6 +25,12 @@ DEFAULT_CONSENT = {"email": True, "sms": False, "voice": False}
 CONTACT_FIELDS = ("email", "phone", "timezone", "locale", "lifecycle_stage", "care_agent")
 # The `topic` of a consent record about all marketing at once.
 ALL_MARKETING = "*"
+# The wording of a consent record made by an unsubscribe link or button, as opposed to a form save.
+UNSUBSCRIBE_WORDING_PREFIX = "List-Unsubscribe ("
+
+
+def unsubscribe_wording(topic: str | None) -> str:
+    return f"{UNSUBSCRIBE_WORDING_PREFIX}{topic or 'all marketing'})"
 
 
 @dataclass

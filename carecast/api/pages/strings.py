@@ -41,6 +41,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "manage": "Manage all your choices",
         "not_found_title": "This link does not work",
         "not_found": "It may be incomplete or changed. Use the link in your latest message from {brand}, or reply to it and we will help.",
+        "bad_request_title": "We could not read that",
+        "bad_request": "The request did not come from our form. Nothing was changed.",
+        "bad_request_link": "Open your choices",
     },
     "fr": {
         "title": "Vos messages de {brand}",
@@ -79,6 +82,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "manage": "Gérer tous vos choix",
         "not_found_title": "Ce lien ne fonctionne pas",
         "not_found": "Il est peut-être incomplet ou modifié. Utilisez le lien de votre dernier message de {brand}, ou répondez-y et nous vous aiderons.",
+        "bad_request_title": "Nous n'avons pas pu lire cette demande",
+        "bad_request": "La demande ne venait pas de notre formulaire. Rien n'a été modifié.",
+        "bad_request_link": "Ouvrir vos choix",
     },
 }
 
