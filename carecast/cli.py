@@ -451,6 +451,42 @@ def contacts_suppress(
     _say(f"{channel} {address} {'suppressed' if added else 'was already suppressed'}")
 
 
+@contacts_app.command("audit-saves")
+def contacts_audit_saves(
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON array instead of one line per contact")] = False,
+) -> None:
+    """List contacts whose last preference-center save withdrew every channel with marketing on (reads only).
+
+    That is what a one-click unsubscribe did until 2026-12 when it was not byte-exact; see the README.
+    """
+    from carecast.contacts.audit import suspect_saves
+    from carecast.store.db import make_sessionmaker
+
+    engine = _store(_settings())
+    try:
+        with make_sessionmaker(engine)() as session:
+            found = suspect_saves(session)
+    finally:
+        engine.dispose()
+    if as_json:
+        rows = [dict(vars(s), saved_at=s.saved_at.isoformat()) for s in found]
+        _say(json.dumps(rows, indent=2))
+        return
+    for s in found:
+        before = ", ".join(s.channels_before) or "no channel"
+        _say(
+            f"{s.contact_id}  saved {s.saved_at:%Y-%m-%d %H:%M:%S}Z · withdrew {', '.join(s.channels_withdrawn)}"
+            f" · left topics {', '.join(s.topics_left) or 'none'}"
+            f" · marketing {'switched on' if s.marketing_switched_on else 'left on'}"
+            f" · before: {before}{'' if s.marketing_before else ', no marketing'}"
+            f" · {'changed since by ' + ', '.join(s.changed_since_by) if s.changed_since_by else 'unchanged since'}"
+        )
+    if found:
+        _say(f'{len(found)} contact(s) to review (README: "Saves to review after the one-click defect")')
+    else:
+        _say("no preference-center save looks like the one-click defect")
+
+
 def _announce_stage_moves(settings: Settings, engine_url: str, moves, source: str) -> None:
     """Stage changes from an import start and end stage journeys at once, as the lifecycle schedule would."""
     from carecast.enrolment import announce_stage_change

@@ -1,0 +1,140 @@
+"""Finding the preference-center saves that carecast itself got wrong, from the consent trail.
+
+Until 2026-12 a POST to `/u/{token}` that was not byte for byte the urlencoded
+`List-Unsubscribe=One-Click` body (a mailbox provider's multipart one-click, an
+empty body, extra fields) was saved as the form with every box unticked: every
+channel withdrawn, every topic left, quiet hours and the preferred channel
+cleared, and marketing switched on. Its fingerprint in `consent_records` is a
+contact's last preference-center save that withdrew channels and left the
+contact with no channel at all while marketing stayed or became on; a person
+who wants nothing more from us also ticks "unsubscribe from all marketing".
+
+Consent records are written only on a change, so a channel's value at any
+instant follows from its trail: the last record up to then, else the opposite
+of the first record after it, else (no record at all) its value today.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy.orm import Session
+
+from carecast.channels.base import CHANNELS
+from carecast.contacts.writer import ALL_MARKETING, UNSUBSCRIBE_WORDING_PREFIX
+from carecast.store.models import ConsentRecord, Contact, Preferences
+
+# A form save, not the page's one-click "unsubscribe from this topic" button (same source, own wording).
+FORM_SAVE = and_(
+    ConsentRecord.source == "preference_center",
+    or_(ConsentRecord.wording.is_(None), not_(ConsentRecord.wording.startswith(UNSUBSCRIBE_WORDING_PREFIX))),
+)
+CONTACTS_PER_QUERY = 500
+
+
+@dataclass(frozen=True)
+class SuspectSave:
+    """A contact whose last preference-center save looks like the wiping defect."""
+
+    contact_id: str
+    saved_at: datetime
+    channels_withdrawn: list[str]
+    topics_left: list[str]
+    marketing_switched_on: bool  # False: it was on already and stayed on
+    channels_before: list[str]  # what the contact had chosen just before the save
+    marketing_before: bool
+    changed_since_by: list[str]  # sources of consent changes after the save, e.g. ["api"]
+
+
+def suspect_saves(session: Session) -> list[SuspectSave]:
+    """Every contact whose last preference-center save left no channel and marketing on. Reads only."""
+    batches = _last_saves(session)
+    candidates = [
+        contact_id
+        for contact_id, batch in batches.items()
+        if any(r.channel and not r.granted for r in batch) and not any(r.channel and r.granted for r in batch)
+    ]
+    found: list[SuspectSave] = []
+    candidates.sort()
+    for start in range(0, len(candidates), CONTACTS_PER_QUERY):
+        found.extend(_judge(session, candidates[start : start + CONTACTS_PER_QUERY], batches))
+    return found
+
+
+def _last_saves(session: Session) -> dict[str, list[ConsentRecord]]:
+    """Each contact's last form save: its consent records, which share one recorded_at."""
+    last = (
+        select(ConsentRecord.contact_id, func.max(ConsentRecord.recorded_at).label("saved_at"))
+        .where(FORM_SAVE)
+        .group_by(ConsentRecord.contact_id)
+        .subquery()
+    )
+    rows = session.scalars(
+        select(ConsentRecord)
+        .join(last, and_(ConsentRecord.contact_id == last.c.contact_id, ConsentRecord.recorded_at == last.c.saved_at))
+        .where(FORM_SAVE)
+    )
+    batches: dict[str, list[ConsentRecord]] = defaultdict(list)
+    for record in rows:
+        batches[record.contact_id].append(record)
+    return batches
+
+
+def _judge(session: Session, ids: Sequence[str], batches: dict[str, list[ConsentRecord]]) -> Iterator[SuspectSave]:
+    contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
+    preferences = {p.contact_id: p for p in session.scalars(select(Preferences).where(Preferences.contact_id.in_(ids)))}
+    trails: dict[str, list[ConsentRecord]] = defaultdict(list)
+    in_time_order = (
+        select(ConsentRecord)
+        .where(ConsentRecord.contact_id.in_(ids))
+        .order_by(ConsentRecord.recorded_at, ConsentRecord.id)
+    )
+    for record in session.scalars(in_time_order):
+        trails[record.contact_id].append(record)
+    for contact_id in ids:
+        contact, prefs, batch = contacts.get(contact_id), preferences.get(contact_id), batches[contact_id]
+        if contact is None or prefs is None:
+            continue
+        saved_at = batch[0].recorded_at
+        trail = trails[contact_id]
+        addresses = {"email": contact.email, "sms": contact.phone, "voice": contact.phone}
+        channels = {
+            c: _value_around(_about(trail, c, None), saved_at, bool(getattr(prefs, f"{c}_consent"))) for c in CHANNELS
+        }
+        marketing_before, marketing_after = _value_around(
+            _about(trail, None, ALL_MARKETING), saved_at, prefs.marketing_consent is not False
+        )
+        if any(channels[c][1] for c in CHANNELS if addresses[c]) or not marketing_after:
+            continue
+        yield SuspectSave(
+            contact_id=contact_id,
+            saved_at=saved_at,
+            channels_withdrawn=[c for c in CHANNELS if any(r.channel == c and not r.granted for r in batch)],
+            topics_left=sorted(r.topic for r in batch if r.topic not in (None, ALL_MARKETING) and not r.granted),
+            marketing_switched_on=any(r.topic == ALL_MARKETING and r.granted for r in batch),
+            channels_before=[c for c in CHANNELS if channels[c][0]],
+            marketing_before=marketing_before,
+            changed_since_by=sorted({r.source for r in trail if r.recorded_at > saved_at}),
+        )
+
+
+def _about(trail: Sequence[ConsentRecord], channel: str | None, topic: str | None) -> list[ConsentRecord]:
+    return [r for r in trail if (r.channel, r.topic) == (channel, topic)]
+
+
+def _value_around(trail: Sequence[ConsentRecord], at: datetime, today: bool) -> tuple[bool, bool]:
+    """(just before, just after) `at`, from one channel's (or topic's) records in time order."""
+
+    def value(before: Sequence[ConsentRecord], after: Sequence[ConsentRecord]) -> bool:
+        if before:
+            return before[-1].granted
+        return not after[0].granted if after else today
+
+    return (
+        value([r for r in trail if r.recorded_at < at], [r for r in trail if r.recorded_at >= at]),
+        value([r for r in trail if r.recorded_at <= at], [r for r in trail if r.recorded_at > at]),
+    )
