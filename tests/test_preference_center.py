@@ -138,6 +138,10 @@ async def test_one_click_without_a_topic_unsubscribes_from_all_marketing(center,
     assert prefs(sessions).marketing_consent is False
 
 
+# What a browser posts with every box left as the page showed it and nothing ticked.
+FORM = {"action": "save", "preferred": "", "quiet_start": "", "quiet_end": "", "pause_weeks": "0"}
+
+
 def encoded(form: dict, encoding: str) -> dict:
     """The form as a browser posts it: urlencoded by default, multipart with enctype="multipart/form-data"."""
     if encoding == "urlencoded":
@@ -183,7 +187,7 @@ async def test_a_quiet_hours_mistake_is_refused_and_nothing_is_stored(center, se
     before = prefs(sessions)
     response = await center.post(
         f"/u/{center.links.token('c-1')}",
-        data={"action": "save", "consent": ["email", "sms"], "quiet_start": start, "quiet_end": end},
+        data={**FORM, "consent": ["email", "sms"], "quiet_start": start, "quiet_end": end},
     )
     assert response.status_code == 422
     assert f'role="alert">{message}' in response.text
@@ -197,6 +201,9 @@ ONE_CLICK_BODIES = {
     "urlencoded": {"content": "List-Unsubscribe=One-Click", "headers": URLENCODED},
     "urlencoded-with-extra-field": {"content": "List-Unsubscribe=One-Click&source=mail-app", "headers": URLENCODED},
     "urlencoded-without-content-type": {"content": "List-Unsubscribe=One-Click"},
+    "without-content-type-and-not-utf-8": {"content": b"List-Unsubscribe=One-Click&x=\xff"},
+    "text-plain": {"content": "List-Unsubscribe=One-Click", "headers": {"Content-Type": "text/plain"}},
+    "multipart-field-name-in-lower-case": multipart(("list-unsubscribe", "one-click")),
 }
 
 
@@ -230,6 +237,11 @@ UNREADABLE_POSTS = {
     "empty-multipart": multipart(),
     "unknown-fields": {"content": "consent=email&topic=offers", "headers": URLENCODED},
     "unknown-action": {"content": "action=delete_everything", "headers": URLENCODED},
+    "save-without-the-rest-of-the-form": {"content": "action=save", "headers": URLENCODED},
+    "save-in-a-body-that-is-not-a-form": {
+        "content": "action=save&preferred=&quiet_start=&quiet_end=&pause_weeks=0",
+        "headers": {"Content-Type": "text/plain"},
+    },
     "json": {"json": {"List-Unsubscribe": "One-Click"}},
     "broken-multipart": {
         "content": b"--nope\r\nnot a part",
@@ -253,3 +265,12 @@ async def test_a_post_that_is_neither_one_click_nor_the_form_is_a_400_and_change
     assert f'href="/u/{token}"' in response.text  # the way to the real form
     assert choices(sessions) == chosen
     assert consent_records(sessions) == []
+
+
+async def test_a_contact_with_many_topics_can_still_save_the_form(center, sessions):
+    with sessions.begin() as session:
+        session.get(Preferences, "c-1").topics = {f"topic_{n}": True for n in range(60)}
+    form = {**FORM, "consent": ["email"], "topic": [f"topic_{n}" for n in range(59)]}  # the last one unticked
+    response = await center.post(f"/u/{center.links.token('c-1')}", data=form)
+    assert response.status_code == 303
+    assert prefs(sessions).topics["topic_59"] is False and prefs(sessions).topics["topic_0"] is True

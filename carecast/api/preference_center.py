@@ -37,8 +37,11 @@ from carecast.store.models import Contact, Preferences, utcnow
 
 PAGES = Path(__file__).parent / "pages"
 PAUSE_CHOICES = (1, 2, 4, 8)
-# The form has a dozen fields; a few more are allowed for what a mailbox provider adds to a one-click.
-MAX_FORM_FIELDS = 64
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# One field a topic, and topics can be many; Starlette's own default.
+MAX_FORM_FIELDS = 1000
+# What a browser always sends with the form: its action, a radio group with one checked, two time inputs, a select.
+FORM_SENDS_ALWAYS = ("action", "preferred", "quiet_start", "quiet_end", "pause_weeks")
 Form = dict[str, list[str]]
 
 
@@ -141,34 +144,54 @@ class PreferenceCenter:
         return PreferencesInput(**given)
 
 
-async def read_form(request: Request) -> Form | None:
-    """The posted fields by name, or None for a body that cannot be the form: another type, a file, garbage."""
+@dataclass(frozen=True)
+class Posted:
+    """What a POST to `/u/{token}` carried: its fields, and whether it came the way a browser sends a form."""
+
+    fields: Form
+    as_form: bool
+
+    @property
+    def one_click(self) -> bool:
+        """RFC 8058: a field `List-Unsubscribe=One-Click`, whatever else the body holds (any case)."""
+        return any(
+            name.lower() == "list-unsubscribe" and value.strip().lower() == "one-click"
+            for name, values in self.fields.items()
+            for value in values
+        )
+
+    @property
+    def action(self) -> str:
+        """The form's own `action` field; a body that is not a form has none."""
+        return self.fields.get("action", [""])[0] if self.as_form else ""
+
+    @property
+    def saves(self) -> bool:
+        """A save rewrites every choice, so it takes the whole form as a browser sends it, never less."""
+        return self.action == "save" and all(name in self.fields for name in FORM_SENDS_ALWAYS)
+
+
+async def read_post(request: Request) -> Posted:
+    """The fields of a form (urlencoded or multipart); any other body is read as urlencoded for a one-click only."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     try:
-        if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        if media_type in FORM_TYPES:
             form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
-            return {name: [v for v in form.getlist(name) if isinstance(v, str)] for name in form}
-        if not media_type:  # a one-click sent with no Content-Type at all reads as urlencoded
-            body = (await request.body()).decode()
-            return parse_qs(body, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
-    except (HTTPException, ValueError):  # broken multipart, too many fields, bytes that are not UTF-8
-        return None
-    return None
-
-
-def is_one_click(form: Form) -> bool:
-    """RFC 8058: the body carries `List-Unsubscribe=One-Click`, whatever else it holds."""
-    return any(value.strip().lower() == "one-click" for value in form.get("List-Unsubscribe", []))
+            return Posted({name: form.getlist(name) for name in form}, as_form=True)
+        body = (await request.body()).decode("latin-1")  # any bytes: this body can only unsubscribe
+        return Posted(parse_qs(body, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS), as_form=False)
+    except (HTTPException, ValueError):  # broken multipart, a file, too many fields
+        return Posted({}, as_form=False)
 
 
 def preference_center_router(center: PreferenceCenter) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def find(session: Session, token: str) -> tuple[Contact, str | None] | None:
-        read = center.links.read(token)
-        if read is None:
-            return None
-        contact = session.get(Contact, read[0])
+        return contact_of(session, center.links.read(token))
+
+    def contact_of(session: Session, read: tuple[str, str | None] | None) -> tuple[Contact, str | None] | None:
+        contact = session.get(Contact, read[0]) if read is not None else None
         return (contact, read[1]) if contact is not None else None
 
     @router.get("/u/")
@@ -187,17 +210,17 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
 
     @router.post("/u/{token}")
     async def change(token: str, request: Request) -> Response:
-        if center.links.read(token) is None:  # a forged link costs no parsing
+        read = center.links.read(token)
+        if read is None:  # a forged link costs no parsing
             return center.not_found()
-        form = await read_form(request) or {}
-        action = form.get("action", [""])[0]
+        posted = await read_post(request)
         with center.sessions.begin() as session:
-            found = find(session, token)
+            found = contact_of(session, read)
             if found is None:
                 return center.not_found()
             contact, topic = found
-            one_click = is_one_click(form)
-            if one_click or action == "unsubscribe_topic":
+            one_click = posted.one_click
+            if one_click or posted.action == "unsubscribe_topic":
                 given = PreferencesInput(topics={topic: False}) if topic else PreferencesInput(marketing=False)
                 source = "one_click" if one_click else "preference_center"
                 wording = unsubscribe_wording(topic)
@@ -210,9 +233,9 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
                     topic=Topic(topic, topic_label(topic)) if topic else None,
                     manage_url=f"/u/{center.links.token(contact.id)}",
                 )
-            if action != "save":
+            if not posted.saves:
                 return center.page("bad_request.html.j2", contact.locale, status=400, manage_url=f"/u/{token}")
-            given = center.changes(session, contact, form)
+            given = center.changes(session, contact, posted.fields)
             if isinstance(given, str):
                 _, strings = strings_for(contact.locale)
                 return center.render(session, contact, token, topic, errors={"quiet": strings[given]}, status=422)
