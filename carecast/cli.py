@@ -457,7 +457,7 @@ def contacts_audit_saves(
 ) -> None:
     """List contacts whose last preference-center save withdrew every channel with marketing on (reads only).
 
-    That is what a one-click unsubscribe did until 2026-12 when it was not byte-exact; see the README.
+    That is what a one-click unsubscribe that was not byte-exact did before commit 95eaf25; see the README.
     """
     from carecast.contacts.audit import suspect_saves
     from carecast.store.db import make_sessionmaker
@@ -472,15 +472,8 @@ def contacts_audit_saves(
         rows = [dict(vars(s), saved_at=s.saved_at.isoformat()) for s in found]
         _say(json.dumps(rows, indent=2))
         return
-    for s in found:
-        before = ", ".join(s.channels_before) or "no channel"
-        _say(
-            f"{s.contact_id}  saved {s.saved_at:%Y-%m-%d %H:%M:%S}Z · withdrew {', '.join(s.channels_withdrawn)}"
-            f" · left topics {', '.join(s.topics_left) or 'none'}"
-            f" · marketing {'switched on' if s.marketing_switched_on else 'left on'}"
-            f" · before: {before}{'' if s.marketing_before else ', no marketing'}"
-            f" · {'changed since by ' + ', '.join(s.changed_since_by) if s.changed_since_by else 'unchanged since'}"
-        )
+    for suspect in found:
+        _say(suspect.line())
     if found:
         _say(f'{len(found)} contact(s) to review (README: "Saves to review after the one-click defect")')
     else:
