@@ -17,13 +17,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deliver import DeliveryActivities
+from carecast.campaign.model import Campaign
 from carecast.filters.model import parse_filter
 from carecast.filters.sql import to_sql
 from carecast.policy.local_time import wall
 from carecast.policy.model import HouseRules
 from carecast.policy.send_windows import compile_window
 from carecast.policy.timezones import contact_zone, zone
-from carecast.spec.campaign import Campaign
 from carecast.store.models import CampaignVersion, Contact, Delivery
 from workflows.broadcast_contract import (
     BROADCAST_PAGE,

@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from carecast.campaign.steps.wait_until import WEEKDAYS
 from carecast.contacts.views import contact_facts
 from carecast.enrolment import announce_stage_change
 from carecast.filters.evaluate import matches
@@ -19,7 +20,6 @@ from carecast.filters.model import parse_filter
 from carecast.policy.local_time import earliest_instant_for_wall, wall
 from carecast.policy.model import HouseRules
 from carecast.policy.timezones import contact_zone
-from carecast.spec.campaign import WEEKDAYS
 from carecast.store.models import Contact, Event
 from workflows.contracts import (
     MATCH_CASE,

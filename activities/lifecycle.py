@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
+from carecast.campaign.lifecycle import Lifecycle
 from carecast.enrolment import announce_stage_change
 from carecast.filters.model import parse_filter
 from carecast.filters.sql import to_sql
-from carecast.spec.lifecycle import Lifecycle
 from carecast.store.models import Contact
 from workflows.lifecycle import RECOMPUTE_STAGES, RecomputePage, RecomputeResult
 

@@ -22,8 +22,8 @@ import uuid
 from sqlalchemy import func, select
 
 from bench.harness import add_contacts, bench_world, peak_rss_mb
-from carecast.spec.campaign import snapshot
-from carecast.spec.loader import load_campaign
+from carecast.campaign.load import load_campaign
+from carecast.campaign.snapshot import snapshot
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Delivery
 from workflows.broadcast import BroadcastWorkflow

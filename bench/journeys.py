@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from bench.harness import add_contacts, bench_world, peak_rss_mb
+from carecast.campaign.load import load_campaign
 from carecast.enrolment import IncomingEvent, ingest_event
-from carecast.spec.loader import load_campaign
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Delivery
 

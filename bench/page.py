@@ -28,11 +28,11 @@ from activities.broadcast import BroadcastActivities
 from activities.deliver import DeliveryActivities
 from bench.broadcast import CAMPAIGNS, TEMPLATES
 from bench.harness import add_contacts, fake_sendgrid, store_world
+from carecast.campaign.house_rules import load_house_rules
+from carecast.campaign.load import load_campaign
 from carecast.channels.base import OutboundMessage, ProviderReceipt
 from carecast.providers import build_provider
 from carecast.render.templates import TemplateRenderer
-from carecast.spec.house_rules import load_house_rules
-from carecast.spec.loader import load_campaign
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.db import make_sessionmaker
 from workflows.broadcast_contract import BroadcastPageInput

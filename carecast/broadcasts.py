@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from carecast.spec.campaign import Campaign
+from carecast.campaign.model import Campaign
 from carecast.store.campaigns import latest_version
 from workflows import search_attributes as sa
 from workflows.broadcast import BroadcastWorkflow

@@ -188,7 +188,7 @@ def validate(
     paths: Annotated[list[Path] | None, typer.Argument(help="campaign files; all of campaigns/ by default")] = None,
 ) -> None:
     """Check campaigns, house rules, lifecycle stages and templates; exit 1 on any error."""
-    from carecast.spec.project import validate_project
+    from carecast.campaign.validate import validate_project
 
     settings = _settings()
     report = validate_project(settings.campaigns_dir, settings.templates_dir, paths)
@@ -202,7 +202,7 @@ def validate(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of campaign files (editors use it to autocomplete and underline)."""
-    from carecast.spec.campaign import Campaign
+    from carecast.campaign.model import Campaign
 
     document = Campaign.model_json_schema()
     document["title"] = "carecast campaign"
@@ -240,8 +240,8 @@ def deploy(
     paths: Annotated[list[Path] | None, typer.Argument(help="campaign files; all of campaigns/ by default")] = None,
 ) -> None:
     """Validate, store new campaign versions, and create or update their Temporal Schedules."""
+    from carecast.campaign.validate import validate_project
     from carecast.deploy import deploy_versions, sync_schedules
-    from carecast.spec.project import validate_project
     from carecast.store.db import make_sessionmaker
     from carecast.temporal import connect
 

@@ -26,9 +26,9 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from carecast.spec.campaign import Campaign
-from carecast.spec.durations import format_duration
-from carecast.spec.lifecycle import Lifecycle
+from carecast.campaign.durations import format_duration
+from carecast.campaign.lifecycle import Lifecycle
+from carecast.campaign.model import Campaign
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import CampaignVersion
 from workflows.broadcast_contract import BROADCAST_WORKFLOW, BroadcastInput

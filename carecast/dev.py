@@ -24,12 +24,12 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from carecast.api.app import create_app
+from carecast.campaign.lifecycle import Lifecycle
+from carecast.campaign.validate import validate_project
 from carecast.config import Settings
 from carecast.deploy import deploy_versions, sync_schedules
 from carecast.ports import PortNeed, ensure_free
 from carecast.providers import build_provider, describe_providers
-from carecast.spec.lifecycle import Lifecycle
-from carecast.spec.project import validate_project
 from carecast.store.db import make_engine, make_sessionmaker
 from carecast.store.demo import seed_demo_contacts
 from carecast.store.migrate import upgrade

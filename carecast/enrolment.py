@@ -30,10 +30,11 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from carecast.campaign.model import Campaign, ReentryAfter
+from carecast.campaign.snapshot import snapshot
 from carecast.contacts.views import contact_facts
 from carecast.filters.evaluate import matches
 from carecast.filters.model import parse_filter
-from carecast.spec.campaign import Campaign, ReentryAfter, snapshot
 from carecast.store.models import CampaignVersion, Contact, Enrolment, Event, utcnow
 from carecast.store.writes import upsert
 from workflows import search_attributes as sa
@@ -107,10 +108,7 @@ def active_campaigns(session: Session) -> list[tuple[Campaign, int]]:
 
 def listens_to(campaign: Campaign, event_name: str) -> bool:
     """Whether a running journey of this campaign reacts to the event."""
-    waits = {step.wait_for.event for step in campaign.steps if step.wait_for is not None}
-    goal = {campaign.goal.event} if campaign.goal else set()
-    stage = {STAGE_LEFT} if campaign.trigger and campaign.trigger.stage else set()
-    return event_name in waits | goal | stage | set(campaign.exit_on)
+    return event_name in campaign.listens_to()
 
 
 def triggered_by(campaign: Campaign, event: IncomingEvent) -> bool:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from carecast.campaign.documents import InvalidFile
+from carecast.campaign.house_rules import load_house_rules
+from carecast.campaign.load import load_campaign
+from carecast.campaign.validate import SAMPLE_LINKS, sample_context
 from carecast.config import Settings
 from carecast.contacts.views import contact_facts
 from carecast.render.context import template_context
 from carecast.render.segments import count_segments
 from carecast.render.templates import PARTS_BY_CHANNEL, TemplateError, TemplateRenderer
-from carecast.spec.documents import SpecError
-from carecast.spec.house_rules import load_house_rules
-from carecast.spec.loader import load_campaign
-from carecast.spec.project import SAMPLE_LINKS, sample_context
 from carecast.store.db import make_sessionmaker
 from carecast.store.models import Contact
 
@@ -30,7 +30,7 @@ def preview_campaign(
         raise PreviewError(f"no campaign {campaign_id!r}: {path} does not exist")
     try:
         campaign = load_campaign(path)
-    except SpecError as exc:
+    except InvalidFile as exc:
         raise PreviewError(str(exc)) from None
     postal_address = load_house_rules(settings.campaigns_dir).email.postal_address
     context = sample_context(campaign, postal_address)

@@ -18,11 +18,11 @@ from activities.broadcast import BroadcastActivities
 from activities.deliver import DeliveryActivities
 from activities.journey_steps import JourneyStepActivities
 from activities.lifecycle import LifecycleActivities
+from carecast.campaign.house_rules import load_house_rules
+from carecast.campaign.lifecycle import load_lifecycle
 from carecast.channels.base import Provider
 from carecast.config import Settings
 from carecast.render.templates import TemplateRenderer
-from carecast.spec.house_rules import load_house_rules
-from carecast.spec.lifecycle import load_lifecycle
 from carecast.store.db import make_sessionmaker
 from workflows.broadcast import BroadcastWorkflow
 from workflows.journey import JourneyWorkflow

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 
 from carecast.api.app import create_app
-from carecast.spec.loader import load_campaign
+from carecast.campaign.load import load_campaign
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Contact, Enrolment, Event
 from carecast.temporal import register_search_attributes

@@ -6,8 +6,8 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import func, select
 
+from carecast.campaign.load import load_campaign
 from carecast.channels.outbox import OutboxProvider
-from carecast.spec.loader import load_campaign
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Contact, Delivery, Preferences
 from carecast.worker import carecast_worker

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from carecast.campaign.load import load_campaign
 from carecast.channels.outbox import OutboxProvider
-from carecast.spec.loader import load_campaign
 from carecast.store.campaigns import deploy_campaign
 from carecast.worker import carecast_worker
 from tests.factories import add_contact

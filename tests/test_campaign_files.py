@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from carecast.spec.campaign import Campaign
-from carecast.spec.documents import SpecError
-from carecast.spec.loader import load_campaign
-from carecast.spec.project import validate_project
+from carecast.campaign.documents import InvalidFile
+from carecast.campaign.load import load_campaign
+from carecast.campaign.model import Campaign
+from carecast.campaign.validate import validate_project
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,9 +84,7 @@ def test_yaml_syntax_error_points_at_the_line(project):
 
 def test_unknown_key_lists_the_allowed_ones(project):
     path = project(JOURNEY.replace("    wait: 1d", "    wait: 1d\n    wiat: 2d"))
-    assert only_error(project, path) == (
-        "12:5: unknown key 'wiat'; allowed here: id, send, wait, wait_until, wait_for, branch, update, exit"
-    )
+    assert only_error(project, path) == ("12:5: unknown key 'wiat'; allowed here: id, wait, max_visits, when_spent")
 
 
 def test_unknown_step_target(project):
@@ -151,7 +149,7 @@ def test_marketing_needs_a_topic(project):
 def test_a_step_does_one_thing(project):
     path = project(JOURNEY.replace("    wait: 1d", "    wait: 1d\n    exit: true"))
     assert only_error(project, path) == (
-        "10:5: step 'pause' needs exactly one of send, wait, wait_until, wait_for, branch, update, exit (found 2)"
+        "10:5: step 'pause' needs exactly one of send, wait, wait_until, wait_for, branch, update, goto, exit (found 2)"
     )
 
 
@@ -256,7 +254,7 @@ def test_content_hash_ignores_layout_and_follows_meaning(project):
 
 def test_load_errors_collect_every_problem_in_the_file(project):
     path = project(JOURNEY.replace("topic: tips", "topic: Tips").replace("wait: 1d", "wait: soon"))
-    with pytest.raises(SpecError) as error:
+    with pytest.raises(InvalidFile) as error:
         load_campaign(path)
     assert len(error.value.problems) == 2
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from carecast.campaign.load import load_campaigns
 from carecast.deploy import deploy_versions, schedule_id, sync_schedules
-from carecast.spec.loader import load_campaigns
 from carecast.store.models import CampaignVersion
 
 pytestmark = pytest.mark.integration

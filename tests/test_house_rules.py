@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from carecast.campaign.documents import InvalidFile
+from carecast.campaign.durations import format_duration, parse_duration
+from carecast.campaign.house_rules import load_house_rules
 from carecast.policy.model import QuietHours
-from carecast.spec.documents import SpecError
-from carecast.spec.durations import format_duration, parse_duration
-from carecast.spec.house_rules import load_house_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,7 @@ def test_no_policy_file_means_no_quiet_hours_and_no_caps(tmp_path):
 )
 def test_mistakes_name_the_file_line_and_column(tmp_path, text, message):
     (tmp_path / "policy.yaml").write_text(text)
-    with pytest.raises(SpecError) as error:
+    with pytest.raises(InvalidFile) as error:
         load_house_rules(tmp_path)
     assert str(error.value) == f"{tmp_path / 'policy.yaml'}:{message}"
 

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
+from carecast.campaign.load import load_campaign, load_campaigns
 from carecast.channels.outbox import OutboxProvider
 from carecast.enrolment import IncomingEvent, UnknownContactError, ingest_event
-from carecast.spec.loader import load_campaign, load_campaigns
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Delivery, Event
 from carecast.worker import carecast_worker

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from activities.journey_steps import next_local_time
+from carecast.campaign.load import load_campaign
 from carecast.channels.outbox import OutboxProvider
 from carecast.enrolment import IncomingEvent, in_holdout, ingest_event
-from carecast.spec.loader import load_campaign
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Contact, Delivery, Enrolment, Event
 from carecast.worker import carecast_worker

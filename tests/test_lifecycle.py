@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import select
 
 from activities.lifecycle import target_stage
+from carecast.campaign.documents import InvalidFile
+from carecast.campaign.lifecycle import load_lifecycle
+from carecast.campaign.load import load_campaign
 from carecast.channels.outbox import OutboxProvider
-from carecast.spec.documents import SpecError
-from carecast.spec.lifecycle import load_lifecycle
-from carecast.spec.loader import load_campaign
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Contact, Enrolment, Event
 from carecast.worker import carecast_worker
@@ -112,5 +112,5 @@ def test_the_first_matching_stage_wins_in_sql(sessions, tmp_path):
 
 def test_a_stage_without_a_rule_must_come_last(tmp_path):
     (tmp_path / "lifecycle.yaml").write_text("stages:\n  - {name: lead}\n  - {name: new, when: {locale: {eq: x}}}\n")
-    with pytest.raises(SpecError, match="stage 'lead' has no rule, so the stages after it could never match"):
+    with pytest.raises(InvalidFile, match="stage 'lead' has no rule, so the stages after it could never match"):
         load_lifecycle(tmp_path)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from carecast.campaign.load import load_campaign
 from carecast.channels.outbox import OutboxProvider
 from carecast.enrolment import IncomingEvent, ingest_event
-from carecast.spec.loader import load_campaign
 from carecast.store.campaigns import deploy_campaign
 from carecast.worker import carecast_worker
 from tests.factories import add_contact

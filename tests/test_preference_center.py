@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from carecast.api.app import create_app
+from carecast.campaign.load import campaign_files, load_campaign
 from carecast.deploy import deploy_versions
-from carecast.spec.loader import campaign_files, load_campaign
 from carecast.store.models import ConsentRecord, Preferences, utcnow
 from tests.factories import add_contact
 

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import select
 
 from carecast.api.app import create_app
+from carecast.campaign.load import load_campaign
 from carecast.enrolment import IncomingEvent, ingest_event
 from carecast.fakes.server import FakeProviders
 from carecast.providers import build_provider
-from carecast.spec.loader import load_campaign
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Delivery, Suppression
 from carecast.worker import carecast_worker

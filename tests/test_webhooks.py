@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from carecast.api.app import create_app
+from carecast.campaign.load import campaign_files, load_campaign
 from carecast.deploy import deploy_versions
 from carecast.fakes.server import FakeProviders
-from carecast.spec.loader import campaign_files, load_campaign
 from carecast.store.models import ConsentRecord, Delivery, Event, Preferences, ProviderEvent, Suppression
 from tests.factories import add_contact
 from tests.serving import serve

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, insert, select
 
-from carecast.spec.loader import load_campaign
+from carecast.campaign.load import load_campaign
 from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Contact, Delivery, Preferences
 from workflows.broadcast import BroadcastWorkflow

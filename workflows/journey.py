@@ -18,7 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 # Data classes cross the sandbox as they are, so their datetime fields decode to real datetimes.
 with workflow.unsafe.imports_passed_through():
-    from carecast.spec.snapshot import CampaignSnapshot, StepSnapshot
+    from carecast.campaign.snapshot import CampaignSnapshot, StepSnapshot
     from workflows import search_attributes as sa
     from workflows.contracts import (
         DELIVER,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from carecast.spec.snapshot import CampaignSnapshot
+from carecast.campaign.snapshot import CampaignSnapshot
 
 
 @dataclass(frozen=True)

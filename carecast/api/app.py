@@ -17,8 +17,8 @@ from carecast.api.contacts import contacts_router
 from carecast.api.events import events_router
 from carecast.api.preference_center import PreferenceCenter, preference_center_router
 from carecast.api.webhooks import webhooks_router
+from carecast.campaign.house_rules import load_house_rules
 from carecast.config import Settings
-from carecast.spec.house_rules import load_house_rules
 from carecast.store.db import make_engine, make_sessionmaker, ping
 from carecast.temporal import connect
 

@@ -10,10 +10,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from carecast.campaign.patterns import IDENTIFIER
 from carecast.contacts.schema import CONTACT_ID, ContactFields, ContactInput
 from carecast.contacts.writer import write_contacts
 from carecast.enrolment import IncomingEvent, UnknownContactError, ingest_event
-from carecast.spec.patterns import IDENTIFIER
 from carecast.store.models import Contact
 
 

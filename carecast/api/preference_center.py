@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
 from carecast.api.pages.strings import strings_for
+from carecast.campaign.patterns import CLOCK
 from carecast.channels.base import CHANNELS
 from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput, QuietHoursInput
 from carecast.contacts.views import preference_view
@@ -32,7 +33,6 @@ from carecast.enrolment import active_campaigns
 from carecast.policy.model import HouseRules
 from carecast.policy.timezones import contact_zone
 from carecast.render.links import LinkSigner
-from carecast.spec.patterns import CLOCK
 from carecast.store.models import Contact, Preferences, utcnow
 
 PAGES = Path(__file__).parent / "pages"

@@ -14,10 +14,10 @@ from croniter import croniter
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from carecast.campaign.durations import Duration
+from carecast.campaign.patterns import CLOCK
 from carecast.channels.base import CHANNELS
 from carecast.policy.timezones import is_known_zone
-from carecast.spec.durations import Duration
-from carecast.spec.patterns import CLOCK
 
 CONTACT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 LIFECYCLE_STAGE = r"^[a-z][a-z0-9_]{0,63}$"

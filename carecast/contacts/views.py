@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import time
 
+from carecast.campaign.durations import parse_duration
 from carecast.channels.base import CHANNELS
 from carecast.contacts.writer import DEFAULT_CONSENT
 from carecast.policy.model import CapRule, ContactView, PreferenceView, QuietHours
-from carecast.spec.durations import parse_duration
 from carecast.store.models import Contact, Preferences
 
 # A contact's own limit counts everything but transactional, and holds back marketing.

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from carecast.campaign.durations import format_duration
 from carecast.channels.base import CHANNELS
 from carecast.contacts.schema import ContactInput, PreferencesInput
-from carecast.spec.durations import format_duration
 from carecast.store.models import Base, ConsentRecord, Contact, Preferences, utcnow
 
 # Email is opt-out (CAN-SPAM); SMS and calls need express consent (TCPA), so they start off.

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from carecast.spec.durations import parse_duration
+from carecast.campaign.durations import parse_duration
 
 STRING_COLUMNS = ("id", "email", "phone", "timezone", "locale", "lifecycle_stage", "care_agent")
 TIME_COLUMNS = ("created_at", "updated_at")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from carecast.spec.campaign import Campaign
+from carecast.campaign.model import Campaign
 from carecast.store.models import CampaignVersion
 
 

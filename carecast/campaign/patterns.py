@@ -1,4 +1,4 @@
-"""Patterns that names and times in spec files must match, with words for a marketer."""
+"""Patterns that names and times in campaign and house files must match, with words for a marketer."""
 
 from email.utils import formataddr, parseaddr
 from typing import Annotated

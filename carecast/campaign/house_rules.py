@@ -8,11 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from carecast.campaign.documents import load_model
+from carecast.campaign.durations import Duration
+from carecast.campaign.patterns import CLOCK, RULE_NAME, Mailbox
 from carecast.policy.model import CapRule, EmailIdentity, HouseRules, QuietHours
 from carecast.policy.timezones import is_known_zone
-from carecast.spec.documents import load_model
-from carecast.spec.durations import Duration
-from carecast.spec.patterns import CLOCK, RULE_NAME, Mailbox
 
 POLICY_FILE = "policy.yaml"
 

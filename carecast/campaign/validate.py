@@ -13,16 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from carecast.campaign.documents import InvalidFile, Problem, problem_at, read_yaml
+from carecast.campaign.house_rules import load_house_rules
+from carecast.campaign.lifecycle import Lifecycle, load_lifecycle
+from carecast.campaign.load import campaign_files, load_campaign
+from carecast.campaign.model import Campaign
+from carecast.campaign.steps.send import SendAction
+from carecast.campaign.steps.update import Update
 from carecast.policy.model import HouseRules
 from carecast.render.context import template_context
 from carecast.render.links import LinkSigner
 from carecast.render.segments import count_segments
 from carecast.render.templates import PARTS_BY_CHANNEL, TemplateError, TemplateRenderer
-from carecast.spec.campaign import Campaign, SendAction
-from carecast.spec.documents import Problem, SpecError, problem_at, read_yaml
-from carecast.spec.house_rules import load_house_rules
-from carecast.spec.lifecycle import Lifecycle, load_lifecycle
-from carecast.spec.loader import campaign_files, load_campaign
 
 MAX_SMS_SEGMENTS = 3
 SAMPLE_LINKS = LinkSigner("validate", "https://care.example.com")
@@ -130,7 +132,7 @@ def _stage_problems(campaign: Campaign, path: Path, lifecycle: Lifecycle | None,
     if campaign.trigger is not None and campaign.trigger.stage is not None:
         named.append((("trigger", "stage"), campaign.trigger.stage))
     for n, step in enumerate(campaign.steps):
-        if step.update is not None and step.update.lifecycle_stage is not None:
+        if isinstance(step, Update) and step.update.lifecycle_stage is not None:
             named.append((("steps", n, "update", "lifecycle_stage"), step.update.lifecycle_stage))
     if not named:
         return
@@ -148,7 +150,7 @@ def validate_project(campaigns_dir: Path, templates_dir: Path, paths: Iterable[P
     for load in (load_house_rules, load_lifecycle):
         try:
             loaded = load(campaigns_dir)
-        except SpecError as exc:
+        except InvalidFile as exc:
             report.errors += exc.problems
             continue
         if isinstance(loaded, Lifecycle):
@@ -160,7 +162,7 @@ def validate_project(campaigns_dir: Path, templates_dir: Path, paths: Iterable[P
     for path in files:
         try:
             campaign = load_campaign(path)
-        except SpecError as exc:
+        except InvalidFile as exc:
             report.errors += exc.problems
             continue
         report.campaigns.append(campaign)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from carecast.spec.campaign import Audience, Name
-from carecast.spec.documents import load_model
-from carecast.spec.durations import Duration
+from carecast.campaign.documents import load_model
+from carecast.campaign.durations import Duration
+from carecast.campaign.model import Audience, Name
 
 LIFECYCLE_FILE = "lifecycle.yaml"
 

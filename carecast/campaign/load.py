@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from carecast.spec.campaign import Campaign
-from carecast.spec.documents import Problem, SpecError, problem_at, read_yaml, validate
-from carecast.spec.journey_graph import journey_problems
+from carecast.campaign.documents import InvalidFile, Problem, problem_at, read_yaml, validate
+from carecast.campaign.graph import journey_problems
+from carecast.campaign.model import Campaign
 
 # House files that live beside campaigns but are not campaigns.
 NOT_CAMPAIGNS = {"policy.yaml", "lifecycle.yaml"}
@@ -23,7 +23,7 @@ def load_campaign(path: Path) -> Campaign:
     if campaign.is_journey:
         problems += [problem_at(path, document.node_at(loc), message) for loc, message in journey_problems(campaign)]
     if problems:
-        raise SpecError(problems)
+        raise InvalidFile(problems)
     return campaign
 
 
@@ -32,13 +32,13 @@ def campaign_files(directory: Path) -> list[Path]:
 
 
 def load_campaigns(directory: Path) -> list[Campaign]:
-    """Every campaign in `directory`; raises one SpecError with the problems of all files."""
+    """Every campaign in `directory`; raises one InvalidFile with the problems of all files."""
     campaigns, problems = [], []
     for path in campaign_files(directory):
         try:
             campaigns.append(load_campaign(path))
-        except SpecError as exc:
+        except InvalidFile as exc:
             problems += exc.problems
     if problems:
-        raise SpecError(problems)
+        raise InvalidFile(problems)
     return campaigns

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 
-from carecast.spec.patterns import describe
+from carecast.campaign.patterns import describe
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -36,7 +36,7 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-class SpecError(Exception):
+class InvalidFile(Exception):
     """A campaign, policy or lifecycle file cannot be used; the message says where and why."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -44,7 +44,7 @@ class SpecError(Exception):
         self.problems = problems
 
     @classmethod
-    def at(cls, path: Path, node: yaml.Node | None, message: str) -> SpecError:
+    def at(cls, path: Path, node: yaml.Node | None, message: str) -> InvalidFile:
         return cls([problem_at(path, node, message)])
 
 
@@ -78,7 +78,7 @@ def read_yaml(path: Path) -> Document:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError([Problem(path, None, None, f"cannot read the file: {exc.strerror}")]) from None
+        raise InvalidFile([Problem(path, None, None, f"cannot read the file: {exc.strerror}")]) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -86,26 +86,53 @@ def read_yaml(path: Path) -> Document:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         if mark is None:
-            raise SpecError([Problem(path, None, None, problem)]) from None
-        raise SpecError([Problem(path, mark.line + 1, mark.column + 1, problem)]) from None
+            raise InvalidFile([Problem(path, None, None, problem)]) from None
+        raise InvalidFile([Problem(path, mark.line + 1, mark.column + 1, problem)]) from None
     return Document(path, data, node)
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
-    """The keys the model accepts at the mapping that holds `loc`'s last part."""
+    """The keys the model accepts at the mapping that holds `loc`'s last part, the required ones first."""
     annotation: Any = model
     for part in loc[:-1]:
-        annotation = _unwrap(annotation, part)
+        annotation = _tagged_member(annotation, part) or _unwrap(annotation, part)
         if annotation is None:
             return None
     annotation = _unwrap(annotation, None)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [info.alias or name for name, info in annotation.model_fields.items()]
+        fields = sorted(annotation.model_fields.items(), key=lambda item: not item[1].is_required())
+        return [info.alias or name for name, info in fields]
     return None
 
 
+def _without_tags(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The location with the tags of tagged unions left out: the path through the file itself.
+
+    A step's location reads `steps.1.wait.wait`, tag then field; the file has the key once.
+    """
+    annotation: Any = model
+    kept = []
+    for part in loc:
+        member = _tagged_member(annotation, part)
+        if member is not None:
+            annotation = member
+            continue
+        kept.append(part)
+        annotation = _unwrap(annotation, part) if annotation is not None else None
+    return tuple(kept)
+
+
+def _tagged_member(annotation: Any, part: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return None
+    tagged = {_tag(m): typing.get_args(m)[0] for m in typing.get_args(annotation) if _tag(m) is not None}
+    return tagged.get(part)
+
+
 def _unwrap(annotation: Any, part: Any) -> Any:
-    """One step along a location: into a model's field, a list's items, a dict's values."""
+    """One step along a location without tags: into a model's field, a list's items, a dict's values."""
     while True:
         origin = typing.get_origin(annotation)
         if origin is typing.Annotated:
@@ -128,13 +155,21 @@ def _unwrap(annotation: Any, part: Any) -> Any:
     return None
 
 
+def _tag(member: Any) -> str | None:
+    """The tag of a tagged union's member (`Annotated[Send, Tag("send")]`), else None."""
+    if typing.get_origin(member) is not typing.Annotated:
+        return None
+    return next((meta.tag for meta in typing.get_args(member)[1:] if isinstance(meta, Tag)), None)
+
+
 def problems_from(document: Document, model: type[BaseModel], exc: ValidationError) -> list[Problem]:
     problems = []
     for error in exc.errors():
-        loc = tuple(error["loc"])
+        tagged = tuple(error["loc"])
+        loc = _without_tags(model, tagged)
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, loc)
+            allowed = _allowed_keys(model, tagged)
             message = f"unknown key {loc[-1]!r}" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
             node = document.node_at(loc, key=True)
         else:
@@ -149,11 +184,11 @@ def problems_from(document: Document, model: type[BaseModel], exc: ValidationErr
 
 def validate(document: Document, model: type[M], context: dict[str, Any] | None = None) -> M:
     if not isinstance(document.data, dict):
-        raise SpecError.at(document.path, document.node, "the file must be a mapping of keys to values")
+        raise InvalidFile.at(document.path, document.node, "the file must be a mapping of keys to values")
     try:
         return model.model_validate(document.data, context=context)
     except ValidationError as exc:
-        raise SpecError(problems_from(document, model, exc)) from None
+        raise InvalidFile(problems_from(document, model, exc)) from None
 
 
 def load_model(path: Path, model: type[M], context: dict[str, Any] | None = None) -> M:
