@@ -17,14 +17,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deliver import DeliveryActivities
-from carecast.campaign.model import Campaign
 from carecast.filters.model import parse_filter
 from carecast.filters.sql import to_sql
 from carecast.policy.local_time import wall
 from carecast.policy.model import HouseRules
 from carecast.policy.send_windows import compile_window
 from carecast.policy.timezones import contact_zone, zone
-from carecast.store.models import CampaignVersion, Contact, Delivery
+from carecast.store.campaigns import DeployedVersion, stored_version
+from carecast.store.models import Contact, Delivery
 from workflows.broadcast_contract import (
     BROADCAST_PAGE,
     COUNT_AUDIENCE,
@@ -36,7 +36,7 @@ from workflows.broadcast_contract import (
     RetryDeferredInput,
     RetryDeferredResult,
 )
-from workflows.contracts import DeliverInput, DeliverResult
+from workflows.journey.contract import DeliverInput, DeliverResult
 
 STEP_ID = "send"
 
@@ -59,20 +59,16 @@ class BroadcastActivities:
         self.delivery = delivery
         self.house_rules = house_rules
 
-    def _campaign(self, session: Session, campaign_id: str, version: int) -> Campaign:
-        row = session.scalar(
-            select(CampaignVersion).where(
-                CampaignVersion.campaign_id == campaign_id, CampaignVersion.version == version
-            )
-        )
-        if row is None:
+    def _campaign(self, session: Session, campaign_id: str, version: int) -> DeployedVersion:
+        deployed = stored_version(session, campaign_id, version)
+        if deployed is None:
             raise ApplicationError(f"campaign {campaign_id} v{version} is not deployed", non_retryable=True)
-        campaign = Campaign.model_validate(row.spec)
-        if campaign.audience is None or campaign.send is None:
+        if deployed.campaign.audience is None or deployed.campaign.send is None:
             raise ApplicationError(f"campaign {campaign_id} is not a broadcast", non_retryable=True)
-        return campaign
+        return deployed
 
-    def _audience(self, campaign: Campaign, page: BroadcastPageInput):
+    def _audience(self, deployed: DeployedVersion, page: BroadcastPageInput):
+        campaign = deployed.campaign
         where = to_sql(parse_filter(campaign.audience), page.as_of)
         if page.local_time_cron:
             # Contacts with a zone are matched in SQL; those without one need their phone's zone.
@@ -89,23 +85,25 @@ class BroadcastActivities:
     @activity.defn(name=COUNT_AUDIENCE)
     def count_audience(self, page: BroadcastPageInput) -> int:
         with self.sessions() as session:
-            campaign = self._campaign(session, page.campaign_id, page.version)
-            where = self._audience(campaign, page)
+            deployed = self._campaign(session, page.campaign_id, page.version)
+            where = self._audience(deployed, page)
             if not page.local_time_cron:
                 return session.scalar(select(func.count()).select_from(Contact).where(where))
             rows = session.execute(select(Contact.timezone, Contact.phone).where(where))
             return sum(1 for timezone, phone in rows if self._in_local_time(page, timezone, phone))
 
+    @staticmethod
     def _request(
-        self, campaign: Campaign, run_id: str, version: int, contact_id: str, held_since: datetime, asked_at
+        deployed: DeployedVersion, run_id: str, contact_id: str, held_since: datetime, asked_at
     ) -> DeliverInput:
-        send = campaign.send
+        campaign, send = deployed.campaign, deployed.campaign.send
         return DeliverInput(
-            workflow_id=run_id, campaign_id=campaign.id, campaign_name=campaign.name, campaign_version=version,
-            category=campaign.category, step_id=STEP_ID, template=send.template, channels=send.channel_list(),
-            contact_id=contact_id, trigger_event_id=None, topic=campaign.topic, urgent=send.urgent,
-            on_cap=send.on_cap, held_since=held_since, max_hold_seconds=int(send.max_hold.total_seconds()),
-            asked_at=asked_at, sender=campaign.sender.from_ if campaign.sender else None,
+            workflow_id=run_id, campaign_id=campaign.id, campaign_name=campaign.name,
+            campaign_version=deployed.version, category=campaign.category, step_id=STEP_ID, template=send.template,
+            channels=send.channel_list(), contact_id=contact_id, trigger_event_id=None, topic=campaign.topic,
+            urgent=send.urgent, on_cap=send.on_cap, held_since=held_since,
+            max_hold_seconds=int(send.max_hold.total_seconds()), asked_at=asked_at, bundle=deployed.content_hash,
+            sender=campaign.sender.from_ if campaign.sender else None,
             reply_to=campaign.sender.reply_to if campaign.sender else None,
         )  # fmt: skip
 
@@ -136,8 +134,8 @@ class BroadcastActivities:
     def page_end(self, page: BroadcastPageInput) -> str | None:
         """The id that ends the page of `limit` audience contacts after `after`; None: what is left is the last page."""
         with self.sessions() as session:
-            campaign = self._campaign(session, page.campaign_id, page.version)
-            query = select(Contact.id).where(self._audience(campaign, page))
+            deployed = self._campaign(session, page.campaign_id, page.version)
+            query = select(Contact.id).where(self._audience(deployed, page))
             if page.after is not None:
                 query = query.where(Contact.id > page.after)
             return session.scalar(query.order_by(Contact.id).offset(page.limit - 1).limit(1))
@@ -145,8 +143,8 @@ class BroadcastActivities:
     @activity.defn(name=BROADCAST_PAGE)
     def broadcast_page(self, page: BroadcastPageInput) -> BroadcastPageResult:
         with self.sessions() as session:
-            campaign = self._campaign(session, page.campaign_id, page.version)
-            query = select(Contact.id, Contact.timezone, Contact.phone).where(self._audience(campaign, page))
+            deployed = self._campaign(session, page.campaign_id, page.version)
+            query = select(Contact.id, Contact.timezone, Contact.phone).where(self._audience(deployed, page))
             if page.after is not None:
                 query = query.where(Contact.id > page.after)
             if page.upto is not None:
@@ -156,9 +154,7 @@ class BroadcastActivities:
                 query = query.limit(page.limit)
             rows = session.execute(query.order_by(Contact.id)).all()
         chosen = [contact_id for contact_id, timezone, phone in rows if self._in_local_time(page, timezone, phone)]
-        requests = [
-            self._request(campaign, page.run_id, page.version, cid, page.as_of, page.asked_at) for cid in chosen
-        ]
+        requests = [self._request(deployed, page.run_id, cid, page.as_of, page.asked_at) for cid in chosen]
         counters, _ = self._send_all(requests)
         counters.audience = len(chosen)
         return BroadcastPageResult(last_contact_id=rows[-1][0] if rows else None, rows=len(rows), counters=counters)
@@ -166,13 +162,11 @@ class BroadcastActivities:
     @activity.defn(name=RETRY_DEFERRED)
     def retry_deferred(self, retry: RetryDeferredInput) -> RetryDeferredResult:
         with self.sessions() as session:
-            campaign = self._campaign(session, retry.campaign_id, retry.version)
+            deployed = self._campaign(session, retry.campaign_id, retry.version)
             deferred = session.scalars(
                 select(Delivery.contact_id).where(Delivery.workflow_id == retry.run_id, Delivery.status == "deferred")
             ).all()
-        requests = [
-            self._request(campaign, retry.run_id, retry.version, cid, retry.as_of, retry.asked_at) for cid in deferred
-        ]
+        requests = [self._request(deployed, retry.run_id, cid, retry.as_of, retry.asked_at) for cid in deferred]
         counters, results = self._send_all(requests)
         still = [r.deferred_until for r in results if r.status == "deferred" and r.deferred_until]
         resolved = len(requests) - counters.deferred

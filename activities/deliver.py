@@ -43,10 +43,12 @@ from carecast.channels.base import OutboundMessage, Provider, ProviderError, Pro
 from carecast.channels.handover import hand_over
 from carecast.contacts.suppressions import add_suppression
 from carecast.contacts.views import contact_facts, contact_view, preference_view
+from carecast.intake.controls import campaign_states
 from carecast.policy.decide import decide
 from carecast.policy.decision import Defer, Send, Skip
-from carecast.policy.model import HouseRules, Message, SentDelivery
+from carecast.policy.model import EmailIdentity, HouseRules, Message, SentDelivery
 from carecast.policy.timezones import contact_zone
+from carecast.render.bundles import BundleTemplates
 from carecast.render.context import template_context
 from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateError, TemplateRenderer
@@ -55,7 +57,7 @@ from carecast.store.models import Contact, Delivery, Event, Preferences, Suppres
 from carecast.store.pacing import take
 from carecast.store.types import JsonDocument
 from carecast.store.writes import bulk_insert, lock_contact_rows
-from workflows.contracts import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
+from workflows.journey.contract import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
 
 # What providers report after `sent` (carecast.feedback); all of them are past the hand-over.
 FEEDBACK = {"delivered", "bounced", "dropped", "undelivered", "not_answered"}
@@ -227,7 +229,7 @@ class DeliveryActivities:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
-        self.renderer = renderer
+        self.bundles = BundleTemplates(sessions, renderer, house_rules.email)
         self.provider = provider
         self.house_rules = house_rules
         self.links = links
@@ -271,12 +273,13 @@ class DeliveryActivities:
             }
             suppressed = self._suppressed(session, contacts.values())
             counted = self._counted(session, contact_ids, now)
+            holds = campaign_states(session, {r.campaign_id for r in requests})
             for index, request in enumerate(requests):
                 row = rows.get(request.idempotency_key)
                 if row is None:
                     row = rows[request.idempotency_key] = self._new_row(request)
                 contact = contacts.get(request.contact_id)
-                decision = self._decide(request, row, contact, prefs, suppressed, counted, now)
+                decision = self._decide(request, row, contact, prefs, suppressed, counted, holds, now)
                 if isinstance(decision, Send):
                     if row.status != "sending":
                         row.channel, row.sent_at = decision.channel, now  # _record marks it changed
@@ -310,7 +313,7 @@ class DeliveryActivities:
         )
         return _Row(request.idempotency_key, "reserved", status_history=[_history("reserved")], columns=columns)
 
-    def _decide(self, request, row, contact, prefs, suppressed, counted, now) -> _Pending | Send:
+    def _decide(self, request, row, contact, prefs, suppressed, counted, holds, now) -> _Pending | Send:
         """What happens to one message: a Send to claim, or an outcome that is already settled."""
         if row.status in FINAL:
             return _Pending(row, None)
@@ -328,7 +331,7 @@ class DeliveryActivities:
             _record(row, "skipped", reason="unknown_contact")
             return _Pending(row, None)
         decision = decide(
-            self._message(request),
+            self._message(request, holds.get(request.campaign_id)),
             contact_view(contact),
             preference_view(prefs.get(contact.id)),
             suppressed,
@@ -344,7 +347,7 @@ class DeliveryActivities:
             return _Pending(row, None, deferred=self._deferred_result(decision, contact, now))
         return decision
 
-    def _message(self, request: DeliverInput) -> Message:
+    def _message(self, request: DeliverInput, hold: str | None) -> Message:
         max_hold = timedelta(seconds=request.max_hold_seconds) if request.max_hold_seconds else None
         return Message(
             category=request.category,  # type: ignore[arg-type]
@@ -354,6 +357,7 @@ class DeliveryActivities:
             on_cap=request.on_cap,  # type: ignore[arg-type]
             held_since=request.held_since,
             max_hold=max_hold,
+            campaign_hold=hold if hold in ("paused", "stopped") else None,  # type: ignore[arg-type]
         )
 
     @staticmethod
@@ -403,6 +407,7 @@ class DeliveryActivities:
     def _render_or_fail(
         self, request: DeliverInput, delivery_id: int, contact: dict, decision: Send, events: dict
     ) -> OutboundMessage | TemplateError:
+        renderer, identity = self.bundles.of(request.campaign_id, request.bundle)
         context = template_context(
             contact,
             events.get(request.trigger_event_id),
@@ -410,18 +415,17 @@ class DeliveryActivities:
             request.campaign_name,
             request.topic,
             self.links,
-            self.house_rules.email.postal_address,
+            identity.postal_address,
         )
         try:
             if decision.channel == "email":
-                email = self.renderer.render_email(request.template, context, contact["locale"])
+                email = renderer.render_email(request.template, context, contact["locale"])
                 subject, text, html = email.subject, email.text, email.html
             else:
                 subject, html = None, None
-                text = self.renderer.render_part(request.template, decision.channel, context, contact["locale"])
+                text = renderer.render_part(request.template, decision.channel, context, contact["locale"])
         except TemplateError as exc:
             return exc
-        identity = self.house_rules.email
         return OutboundMessage(
             delivery_id=delivery_id,
             channel=decision.channel,  # type: ignore[arg-type]
@@ -435,15 +439,16 @@ class DeliveryActivities:
             reply_to=request.reply_to or identity.reply_to,
             category=request.category,
             locale=contact["locale"],
-            headers=self._unsubscribe_headers(request, context["unsubscribe_url"], decision.channel),
+            headers=self._unsubscribe_headers(request, context["unsubscribe_url"], decision.channel, identity),
         )
 
-    def _unsubscribe_headers(self, request: DeliverInput, url: str, channel: str) -> dict[str, str]:
+    @staticmethod
+    def _unsubscribe_headers(request: DeliverInput, url: str, channel: str, identity: EmailIdentity) -> dict[str, str]:
         """RFC 2369 / RFC 8058 one-click unsubscribe, on every marketing and care email."""
         if channel != "email" or request.category not in ONE_CLICK_CATEGORIES:
             return {}
         links = [f"<{url}>"]
-        if mailto := self.house_rules.email.unsubscribe_mailto:
+        if mailto := identity.unsubscribe_mailto:
             token = url.rsplit("/", 1)[-1]
             links.append(f"<mailto:{parseaddr(mailto)[1]}?subject=unsubscribe%20{token}>")
         return {"List-Unsubscribe": ", ".join(links), "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}

@@ -14,14 +14,15 @@ from temporalio.exceptions import ApplicationError
 
 from carecast.campaign.steps.wait_until import WEEKDAYS
 from carecast.contacts.views import contact_facts
-from carecast.enrolment import announce_stage_change
 from carecast.filters.evaluate import matches
 from carecast.filters.model import parse_filter
+from carecast.intake.record import record_stage_move
+from carecast.intake.relay import Relay
 from carecast.policy.local_time import earliest_instant_for_wall, wall
 from carecast.policy.model import HouseRules
 from carecast.policy.timezones import contact_zone
 from carecast.store.models import Contact, Event
-from workflows.contracts import (
+from workflows.journey.contract import (
     MATCH_CASE,
     NEXT_LOCAL_TIME,
     UPDATE_CONTACT,
@@ -89,16 +90,18 @@ class JourneyStepActivities:
 
     @activity.defn(name=UPDATE_CONTACT)
     async def update_contact(self, request: UpdateContactInput) -> None:
-        """Sets attributes and stage; a stage change is announced at once (stage_left / stage_entered)."""
-        old = await asyncio.to_thread(self._update, request)
-        new = request.lifecycle_stage
-        if new is None or old == new or self.client is None:
-            return
-        info = activity.info()
-        step = f"{info.workflow_id}/{info.activity_id}"  # a retried step announces the move once
-        await announce_stage_change(self.client(), self.sessions, self.task_queue, request.contact_id, old, new, step)
+        """Sets attributes and stage; a stage move is written with its announcement, then told to Temporal.
 
-    def _update(self, request: UpdateContactInput) -> str | None:
+        A retry finds the stage already moved and writes nothing new, but the announcement
+        of the first attempt is in the outbox all the same: the relay delivers it.
+        """
+        info = activity.info()
+        occasion = request.occasion or f"{info.workflow_id}/{info.activity_id}"
+        signals = await asyncio.to_thread(self._update, request, occasion)
+        if self.client is not None:
+            await Relay(self.client(), self.sessions, self.task_queue).send(signals)
+
+    def _update(self, request: UpdateContactInput, occasion: str) -> list[int]:
         with self.sessions.begin() as session:
             contact = self._contact(session, request.contact_id)
             old = contact.lifecycle_stage
@@ -106,4 +109,7 @@ class JourneyStepActivities:
                 contact.attributes = {**(contact.attributes or {}), **request.attributes}
             if request.lifecycle_stage:
                 contact.lifecycle_stage = request.lifecycle_stage
-            return old
+            if request.lifecycle_stage is None or old == request.lifecycle_stage:
+                return []
+            session.flush()
+            return record_stage_move(session, contact.id, old, request.lifecycle_stage, occasion)

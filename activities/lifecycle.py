@@ -12,9 +12,10 @@ from temporalio import activity
 from temporalio.client import Client
 
 from carecast.campaign.lifecycle import Lifecycle
-from carecast.enrolment import announce_stage_change
 from carecast.filters.model import parse_filter
 from carecast.filters.sql import to_sql
+from carecast.intake.record import record_stage_moves
+from carecast.intake.relay import Relay
 from carecast.store.models import Contact
 from workflows.lifecycle import RECOMPUTE_STAGES, RecomputePage, RecomputeResult
 
@@ -39,7 +40,11 @@ class LifecycleActivities:
         self.client = client
         self.task_queue = task_queue
 
-    def _move_page(self, page: RecomputePage) -> tuple[list[tuple[str, str | None, str | None]], int, str | None]:
+    def _move_page(self, page: RecomputePage) -> tuple[list[int], int, int, str | None]:
+        """Moves a page's contacts and writes their announcements in the same transaction.
+
+        Returns the outbox rows, the rows read, the contacts moved and the last contact id.
+        """
         target = target_stage(self.lifecycle, page.as_of).label("target")
         query = select(Contact.id, Contact.lifecycle_stage, target).order_by(Contact.id).limit(page.limit)
         if page.after is not None:
@@ -52,15 +57,15 @@ class LifecycleActivities:
                 by_target[new].append(cid)
             for stage, ids in by_target.items():
                 session.execute(update(Contact).where(Contact.id.in_(ids)).values(lifecycle_stage=stage))
-        return moves, len(rows), rows[-1][0] if rows else None
+            # A retried page finds its moves made and writes nothing new; the first attempt's rows still go out.
+            signals = record_stage_moves(session, moves, page.as_of.strftime("%Y%m%dT%H%M%SZ"))
+        return signals, len(rows), len(moves), rows[-1][0] if rows else None
 
     @activity.defn(name=RECOMPUTE_STAGES)
     async def recompute_stages(self, page: RecomputePage) -> RecomputeResult:
         if self.lifecycle is None:
             return RecomputeResult(last_contact_id=None, rows=0, moved=0)
-        moves, rows, last = await asyncio.to_thread(self._move_page, page)
-        stamp = page.as_of.strftime("%Y%m%dT%H%M%SZ")  # a retried page announces each move once
-        for contact_id, old, new in moves:
-            await announce_stage_change(self.client(), self.sessions, self.task_queue, contact_id, old, new, stamp)
-            activity.heartbeat(contact_id)
-        return RecomputeResult(last_contact_id=last, rows=rows, moved=len(moves))
+        signals, rows, moved, last = await asyncio.to_thread(self._move_page, page)
+        activity.heartbeat(last)
+        await Relay(self.client(), self.sessions, self.task_queue).send(signals)
+        return RecomputeResult(last_contact_id=last, rows=rows, moved=moved)

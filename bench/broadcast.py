@@ -22,14 +22,13 @@ import uuid
 from sqlalchemy import func, select
 
 from bench.harness import add_contacts, bench_world, peak_rss_mb
-from carecast.campaign.load import load_campaign
-from carecast.campaign.snapshot import snapshot
-from carecast.store.campaigns import deploy_campaign
+from carecast.deploy import deploy_files
+from carecast.store.campaigns import stored_version
 from carecast.store.models import Delivery
 from workflows.broadcast import BroadcastWorkflow
 from workflows.broadcast_contract import BroadcastInput
-from workflows.journey import JourneyWorkflow
-from workflows.journey_contract import JourneyInput
+from workflows.journey.contract import JourneyInput
+from workflows.journey.workflow import JourneyWorkflow
 
 CAMPAIGNS = {
     "offer.yaml": (
@@ -68,7 +67,7 @@ async def main() -> None:
         add_contacts(sessions, args.contacts, {"wants": True, "first_name": "Ada"})
         with sessions.begin() as session:
             for name in CAMPAIGNS:
-                deploy_campaign(session, load_campaign(settings.campaigns_dir / name))
+                deploy_files(session, [settings.campaigns_dir / name], settings.templates_dir)
         began = time.perf_counter()
         state = await client.execute_workflow(
             BroadcastWorkflow.run,
@@ -79,13 +78,14 @@ async def main() -> None:
         broadcast_seconds = time.perf_counter() - began
         broadcast_rate = state.counters.sent / broadcast_seconds
 
-        drip = snapshot(load_campaign(settings.campaigns_dir / "drip.yaml"), 1)
+        with sessions() as session:
+            drip = stored_version(session, "drip", 1)
         began = time.perf_counter()
         for n in range(args.naive):
+            journey = JourneyInput(drip.campaign, drip.version, drip.content_hash, f"c-{n:07d}", "bench")
             await client.start_workflow(
-                JourneyWorkflow.run, JourneyInput(drip, f"c-{n:07d}", "bench"), id=f"journey/drip/c-{n:07d}/bench",
-                task_queue=settings.task_queue,
-            )  # fmt: skip
+                JourneyWorkflow.run, journey, id=f"journey/drip/c-{n:07d}/bench", task_queue=settings.task_queue
+            )
         while True:
             with sessions() as session:
                 done = session.scalar(

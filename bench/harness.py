@@ -25,7 +25,7 @@ from carecast.providers import build_provider
 from carecast.store.db import make_engine, make_sessionmaker
 from carecast.store.migrate import upgrade
 from carecast.store.models import Contact, Preferences
-from carecast.temporal import register_search_attributes
+from carecast.temporal import DATA_CONVERTER, register_search_attributes
 from carecast.worker import carecast_worker
 
 BIN = Path(sys.executable).parent
@@ -150,7 +150,10 @@ async def bench_world(
     """
     with store_world(database_url, campaigns, templates) as (settings, engine, url), ExitStack() as stack:
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(BIN / "temporal"), dev_server_log_level="error", ui=False
+            data_converter=DATA_CONVERTER,
+            dev_server_existing_path=str(BIN / "temporal"),
+            dev_server_log_level="error",
+            ui=False,
         )
         await register_search_attributes(env.client)
         fake_url = None

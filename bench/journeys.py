@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from bench.harness import add_contacts, bench_world, peak_rss_mb
-from carecast.campaign.load import load_campaign
-from carecast.enrolment import IncomingEvent, ingest_event
-from carecast.store.campaigns import deploy_campaign
+from carecast.deploy import deploy_files
+from carecast.intake.ingest import ingest_event
+from carecast.intake.record import IncomingEvent
 from carecast.store.models import Delivery
 
 CAMPAIGNS = {
@@ -47,7 +47,7 @@ async def main() -> None:
     async with world as (client, settings, engine, sessions):
         add_contacts(sessions, args.events, {"first_name": "Ada"})
         with sessions.begin() as session:
-            deploy_campaign(session, load_campaign(settings.campaigns_dir / "confirm.yaml"))
+            deploy_files(session, [settings.campaigns_dir / "confirm.yaml"], settings.templates_dir)
         sent_at: dict[str, float] = {}
         received: dict[str, float] = {}
         began = time.perf_counter()

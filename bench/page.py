@@ -29,11 +29,10 @@ from activities.deliver import DeliveryActivities
 from bench.broadcast import CAMPAIGNS, TEMPLATES
 from bench.harness import add_contacts, fake_sendgrid, store_world
 from carecast.campaign.house_rules import load_house_rules
-from carecast.campaign.load import load_campaign
 from carecast.channels.base import OutboundMessage, ProviderReceipt
+from carecast.deploy import deploy_files
 from carecast.providers import build_provider
 from carecast.render.templates import TemplateRenderer
-from carecast.store.campaigns import deploy_campaign
 from carecast.store.db import make_sessionmaker
 from workflows.broadcast_contract import BroadcastPageInput
 
@@ -91,7 +90,7 @@ def main() -> None:
         sessions = make_sessionmaker(engine)
         add_contacts(sessions, args.contacts, {"wants": True, "first_name": "Ada"})
         with sessions.begin() as session:
-            deploy_campaign(session, load_campaign(settings.campaigns_dir / "offer.yaml"))
+            deploy_files(session, [settings.campaigns_dir / "offer.yaml"], settings.templates_dir)
         with fake_sendgrid() if args.provider == "sendgrid" else nullcontext() as fake_url:
             if fake_url:
                 provider = build_provider(replace(settings, sendgrid_api_key="SG.fake-key", sendgrid_api_host=fake_url))

@@ -259,7 +259,9 @@ def deploy(
     async def run():
         client = await connect(settings)
         with make_sessionmaker(engine).begin() as session:
-            changes, versions, removed = deploy_versions(session, campaigns, remove_missing=not paths)
+            changes, versions, removed = deploy_versions(
+                session, campaigns, settings.templates_dir, report.house_rules.email, remove_missing=not paths
+            )
         schedules = await sync_schedules(client, campaigns, versions, removed, settings.task_queue, report.lifecycle)
         return changes + schedules
 
@@ -411,12 +413,13 @@ def contacts_import(
                 progress=lambda rows_read: bar.update(task, completed=rows_read),
             )
     except ImportFileError as exc:
-        _fail(str(exc))
-    finally:
         engine.dispose()
+        _fail(str(exc))
     s = report.summary
-    if s.stage_moves:
-        _announce_stage_moves(settings, engine_url=settings.database_url, moves=s.stage_moves, source=file.name)
+    if report.signals:
+        _relay(settings, engine, report.signals, "stage journey signal(s)")
+        _say(f"announced  {len(s.stage_moves)} lifecycle stage change(s)")
+    engine.dispose()
     _say(
         f"{report.rows} rows: {s.created} created, {s.updated} updated, {s.unchanged} unchanged, "
         f"{len(report.rejected)} rejected"
@@ -480,33 +483,30 @@ def contacts_audit_saves(
         _say("no preference-center save looks like the one-click defect")
 
 
-def _announce_stage_moves(settings: Settings, engine_url: str, moves, source: str) -> None:
-    """Stage changes from an import start and end stage journeys at once, as the lifecycle schedule would."""
-    from carecast.enrolment import announce_stage_change
-    from carecast.store.db import make_engine, make_sessionmaker
+def _relay(settings: Settings, engine, signals: list[int], what: str) -> None:
+    """Tells Temporal what a command wrote to the outbox; when it does not answer, the worker's relay will."""
+    from carecast.intake.relay import Relay
+    from carecast.store.db import make_sessionmaker
     from carecast.temporal import connect
 
-    engine = make_engine(engine_url)
-    occasion = f"import/{source}/{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-
     async def run():
-        client = await connect(settings)
-        for contact_id, old, new in moves:
-            await announce_stage_change(
-                client, make_sessionmaker(engine), settings.task_queue, contact_id, old, new, occasion
-            )
+        return await Relay(await connect(settings), make_sessionmaker(engine), settings.task_queue).send(signals)
 
     try:
-        asyncio.run(run())
-    except RuntimeError as exc:
-        typer.secho(
-            f"warning: {len(moves)} stage change(s) were stored but not announced (Temporal at "
-            f"{settings.temporal_address} does not answer: {exc}); stage journeys will not start for them",
-            fg=typer.colors.YELLOW, err=True,
-        )  # fmt: skip
-    finally:
-        engine.dispose()
-    _say(f"announced  {len(moves)} lifecycle stage change(s)")
+        report = asyncio.run(run())
+    except RuntimeError as exc:  # the Temporal client raises RuntimeError when it cannot connect
+        _queued(settings, len(signals), what, exc)
+        return
+    if report.waiting:
+        _queued(settings, len(report.waiting), what, "it did not answer")
+
+
+def _queued(settings: Settings, count: int, what: str, why) -> None:
+    typer.secho(
+        f"warning: {count} {what} stored but not yet told to Temporal at {settings.temporal_address} ({why}); "
+        "the relay in every `carecast worker` delivers them as soon as Temporal answers",
+        fg=typer.colors.YELLOW, err=True,
+    )  # fmt: skip
 
 
 def _count_data_lines(file: Path) -> int | None:
@@ -525,7 +525,8 @@ def events_send(
     event_id: Annotated[str | None, typer.Option("--id", help="event id (deduplicates); a new one by default")] = None,
 ) -> None:
     """Record an event for a contact and start the journeys it triggers."""
-    from carecast.enrolment import IncomingEvent, UnknownContactError, ingest_event
+    from carecast.intake.ingest import ingest_event
+    from carecast.intake.record import IncomingEvent, UnknownContactError
     from carecast.store.db import make_sessionmaker
     from carecast.temporal import connect
 
@@ -549,24 +550,33 @@ def events_send(
     engine = _store(settings)
 
     async def run():
-        client = await connect(settings)
         try:
-            return await ingest_event(client, make_sessionmaker(engine), settings.task_queue, incoming)
+            client, unreachable = await connect(settings), None
+        except RuntimeError as exc:  # the Temporal client raises RuntimeError when it cannot connect
+            client, unreachable = None, exc  # the event is stored all the same, its journeys queued
+        try:
+            return await ingest_event(client, make_sessionmaker(engine), settings.task_queue, incoming), unreachable
         finally:
             engine.dispose()
 
     try:
-        result = asyncio.run(run())
+        result, unreachable = asyncio.run(run())
     except UnknownContactError as exc:
         _fail(str(exc))
-    except RuntimeError as exc:  # the Temporal client raises RuntimeError when it cannot connect
-        _fail(f"cannot reach Temporal at {settings.temporal_address}: {exc}. Is `carecast dev` running?")
     _say(f"event {result.event_id} {'already recorded' if result.duplicate else 'recorded'}")
     for workflow_id in result.started:
         _say(f"started    {workflow_id}")
     for workflow_id in result.already_running:
         _say(f"existing   {workflow_id} (this entry was already enrolled)")
-    if not result.started and not result.already_running:
+    for workflow_id in result.signalled:
+        _say(f"told       {workflow_id}")
+    for workflow_id in result.queued:
+        _say(f"queued     {workflow_id}")
+    if result.queued:
+        _queued(settings, len(result.queued), "journey signal(s)", unreachable or "it did not answer")
+    for campaign_id, reason in result.not_entered.items():
+        _say(f"not entered {campaign_id}: {reason}")
+    if not (result.started or result.already_running or result.queued or result.not_entered or result.signalled):
         _say(f"no deployed campaign is triggered by {event!r}")
 
 

@@ -2,7 +2,8 @@
 
 Deploying the same folder twice changes nothing. A campaign whose content hash
 is new gets the next version (old versions stay, running journeys keep theirs);
-a campaign removed from the folder is deactivated and its schedule paused.
+a campaign removed from the folder is deactivated and its schedule paused. A version is
+a bundle: the campaign, its templates and its sender (carecast.campaign.bundle).
 Each scheduled broadcast has one schedule, `broadcast/<campaign id>`, visible in
 the Temporal UI's Schedules tab.
 """
@@ -10,6 +11,7 @@ the Temporal UI's Schedules tab.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,10 +28,14 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from carecast.campaign.bundle import build_bundle
 from carecast.campaign.durations import format_duration
+from carecast.campaign.house_rules import load_house_rules
 from carecast.campaign.lifecycle import Lifecycle
+from carecast.campaign.load import load_campaign
 from carecast.campaign.model import Campaign
-from carecast.store.campaigns import deploy_campaign
+from carecast.policy.model import EmailIdentity
+from carecast.store.campaigns import Deployment, deploy_campaign
 from carecast.store.models import CampaignVersion
 from workflows.broadcast_contract import BROADCAST_WORKFLOW, BroadcastInput
 from workflows.lifecycle import LIFECYCLE_WORKFLOW, LifecycleInput
@@ -53,18 +59,25 @@ def schedule_id(campaign_id: str) -> str:
 
 
 def deploy_versions(
-    session: Session, campaigns: list[Campaign], remove_missing: bool = True
+    session: Session,
+    campaigns: list[Campaign],
+    templates_dir: Path,
+    house: EmailIdentity,
+    remove_missing: bool = True,
 ) -> tuple[list[Change], dict[str, int], list[str]]:
-    """Stores versions; returns the changes, the active version per campaign, and the removed ids.
+    """Stores each campaign's bundle as a version; returns the changes, the active versions, the removed ids.
 
-    With `remove_missing`, active campaigns absent from `campaigns` (the whole folder) are deactivated.
+    With `remove_missing`, active campaigns absent from `campaigns` (the whole folder) are
+    deactivated: their running journeys go on with their own version to their end.
     """
     changes, versions = [], {}
     for campaign in campaigns:
-        deployment = deploy_campaign(session, campaign)
+        deployment = deploy_campaign(session, campaign, build_bundle(campaign, templates_dir, house))
         versions[campaign.id] = deployment.version
         if deployment.changed:
-            changes.append(Change(campaign.id, f"deployed version {deployment.version}"))
+            edited = deployment.templates_changed
+            why = f" (templates changed: {', '.join(edited)})" if edited else ""
+            changes.append(Change(campaign.id, f"deployed version {deployment.version}{why}"))
     if not remove_missing:
         return changes, versions, []
     present = {c.id for c in campaigns}
@@ -79,6 +92,19 @@ def deploy_versions(
         row.active = False
     changes += [Change(campaign_id, "removed from the folder: deactivated") for campaign_id in removed]
     return changes, versions, removed
+
+
+def deploy_files(session: Session, paths: list[Path], templates_dir: Path) -> list[Deployment]:
+    """Deploys campaign files as they are, each with its bundle (the email identity of the policy.yaml beside it).
+
+    What `deploy_versions` does for one or two files, without touching the other campaigns.
+    """
+    deployed = []
+    for path in paths:
+        campaign = load_campaign(path)
+        house = load_house_rules(path.parent).email
+        deployed.append(deploy_campaign(session, campaign, build_bundle(campaign, templates_dir, house)))
+    return deployed
 
 
 def desired_schedule(campaign: Campaign, version: int, task_queue: str) -> Schedule:

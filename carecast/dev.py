@@ -158,7 +158,9 @@ def prepare_store(settings: Settings, say: Callable[[str], None]) -> tuple[Engin
     plan = DeployPlan([], {}, [])
     with make_sessionmaker(engine).begin() as session:
         if report.ok:
-            changes, versions, removed = deploy_versions(session, report.campaigns)
+            changes, versions, removed = deploy_versions(
+                session, report.campaigns, settings.templates_dir, report.house_rules.email
+            )
             plan = DeployPlan(report.campaigns, versions, removed, report.lifecycle)
             for change in changes:
                 say(f"campaign   {change}")

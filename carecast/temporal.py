@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from carecast.config import Settings
+
+# Pydantic for every payload: a journey carries its campaign's models as they are (dataclasses,
+# as every other payload is, encode to the same JSON as with Temporal's default converter).
+DATA_CONVERTER = pydantic_data_converter
 
 
 async def connect(settings: Settings) -> Client:
@@ -15,6 +20,7 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key,
         tls=settings.temporal_api_key is not None,
+        data_converter=DATA_CONVERTER,
     )
 
 

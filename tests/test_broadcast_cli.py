@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from carecast.campaign.load import load_campaign
 from carecast.channels.outbox import OutboxProvider
-from carecast.store.campaigns import deploy_campaign
 from carecast.worker import carecast_worker
-from tests.factories import add_contact
+from tests.factories import add_contact, deploy
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +37,7 @@ async def test_start_then_status_until_completed(dev_server_env, settings, datab
     )
     settings = replace(settings, campaigns_dir=campaigns, task_queue=f"cli-{uuid.uuid4().hex[:6]}")
     with sessions.begin() as session:
-        deploy_campaign(session, load_campaign(campaigns / f"{campaign_id}.yaml"))
+        deploy(session, settings.templates_dir, campaigns / f"{campaign_id}.yaml")
         for n in range(3):
             add_contact(session, f"v-{n}", attributes={"first_name": "Vi", "vip": True})
         add_contact(session, "not-vip")

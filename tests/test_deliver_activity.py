@@ -18,7 +18,7 @@ from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateRenderer
 from carecast.store.models import Delivery, Suppression, utcnow
 from tests.factories import add_contact
-from workflows.contracts import DELIVER_TIMEOUT, DeliverInput
+from workflows.journey.contract import DELIVER_TIMEOUT, DeliverInput
 
 pytestmark = pytest.mark.store
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from carecast.campaign.house_rules import load_house_rules
 from carecast.campaign.load import load_campaigns
 from carecast.deploy import deploy_versions, schedule_id, sync_schedules
 from carecast.store.models import CampaignVersion
@@ -22,7 +23,8 @@ TEMPORAL = str(Path(sys.executable).with_name("temporal"))
 async def deploy(client, sessions, folder, task_queue):
     campaigns = load_campaigns(folder)
     with sessions.begin() as session:
-        changes, versions, removed = deploy_versions(session, campaigns)
+        house = load_house_rules(folder).email
+        changes, versions, removed = deploy_versions(session, campaigns, ROOT / "templates", house)
     return [str(c) for c in changes + await sync_schedules(client, campaigns, versions, removed, task_queue)]
 
 

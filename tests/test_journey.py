@@ -8,15 +8,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from carecast.campaign.load import load_campaign, load_campaigns
+from carecast.campaign.load import load_campaigns
 from carecast.channels.outbox import OutboxProvider
-from carecast.enrolment import IncomingEvent, UnknownContactError, ingest_event
-from carecast.store.campaigns import deploy_campaign
+from carecast.intake.ingest import ingest_event
+from carecast.intake.record import IncomingEvent, UnknownContactError
 from carecast.store.models import Delivery, Event
 from carecast.worker import carecast_worker
-from tests.factories import add_contact
+from tests.factories import add_contact, deploy
 from tests.skipping import skip_until_closed
-from workflows.journey import JourneyWorkflow
+from workflows.journey.workflow import JourneyWorkflow
 
 pytestmark = pytest.mark.store
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.store
 @pytest.fixture
 def deployed(sessions, settings):
     with sessions.begin() as session:
-        deploy_campaign(session, load_campaign(settings.campaigns_dir / "welcome.yaml"))
+        deploy(session, settings.templates_dir, settings.campaigns_dir / "welcome.yaml")
         add_contact(session, "c-1", care_agent="Maya from Acme care")
 
 
@@ -56,7 +56,7 @@ async def test_an_event_starts_the_journey_and_the_message_lands_in_the_outbox(
         assert result.started == [f"journey/welcome/c-1/{event_id}"]
         handle = client.get_workflow_handle_for(JourneyWorkflow.run, result.started[0])
         outcome = await handle.result()
-        state = await handle.query(JourneyWorkflow.state)
+        state = await handle.query(JourneyWorkflow.progress)
 
     assert [(s.step_id, s.status, s.channel) for s in outcome.history] == [("welcome_email", "sent", "email")]
     assert state.current_step is None
@@ -123,7 +123,7 @@ async def test_a_marketing_message_in_quiet_hours_waits_on_a_timer_until_morning
     settings = replace(settings, task_queue=task_queue, campaigns_dir=campaigns)
     with sessions.begin() as session:
         for campaign in load_campaigns(campaigns):
-            deploy_campaign(session, campaign)
+            deploy(session, settings.templates_dir, campaign)
         add_contact(session, "c-1", timezone="Europe/Paris")
     client = time_skipping_env.client
     provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)

@@ -9,15 +9,15 @@ import pytest
 from sqlalchemy import select
 
 from activities.journey_steps import next_local_time
-from carecast.campaign.load import load_campaign
 from carecast.channels.outbox import OutboxProvider
-from carecast.enrolment import IncomingEvent, in_holdout, ingest_event
-from carecast.store.campaigns import deploy_campaign
+from carecast.intake.ingest import ingest_event
+from carecast.intake.record import IncomingEvent, in_holdout
 from carecast.store.models import Contact, Delivery, Enrolment, Event
 from carecast.worker import carecast_worker
+from tests import factories
 from tests.factories import add_contact
 from tests.skipping import skip_until_closed, terminate_running
-from workflows.journey import JourneyWorkflow
+from workflows.journey.workflow import JourneyWorkflow
 
 pytestmark = pytest.mark.store
 
@@ -62,7 +62,7 @@ async def journeys(time_skipping_env, settings, engine, sessions, tmp_path):
     def deploy(text, campaign_id="series"):
         (campaigns / f"{campaign_id}.yaml").write_text(text)
         with sessions.begin() as session:
-            deploy_campaign(session, load_campaign(campaigns / f"{campaign_id}.yaml"))
+            factories.deploy(session, settings.templates_dir, campaigns / f"{campaign_id}.yaml")
 
     async def run(event_name="signed_up", contact_id="c-1", during=None):
         event = IncomingEvent(f"e-{uuid.uuid4().hex[:8]}", contact_id, event_name, datetime.now(UTC))

@@ -10,14 +10,12 @@ from sqlalchemy import select
 from activities.lifecycle import target_stage
 from carecast.campaign.documents import InvalidFile
 from carecast.campaign.lifecycle import load_lifecycle
-from carecast.campaign.load import load_campaign
 from carecast.channels.outbox import OutboxProvider
-from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Contact, Enrolment, Event
 from carecast.worker import carecast_worker
-from tests.factories import add_contact
+from tests.factories import add_contact, deploy
 from tests.skipping import skip_until_closed
-from workflows.journey import JourneyWorkflow
+from workflows.journey.workflow import JourneyWorkflow
 from workflows.lifecycle import LifecycleInput, LifecycleWorkflow
 
 pytestmark = pytest.mark.store
@@ -56,7 +54,7 @@ async def test_moving_into_a_stage_starts_its_journey_and_leaving_it_ends_it(
     client = time_skipping_env.client
     now = await time_skipping_env.get_current_time()
     with sessions.begin() as session:
-        deploy_campaign(session, load_campaign(campaigns / "come_back.yaml"))
+        deploy(session, settings.templates_dir, campaigns / "come_back.yaml")
         add_contact(session, "c-old", attributes={"first_name": "Ola", "last_order_at": iso(now - timedelta(days=120))})
         add_contact(session, "c-new", attributes={"first_name": "Nia", "last_order_at": iso(now - timedelta(days=3))})
         add_contact(session, "c-none", attributes={"first_name": "Nor"})

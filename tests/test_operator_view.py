@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from carecast.campaign.load import load_campaign
 from carecast.channels.outbox import OutboxProvider
-from carecast.enrolment import IncomingEvent, ingest_event
-from carecast.store.campaigns import deploy_campaign
+from carecast.intake.ingest import ingest_event
+from carecast.intake.record import IncomingEvent
 from carecast.worker import carecast_worker
-from tests.factories import add_contact
+from tests.factories import add_contact, deploy
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +49,7 @@ async def test_journeys_are_listed_by_campaign_and_current_step_with_no_pii(
     task_queue = f"operator-{uuid.uuid4().hex[:6]}"
     settings = replace(settings, campaigns_dir=campaigns, task_queue=task_queue)
     with sessions.begin() as session:
-        deploy_campaign(session, load_campaign(campaigns / f"{campaign_id}.yaml"))
+        deploy(session, settings.templates_dir, campaigns / f"{campaign_id}.yaml")
         add_contact(session, "c-1042", email="ada@example.com", phone="+14155550101")
     client = dev_server_env.client
     provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)

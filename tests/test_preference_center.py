@@ -8,10 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from carecast.api.app import create_app
-from carecast.campaign.load import campaign_files, load_campaign
-from carecast.deploy import deploy_versions
+from carecast.campaign.load import campaign_files
 from carecast.store.models import ConsentRecord, Preferences, utcnow
-from tests.factories import add_contact
+from tests.factories import add_contact, deploy
 
 pytestmark = pytest.mark.store
 
@@ -24,7 +23,7 @@ async def unreachable_temporal():
 def center(settings, engine, sessions):
     settings = replace(settings, secret_key="preference secret")
     with sessions.begin() as session:
-        deploy_versions(session, [load_campaign(p) for p in campaign_files(settings.campaigns_dir)])
+        deploy(session, settings.templates_dir, *campaign_files(settings.campaigns_dir))
         add_contact(session, "c-1", email="ada@example.com", phone="+14155550101", sms_consent=True)
         add_contact(session, "c-fr", email="zoe@example.fr", phone="+33612345678", locale="fr-FR")
     app = create_app(settings, engine=engine, temporal=unreachable_temporal)

@@ -23,7 +23,7 @@ from carecast.render.templates import TemplateRenderer
 from carecast.store.models import Preferences
 from tests.factories import add_contact
 from tests.serving import serve
-from workflows.contracts import DeliverInput
+from workflows.journey.contract import DeliverInput
 
 pytestmark = pytest.mark.store
 

@@ -16,17 +16,16 @@ import pytest
 from sqlalchemy import select
 
 from carecast.api.app import create_app
-from carecast.campaign.load import load_campaign
-from carecast.enrolment import IncomingEvent, ingest_event
 from carecast.fakes.server import FakeProviders
+from carecast.intake.ingest import ingest_event
+from carecast.intake.record import IncomingEvent
 from carecast.providers import build_provider
-from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Delivery, Suppression
 from carecast.worker import carecast_worker
-from tests.factories import add_contact
+from tests.factories import add_contact, deploy
 from tests.serving import serve
 from tests.skipping import eventually, skip_until_closed, terminate_running
-from workflows.journey import JourneyWorkflow
+from workflows.journey.workflow import JourneyWorkflow
 
 pytestmark = pytest.mark.store
 
@@ -81,7 +80,7 @@ async def deploy_and_add(env, sessions, settings, contact_id, email, phone):
     """The delivery-delay campaign, and a contact who prefers SMS, then email, awake at the test server's "now"."""
     zone = await daytime_zone(env)
     with sessions.begin() as session:
-        deploy_campaign(session, load_campaign(settings.campaigns_dir / "delivery_delay.yaml"))
+        deploy(session, settings.templates_dir, settings.campaigns_dir / "delivery_delay.yaml")
         add_contact(session, contact_id, email=email, phone=phone, sms_consent=True, preferred=("sms", "email"),
                     timezone=zone)  # fmt: skip
 

@@ -13,8 +13,10 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from carecast.temporal import DATA_CONVERTER
 from workflows.broadcast import BroadcastWorkflow
-from workflows.journey import JourneyWorkflow
+from workflows.journey.workflow import JourneyWorkflow
+from workflows.legacy.journey_v1 import JourneyWorkflowV1
 from workflows.lifecycle import LifecycleWorkflow
 
 HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"))
@@ -28,4 +30,5 @@ def test_there_are_histories_of_every_workflow_kind():
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays_without_nondeterminism(path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    await Replayer(workflows=[JourneyWorkflow, BroadcastWorkflow, LifecycleWorkflow]).replay_workflow(history)
+    workflows = [JourneyWorkflow, JourneyWorkflowV1, BroadcastWorkflow, LifecycleWorkflow]
+    await Replayer(workflows=workflows, data_converter=DATA_CONVERTER).replay_workflow(history)

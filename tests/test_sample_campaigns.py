@@ -9,12 +9,12 @@ import pytest
 
 from carecast.campaign.load import load_campaign
 from carecast.channels.outbox import OutboxProvider
-from carecast.enrolment import IncomingEvent, in_holdout, ingest_event
-from carecast.store.campaigns import deploy_campaign
+from carecast.intake.ingest import ingest_event
+from carecast.intake.record import IncomingEvent, in_holdout
 from carecast.worker import carecast_worker
-from tests.factories import add_contact
+from tests.factories import add_contact, deploy
 from tests.skipping import skip_until_closed, terminate_running
-from workflows.journey import JourneyWorkflow
+from workflows.journey.workflow import JourneyWorkflow
 
 pytestmark = pytest.mark.store
 
@@ -47,7 +47,7 @@ async def test_shipped_journey_runs_to_its_end(campaign_id, time_skipping_env, s
     contact_id = next(f"c-{n}" for n in range(100) if not in_holdout(campaign_id, f"c-{n}", campaign.holdout))
     settings = replace(settings, task_queue=f"samples-{uuid.uuid4().hex[:6]}")
     with sessions.begin() as session:
-        deploy_campaign(session, campaign)
+        deploy(session, settings.templates_dir, campaign)
         add_contact(
             session, contact_id, sms_consent=True, timezone="Europe/Paris",
             attributes={"first_name": "Ada", "interests": "running"},

@@ -9,11 +9,10 @@ import pytest
 from sqlalchemy import func, select
 
 from carecast.api.app import create_app
-from carecast.campaign.load import campaign_files, load_campaign
-from carecast.deploy import deploy_versions
+from carecast.campaign.load import campaign_files
 from carecast.fakes.server import FakeProviders
 from carecast.store.models import ConsentRecord, Delivery, Event, Preferences, ProviderEvent, Suppression
-from tests.factories import add_contact
+from tests.factories import add_contact, deploy
 from tests.serving import serve
 
 pytestmark = pytest.mark.store
@@ -33,7 +32,7 @@ class Wired:
 @pytest.fixture
 async def wired(settings, engine, sessions, time_skipping_env):
     with sessions.begin() as session:
-        deploy_versions(session, [load_campaign(p) for p in campaign_files(settings.campaigns_dir)])
+        deploy(session, settings.templates_dir, *campaign_files(settings.campaigns_dir))
         add_contact(session, "c-1", email="ada@example.com", phone=PHONE, sms_consent=True)
 
     async def temporal():

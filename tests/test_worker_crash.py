@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, insert, select
 
-from carecast.campaign.load import load_campaign
-from carecast.store.campaigns import deploy_campaign
 from carecast.store.models import Contact, Delivery, Preferences
+from tests.factories import deploy
 from workflows.broadcast import BroadcastWorkflow
 from workflows.broadcast_contract import BroadcastInput
 
@@ -58,7 +57,7 @@ async def test_killing_the_worker_mid_broadcast_sends_everyone_exactly_once(
     (templates / "offer.email.txt.j2").write_text("Hello {{ contact.id }}. {{ unsubscribe_url }}")
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        deploy_campaign(session, load_campaign(campaigns / "crash_offer.yaml"))
+        deploy(session, templates, campaigns / "crash_offer.yaml")
         session.execute(insert(Contact.__table__), [
             dict(id=f"c-{n:05d}", email=f"c{n}@example.com", timezone="UTC", attributes={"wants": True},
                  created_at=now, updated_at=now) for n in range(CONTACTS)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from carecast.contacts.schema import CONTACT_ID, ContactFields, ContactInput
-from carecast.contacts.writer import write_contacts
-from carecast.enrolment import announce_stage_change
+from carecast.contacts.writer import WriteSummary, write_contacts
+from carecast.intake.record import record_stage_moves
+from carecast.intake.relay import relay_now
 from carecast.store.models import utcnow
 
 
@@ -32,13 +35,16 @@ def contacts_router(sessions: sessionmaker[Session], temporal, task_queue: str, 
         """Fields left out stay as they are; consent changes are logged with `consent_wording`."""
         fields = ContactFields.model_validate(body.model_dump(exclude_unset=True, exclude={"consent_wording"}))
         item = ContactInput.for_id(contact_id, fields)
-        with sessions.begin() as session:
-            summary = write_contacts(session, [item], source="api", wording=body.consent_wording)
-        if summary.stage_moves:  # stage journeys start and end at once, not at the next recompute
-            client = await temporal()
-            occasion = f"api/{utcnow():%Y%m%dT%H%M%S%fZ}"
-            for moved, old, new in summary.stage_moves:
-                await announce_stage_change(client, sessions, task_queue, moved, old, new, occasion)
+        summary, signals = await asyncio.to_thread(_write, sessions, item, body.consent_wording)
+        await relay_now(temporal, sessions, task_queue, signals)  # stage journeys start and end at once
         return ContactWritten(id=contact_id, created=summary.created == 1, changed=summary.unchanged == 0)
 
     return router
+
+
+def _write(sessions: sessionmaker[Session], item: ContactInput, wording: str | None) -> tuple[WriteSummary, list[int]]:
+    """The contact, and its stage move announced in the same transaction."""
+    with sessions.begin() as session:
+        summary = write_contacts(session, [item], source="api", wording=wording)
+        signals = record_stage_moves(session, summary.stage_moves, f"api/{utcnow():%Y%m%dT%H%M%S%fZ}")
+    return summary, signals

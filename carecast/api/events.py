@@ -1,7 +1,14 @@
-"""`POST /v1/events`: an event in, stored once, journeys steered and started."""
+"""`POST /v1/events`: an event in, stored once, journeys steered and started.
+
+The store's work runs in a thread, never on the event loop. The event is stored
+with the outbox rows of the journeys it starts or steers before Temporal is asked;
+when Temporal does not answer, the reply lists them under `queued` and the relay
+in the workers delivers them when it does.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,7 +20,8 @@ from temporalio.client import Client
 from carecast.campaign.patterns import IDENTIFIER
 from carecast.contacts.schema import CONTACT_ID, ContactFields, ContactInput
 from carecast.contacts.writer import write_contacts
-from carecast.enrolment import IncomingEvent, UnknownContactError, ingest_event
+from carecast.intake.ingest import ingest_event
+from carecast.intake.record import IncomingEvent, UnknownContactError
 from carecast.store.models import Contact
 
 
@@ -37,6 +45,7 @@ class EventAccepted(BaseModel):
     already_running: list[str]
     not_entered: dict[str, str]
     signalled: list[str]
+    queued: list[str] = Field(description="journeys to start or tell once Temporal answers (the workers' relay)")
 
 
 def events_router(
@@ -48,15 +57,12 @@ def events_router(
     async def post_event(body: EventIn) -> EventAccepted:
         """200 with `duplicate: true` for an event id seen before; 404 for an unknown contact."""
         if body.create_contact is not None:
-            with sessions.begin() as session:
-                if session.get(Contact, body.contact_id) is None:
-                    item = ContactInput.for_id(body.contact_id, body.create_contact)
-                    write_contacts(session, [item], source="api")
+            await asyncio.to_thread(_create_contact, sessions, body.contact_id, body.create_contact)
         event = IncomingEvent(body.event_id, body.contact_id, body.name, body.occurred_at, body.data)
         try:
             client = await temporal()
-        except RuntimeError as exc:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal does not answer: {exc}") from None
+        except RuntimeError:  # Temporal does not answer: the event is stored and its journeys queued
+            client = None
         try:
             result = await ingest_event(client, sessions, task_queue, event)
         except UnknownContactError as exc:
@@ -67,3 +73,9 @@ def events_router(
         return EventAccepted(**result.__dict__)
 
     return router
+
+
+def _create_contact(sessions: sessionmaker[Session], contact_id: str, fields: ContactFields) -> None:
+    with sessions.begin() as session:
+        if session.get(Contact, contact_id) is None:
+            write_contacts(session, [ContactInput.for_id(contact_id, fields)], source="api")

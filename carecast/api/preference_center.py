@@ -9,6 +9,7 @@ through the contact writer, so it is logged as consent with source
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,10 +30,10 @@ from carecast.channels.base import CHANNELS
 from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput, QuietHoursInput
 from carecast.contacts.views import preference_view
 from carecast.contacts.writer import unsubscribe_wording, write_contacts
-from carecast.enrolment import active_campaigns
 from carecast.policy.model import HouseRules
 from carecast.policy.timezones import contact_zone
 from carecast.render.links import LinkSigner
+from carecast.store.campaigns import active_versions
 from carecast.store.models import Contact, Preferences, utcnow
 
 PAGES = Path(__file__).parent / "pages"
@@ -75,7 +76,7 @@ class PreferenceCenter:
     def topics(self, session: Session, prefs: Preferences | None) -> list[Topic]:
         """Topics of the deployed campaigns (with their names), then any the contact chose before."""
         about: dict[str, list[str]] = {}
-        for campaign, _ in active_campaigns(session):
+        for campaign in (d.campaign for d in active_versions(session)):
             if campaign.topic and campaign.category != "transactional":
                 about.setdefault(campaign.topic, []).append(campaign.name)
         for name in (prefs.topics if prefs else None) or {}:
@@ -200,7 +201,8 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
         return center.not_found()
 
     @router.get("/u/{token}")
-    async def show(token: str, saved: int = 0) -> Response:
+    def show(token: str, saved: int = 0) -> Response:
+        """A plain `def`: FastAPI runs it in a thread, so the store never blocks the event loop."""
         with center.sessions() as session:
             found = find(session, token)
             if found is None:
@@ -214,6 +216,9 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
         if read is None:  # a forged link costs no parsing
             return center.not_found()
         posted = await read_post(request)
+        return await asyncio.to_thread(apply, token, read, posted)
+
+    def apply(token: str, read: tuple[str, str | None], posted: Posted) -> Response:
         with center.sessions.begin() as session:
             found = contact_of(session, read)
             if found is None:

@@ -9,6 +9,7 @@ or missing signature is a 403 and changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import json
 import logging
@@ -24,8 +25,10 @@ from temporalio.client import Client
 from twilio.request_validator import RequestValidator
 
 from carecast.config import Settings
-from carecast.enrolment import IncomingEvent, active_campaigns, ingest_event
 from carecast.feedback import apply_inbound_sms, apply_sendgrid_events, apply_twilio_status
+from carecast.intake.record import IncomingEvent, record_event
+from carecast.intake.relay import relay_now
+from carecast.store.campaigns import active_versions
 from carecast.store.models import utcnow
 
 SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -102,9 +105,7 @@ def webhooks_router(
             events = None
         if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body must be a JSON array of event objects")
-        with sessions.begin() as session:
-            topics = {campaign.id: campaign.topic for campaign, _ in active_campaigns(session) if campaign.topic}
-            summary = apply_sendgrid_events(session, events, topics)
+        summary = await asyncio.to_thread(_apply_sendgrid, sessions, events)
         return JSONResponse(summary.__dict__)
 
     @router.post("/twilio/status")
@@ -112,8 +113,7 @@ def webhooks_router(
         form = await needs(twilio, "TWILIO_AUTH_TOKEN").form(request)
         raw_id = request.query_params.get("delivery", "")
         delivery_id = int(raw_id) if raw_id.isdigit() else None
-        with sessions.begin() as session:
-            outcome = apply_twilio_status(session, delivery_id, form)
+        outcome = await asyncio.to_thread(_apply_twilio_status, sessions, delivery_id, form)
         log.info("twilio status for delivery %s: %s", delivery_id, outcome)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -123,15 +123,34 @@ def webhooks_router(
         sid, sender, body = form.get("MessageSid", ""), form.get("From", ""), form.get("Body", "")
         if not sid or not sender:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "an inbound message needs MessageSid and From")
-        with sessions.begin() as session:
-            inbound = apply_inbound_sms(session, sid, sender, body)
-        if not inbound.duplicate and inbound.contact_ids:
-            client = await temporal()
-            for contact_id in inbound.contact_ids:
-                data = {"body": body, "keyword": inbound.keyword}
-                event = IncomingEvent(f"twilio-{sid}-{contact_id}", contact_id, SMS_REPLIED, utcnow(), data)
-                await ingest_event(client, sessions, settings.task_queue, event)
+        signals = await asyncio.to_thread(_apply_inbound, sessions, sid, sender, body)
+        await relay_now(temporal, sessions, settings.task_queue, signals)
         # Twilio answers STOP / START / HELP itself (Advanced Opt-Out); we add no second reply.
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     return router
+
+
+def _apply_sendgrid(sessions: sessionmaker[Session], events: list[dict]):
+    with sessions.begin() as session:
+        topics = {d.campaign.id: d.campaign.topic for d in active_versions(session) if d.campaign.topic}
+        return apply_sendgrid_events(session, events, topics)
+
+
+def _apply_twilio_status(sessions: sessionmaker[Session], delivery_id: int | None, form: dict[str, str]) -> str:
+    with sessions.begin() as session:
+        return apply_twilio_status(session, delivery_id, form)
+
+
+def _apply_inbound(sessions: sessionmaker[Session], sid: str, sender: str, body: str) -> list[int]:
+    """A reply recorded, its keyword applied and its `sms_replied` events stored, in one transaction."""
+    with sessions.begin() as session:
+        inbound = apply_inbound_sms(session, sid, sender, body)
+        if inbound.duplicate:
+            return []
+        signals: list[int] = []
+        for contact_id in inbound.contact_ids:
+            data = {"body": body, "keyword": inbound.keyword}
+            event = IncomingEvent(f"twilio-{sid}-{contact_id}", contact_id, SMS_REPLIED, utcnow(), data)
+            signals += record_event(session, event).signals
+        return signals

@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from carecast.contacts.schema import ContactInput, first_error
 from carecast.contacts.writer import WriteSummary, write_contacts
+from carecast.intake.record import record_stage_moves
+from carecast.store.models import utcnow
 
 KNOWN_COLUMNS = {"id", "email", "phone", "timezone", "locale", "lifecycle_stage", "care_agent", "preferences"}
 ATTRIBUTE_PREFIX = "attr."
@@ -46,6 +48,7 @@ class ImportReport:
     summary: WriteSummary = field(default_factory=WriteSummary)
     rejected: list[RowError] = field(default_factory=list)
     rows: int = 0
+    signals: list[int] = field(default_factory=list)  # outbox rows announcing the stage moves
 
 
 def check_header(header: list[str] | None) -> list[str]:
@@ -126,11 +129,15 @@ def import_contacts(
     report = ImportReport()
     seen: dict[str, int] = {}
     batch: list[ContactInput] = []
+    occasion = f"import/{path.name}/{utcnow():%Y%m%dT%H%M%S%fZ}"
 
     def flush() -> None:
         if batch:
             with sessions.begin() as session:
-                report.summary.add(write_contacts(session, batch, source=f"import:{path.name}"))
+                written = write_contacts(session, batch, source=f"import:{path.name}")
+                # Stage journeys start and end with the batch that moved the stages, not at the next recompute.
+                report.signals += record_stage_moves(session, written.stage_moves, occasion)
+                report.summary.add(written)
             batch.clear()
         progress(report.rows)
 

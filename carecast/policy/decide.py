@@ -11,12 +11,14 @@ The semantics (../shared/DESIGN.md, "The policy"):
 | frequency caps               | not counted                         | counted, never capped | capped: skip or defer |
 
 A deferred message that could not go out before its hold deadline is skipped as `expired`.
+Before all of it, an operator's hold on the campaign: paused defers (and the journey is
+woken when it is resumed), stopped skips.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from carecast.policy.channels import Reachability, choose_channel
 from carecast.policy.decision import Decision, Defer, Send, Skip
@@ -24,6 +26,9 @@ from carecast.policy.frequency import exceeded_cap
 from carecast.policy.local_time import earliest_allowed
 from carecast.policy.model import ContactView, HouseRules, Message, PreferenceView, SentDelivery
 from carecast.policy.timezones import contact_zone
+
+# A message of a paused campaign asks again after this long, in case the resume was not heard.
+PAUSED_RECHECK = timedelta(minutes=15)
 
 
 def decide(
@@ -38,6 +43,10 @@ def decide(
     deadline = message.hold_deadline
     if deadline is not None and now >= deadline:
         return Skip("expired")
+    if message.campaign_hold == "stopped":
+        return Skip("campaign_stopped")
+    if message.campaign_hold == "paused":
+        return Defer(min(now + PAUSED_RECHECK, deadline or now + PAUSED_RECHECK), "campaign_paused")
 
     lifecycle = message.category != "transactional"
     if message.category == "marketing" and not preferences.marketing:

@@ -93,6 +93,7 @@ class Message:
     on_cap: Literal["skip", "defer"] = "skip"
     held_since: datetime | None = None
     max_hold: timedelta | None = None
+    campaign_hold: Literal["paused", "stopped"] | None = None  # an operator's hold on the whole campaign
 
     @property
     def hold_deadline(self) -> datetime | None:

@@ -16,12 +16,20 @@ an error naming the template file and line, never a blank in a customer's messag
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound, TemplateSyntaxError, UndefinedError
+from jinja2 import (
+    DictLoader,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+)
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 LOOKUP_MEMORY_SECONDS = 1.0
@@ -64,10 +72,13 @@ def _remembered(memory: dict, key: Any, look_up: Callable[[], Any]) -> Any:
 
 
 class TemplateRenderer:
-    def __init__(self, directory: Path) -> None:
+    """Renders the templates of a folder, or of a deployed bundle (`files`: name -> source) named `directory`."""
+
+    def __init__(self, directory: Path, files: Mapping[str, str] | None = None) -> None:
         self.directory = directory
+        self.files = files
         self.env = SandboxedEnvironment(
-            loader=FileSystemLoader(str(directory)),
+            loader=DictLoader(dict(files)) if files is not None else FileSystemLoader(str(directory)),
             undefined=StrictUndefined,
             autoescape=lambda name: bool(name) and ".html." in name,
             keep_trailing_newline=False,
@@ -84,15 +95,21 @@ class TemplateRenderer:
     def _first_file(self, name: str, part: str, locale: str | None) -> str | None:
         for candidate in locale_candidates(locale):
             filename = f"{name}.{part}.{candidate}.j2" if candidate else f"{name}.{part}.j2"
-            if (self.directory / filename).is_file():
+            if self._exists(filename):
                 return filename
         return None
+
+    def _exists(self, filename: str) -> bool:
+        return filename in self.files if self.files is not None else (self.directory / filename).is_file()
 
     def variants(self, name: str, part: str) -> list[str]:
         """Every file of a part: the default and each locale variant."""
         default = f"{name}.{part}.j2"
-        localized = sorted(p.name for p in self.directory.glob(f"{name}.{part}.*.j2"))
-        return ([default] if (self.directory / default).is_file() else []) + localized
+        if self.files is not None:
+            localized = sorted(f for f in self.files if f.startswith(f"{name}.{part}.") and f != default)
+        else:
+            localized = sorted(p.name for p in self.directory.glob(f"{name}.{part}.*.j2"))
+        return ([default] if self._exists(default) else []) + localized
 
     def render_part(self, name: str, part: str, context: dict[str, Any], locale: str | None = None) -> str:
         filename = self.find(name, part, locale)

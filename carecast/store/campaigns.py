@@ -2,13 +2,71 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from carecast.campaign.bundle import Bundle
 from carecast.campaign.model import Campaign
 from carecast.store.models import CampaignVersion
+
+
+@dataclass(frozen=True)
+class DeployedVersion:
+    campaign: Campaign
+    version: int
+    content_hash: str  # the bundle's: what a journey or broadcast of this version renders from
+
+
+class _ParsedSpecs:
+    """Stored specs parsed once per content hash: a version's content never changes."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self.by_hash: dict[str, Campaign] = {}
+
+    def get(self, session: Session, campaign_id: str, content_hash: str) -> Campaign:
+        campaign = self.by_hash.get(content_hash)
+        if campaign is None:
+            spec = session.scalar(
+                select(CampaignVersion.spec).where(
+                    CampaignVersion.campaign_id == campaign_id, CampaignVersion.content_hash == content_hash
+                )
+            )
+            campaign = Campaign.model_validate(spec)
+            if len(self.by_hash) >= self.size:
+                self.by_hash.pop(next(iter(self.by_hash)))
+            self.by_hash[content_hash] = campaign
+        return campaign
+
+
+_specs = _ParsedSpecs()
+
+
+def active_versions(session: Session) -> list[DeployedVersion]:
+    """The active version of every deployed campaign; each spec is parsed once per process."""
+    rows = session.execute(
+        select(CampaignVersion.campaign_id, CampaignVersion.content_hash, CampaignVersion.version).where(
+            CampaignVersion.active.is_(True)
+        )
+    ).all()
+    return [
+        DeployedVersion(_specs.get(session, cid, content_hash), version, content_hash)
+        for cid, content_hash, version in rows
+    ]
+
+
+def stored_version(session: Session, campaign_id: str, version: int) -> DeployedVersion | None:
+    """A version as deployed, active or not (running journeys keep theirs)."""
+    content_hash = session.scalar(
+        select(CampaignVersion.content_hash).where(
+            CampaignVersion.campaign_id == campaign_id, CampaignVersion.version == version
+        )
+    )
+    if content_hash is None:
+        return None
+    return DeployedVersion(_specs.get(session, campaign_id, content_hash), version, content_hash)
 
 
 @dataclass(frozen=True)
@@ -16,11 +74,12 @@ class Deployment:
     campaign_id: str
     version: int
     changed: bool
+    templates_changed: list[str] = field(default_factory=list)
 
 
-def deploy_campaign(session: Session, campaign: Campaign) -> Deployment:
-    """Stores a new version when the content changed; the same content deploys to nothing."""
-    content_hash = campaign.content_hash()
+def deploy_campaign(session: Session, campaign: Campaign, bundle: Bundle) -> Deployment:
+    """Stores a new version when the bundle changed; the same bundle deploys to nothing."""
+    content_hash = bundle.content_hash(campaign)
     current = latest_version(session, campaign.id)
     if current is not None and current.content_hash == content_hash and current.active:
         return Deployment(campaign.id, current.version, changed=False)
@@ -41,13 +100,25 @@ def deploy_campaign(session: Session, campaign: Campaign) -> Deployment:
             version=(highest or 0) + 1,
             content_hash=content_hash,
             spec=campaign.model_dump(mode="json"),
+            templates=bundle.templates,
+            identity=asdict(bundle.identity),
         )
         session.add(version)
     for other in session.scalars(select(CampaignVersion).where(CampaignVersion.campaign_id == campaign.id)):
         other.active = other is version
     version.active = True
     session.flush()
-    return Deployment(campaign.id, version.version, changed=True)
+    return Deployment(campaign.id, version.version, changed=True, templates_changed=_changed_files(current, bundle))
+
+
+def _changed_files(current: CampaignVersion | None, bundle: Bundle) -> list[str]:
+    """The template files that differ from the version that was active (none for the first)."""
+    if current is None or current.templates is None:
+        return []
+    before = current.templates
+    return sorted(
+        name for name in before.keys() | bundle.templates.keys() if before.get(name) != bundle.templates.get(name)
+    )
 
 
 def latest_version(session: Session, campaign_id: str) -> CampaignVersion | None:

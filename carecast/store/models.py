@@ -135,7 +135,13 @@ class Event(Base):
 
 
 class CampaignVersion(Base):
-    """One deployed content of a campaign; running journeys keep the version they began with."""
+    """One deployed bundle of a campaign; running journeys keep the version they began with.
+
+    A bundle is the campaign, every template file it sends (all locales, the partials they
+    include) and who its emails come from, hashed together (`content_hash`): editing a
+    template deploys a new version, and journeys and broadcasts render from their own.
+    Versions stored before bundles have no templates and render from the worker's folder.
+    """
 
     __tablename__ = "campaign_versions"
     __table_args__ = (
@@ -148,26 +154,82 @@ class CampaignVersion(Base):
     version: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[str] = mapped_column(String(64))
     spec: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    templates: Mapped[dict[str, str] | None] = mapped_column(JsonDocument, doc="file name -> template source")
+    identity: Mapped[dict[str, Any] | None] = mapped_column(
+        JsonDocument, doc="sender, reply_to, postal_address, unsubscribe_mailto of its emails"
+    )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     deployed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class CampaignControl(Base):
+    """An operator's hold on a campaign: `paused` holds its sends, `stopped` takes no entries and ends journeys.
+
+    No row means running.
+    """
+
+    __tablename__ = "campaign_controls"
+
+    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), doc="running, paused or stopped")
+    reason: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class Enrolment(Base):
-    """A contact's entry into a journey; re-entry rules and holdout reports read these."""
+    """A contact's entry into a journey, and what its events are routed by.
+
+    `listens_to` and `key_field` are recorded from the version the journey enrolled
+    with, so a later version never changes what a running journey hears.
+    """
 
     __tablename__ = "enrolments"
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id", "entry_key", name="uq_enrolments_campaign_contact_entry"),
+        Index("ix_enrolments_contact_ended", "contact_id", "ended_at"),  # an event's running journeys
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(String(64))
     campaign_version: Mapped[int] = mapped_column(Integer)
     contact_id: Mapped[str] = mapped_column(String(128))
-    entry_key: Mapped[str] = mapped_column(String(200))
+    entry_key: Mapped[str] = mapped_column(String(200), doc="the key's value, hashed when not short and safe")
+    key_field: Mapped[str | None] = mapped_column(String(128), doc="the event data field the entry key came from")
+    listens_to: Mapped[list[str]] = mapped_column(JsonDocument, default=list, doc="event names the journey hears")
     workflow_id: Mapped[str] = mapped_column(String(300))
+    trigger_event_id: Mapped[str | None] = mapped_column(String(128))
     holdout: Mapped[bool] = mapped_column(Boolean, default=False)
     enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="when Temporal first confirmed the journey")
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="when carecast learned the journey is over")
+
+
+class JourneySignal(Base):
+    """The outbox between the store and Temporal: what a journey must be told, written with its cause.
+
+    An event that starts or steers a journey and an operator's stop, pause or resume
+    leave the store through these rows, in the transaction that decided them; the
+    relay starts or signals the journey and deletes the row, retrying until Temporal
+    answers. A journey not started yet is started with its first row (signal-with-start).
+    """
+
+    __tablename__ = "journey_signals"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "signal_key", name="uq_journey_signals_workflow_signal"),
+        Index("ix_journey_signals_due", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    enrolment_id: Mapped[int] = mapped_column(ForeignKey("enrolments.id", ondelete="CASCADE"), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(16), doc="event, stop, pause or resume")
+    signal_key: Mapped[str] = mapped_column(String(200), doc="the event id, or the control's own id")
+    event_name: Mapped[str | None] = mapped_column(String(128))
+    stage: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class ProviderEvent(Base):

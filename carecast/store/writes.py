@@ -42,6 +42,15 @@ def upsert(
     return len(session.execute(statement).all())
 
 
+def insert_new(
+    session: Session, model: type[Base], row: Mapping[str, Any], conflict_columns: Iterable[str], returning
+) -> Any:
+    """INSERTs the row unless its key exists (ON CONFLICT DO NOTHING); `returning` of the new row, or None."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(model.__table__).values(dict(row)).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    return session.execute(statement.returning(returning)).scalar()
+
+
 def lock_contact_rows(session: Session, contact_ids: Iterable[str]) -> dict[str, Row]:
     """`lock_contacts` as plain rows (same attribute names), for a batch that only reads them."""
     table = Contact.__table__

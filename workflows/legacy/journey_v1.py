@@ -1,4 +1,12 @@
-"""JourneyWorkflow: one contact's way through one campaign entry.
+"""JourneyWorkflow, the first journey workflow type, kept until the journeys it started finish.
+
+Nothing starts one any more (carecast starts `Journey`, workflows/journey/); the
+worker still runs this type so journeys under way when carecast was upgraded go on
+to their end, and their recorded histories replay against it. Remove it once no
+`JourneyWorkflow` runs (Temporal UI: WorkflowType = 'JourneyWorkflow' AND
+ExecutionStatus = 'Running').
+
+The original description:
 
 It interprets the campaign snapshot it was started with, so editing or
 redeploying the YAML never changes a journey already under way. Steps run in
@@ -18,14 +26,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 # Data classes cross the sandbox as they are, so their datetime fields decode to real datetimes.
 with workflow.unsafe.imports_passed_through():
-    from carecast.campaign.snapshot import CampaignSnapshot, StepSnapshot
+    from carecast.campaign.model import STAGE_LEFT
     from workflows import search_attributes as sa
-    from workflows.contracts import (
+    from workflows.journey.contract import (
         DELIVER,
         DELIVER_TIMEOUT,
         MATCH_CASE,
         NEXT_LOCAL_TIME,
-        STAGE_LEFT,
         UPDATE_CONTACT,
         DeliverInput,
         DeliverResult,
@@ -36,14 +43,21 @@ with workflow.unsafe.imports_passed_through():
         NextLocalTimeResult,
         UpdateContactInput,
     )
-    from workflows.journey_contract import JourneyInput, JourneyResult, JourneyState, StepOutcome
+    from workflows.legacy.journey_v1_contract import (
+        CampaignSnapshot,
+        JourneyInput,
+        JourneyResult,
+        JourneyState,
+        StepOutcome,
+        StepSnapshot,
+    )
 
 SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5))
 QUICK = timedelta(seconds=30)
 
 
-@workflow.defn
-class JourneyWorkflow:
+@workflow.defn(name="JourneyWorkflow")
+class JourneyWorkflowV1:
     def __init__(self) -> None:
         self._state = JourneyState()
         self._events: list[JourneyEvent] = []

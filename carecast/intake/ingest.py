@@ -1,0 +1,50 @@
+"""One event in, as `POST /v1/events` and `carecast events send` take it: recorded, then told to Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from carecast.intake.record import IncomingEvent, Recorded, record_event
+from carecast.intake.relay import Relay
+
+
+@dataclass
+class IngestResult:
+    event_id: str
+    duplicate: bool
+    started: list[str] = field(default_factory=list)  # journeys this event enrolled and Temporal started
+    already_running: list[str] = field(default_factory=list)
+    not_entered: dict[str, str] = field(default_factory=dict)  # campaign id -> reason
+    signalled: list[str] = field(default_factory=list)  # running journeys told of it
+    # Journeys to start or tell once Temporal answers: the relay in every worker does it.
+    queued: list[str] = field(default_factory=list)
+
+
+def record(sessions: sessionmaker[Session], event: IncomingEvent) -> Recorded:
+    with sessions.begin() as session:
+        return record_event(session, event)
+
+
+async def ingest_event(
+    client: Client | None, sessions: sessionmaker[Session], task_queue: str, event: IncomingEvent
+) -> IngestResult:
+    """Records the event (in a thread: the store never blocks the event loop), then starts and signals.
+
+    With no client (Temporal did not answer), everything is queued for the relay.
+    """
+    recorded = await asyncio.to_thread(record, sessions, event)
+    result = IngestResult(recorded.event_id, recorded.duplicate, already_running=recorded.already_running,
+                          not_entered=recorded.not_entered)  # fmt: skip
+    if client is None:
+        result.queued = recorded.enrolled + recorded.routed
+        return result
+    report = await Relay(client, sessions, task_queue).send(recorded.signals)
+    result.started = [w for w in recorded.enrolled if w in report.delivered]
+    result.already_running += [w for w in recorded.enrolled if w not in report.delivered and w not in report.waiting]
+    result.signalled = [w for w in recorded.routed if w in report.delivered]
+    result.queued = [w for w in recorded.enrolled + recorded.routed if w in report.waiting]
+    return result

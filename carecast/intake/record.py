@@ -1,0 +1,205 @@
+"""Recording an event: stored once, routed to its journeys, enrolling, all in the caller's transaction.
+
+Routing: an event reaches the contact's running journeys whose version listens to it
+(recorded on the enrolment), and when the journey has an entry key and the event
+carries that field, only the journey of that key. An event without the field reaches
+all of the contact's journeys of that campaign.
+
+Enrolment: each active journey campaign triggered by the event checks its entry
+filter and re-entry rule under the contact's lock (so concurrent events cannot both
+enter a `reentry: never` campaign), and records the enrolment. Nothing here calls
+Temporal: every journey to start or signal gets an outbox row (JourneySignal) in the
+same transaction, which the relay delivers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from carecast.campaign.model import STAGE_ENTERED, STAGE_LEFT, Campaign, ReentryAfter
+from carecast.contacts.views import contact_facts
+from carecast.filters.evaluate import matches
+from carecast.filters.model import parse_filter
+from carecast.intake.controls import RUNNING, STOPPED, campaign_states
+from carecast.intake.relay import FAST_PATH_LEASE
+from carecast.store.campaigns import active_versions
+from carecast.store.models import Contact, Enrolment, Event, JourneySignal, utcnow
+from carecast.store.writes import insert_new, lock_contacts, upsert
+from workflows.journey.contract import journey_workflow_id
+
+# Entry-key values that may go into a workflow id as they are; others are hashed there.
+SAFE_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class UnknownContactError(LookupError):
+    def __init__(self, contact_id: str) -> None:
+        super().__init__(f"no contact with id {contact_id!r}; import or create it before sending its events")
+        self.contact_id = contact_id
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    event_id: str
+    contact_id: str
+    name: str
+    occurred_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Recorded:
+    """What recording an event decided; `signals` are the outbox rows for the relay to deliver."""
+
+    event_id: str
+    duplicate: bool
+    enrolled: list[str] = field(default_factory=list)  # workflow ids of new enrolments
+    already_running: list[str] = field(default_factory=list)
+    not_entered: dict[str, str] = field(default_factory=dict)  # campaign id -> reason
+    routed: list[str] = field(default_factory=list)  # workflow ids of running journeys told of it
+    signals: list[int] = field(default_factory=list)
+
+
+def entry_key_of(value: Any) -> str:
+    """The form of an entry key that goes into workflow ids: as given when short and safe, else hashed."""
+    text = str(value)
+    return text if SAFE_KEY.fullmatch(text) else "~" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def in_holdout(campaign_id: str, contact_id: str, percent: float) -> bool:
+    """A stable choice: the same contact is always in or out of a campaign's control group."""
+    if percent <= 0:
+        return False
+    digest = hashlib.sha256(f"{campaign_id}:{contact_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 < percent * 100
+
+
+def triggered_by(campaign: Campaign, event: IncomingEvent) -> bool:
+    trigger = campaign.trigger
+    if trigger is None:
+        return False
+    if trigger.stage is not None:
+        return event.name == STAGE_ENTERED and event.data.get("stage") == trigger.stage
+    return trigger.event == event.name
+
+
+def hears(enrolment: Enrolment, event: IncomingEvent) -> bool:
+    """Whether a running journey's own version listens to this event, for its entry key."""
+    if event.name not in enrolment.listens_to:
+        return False
+    if enrolment.key_field is None or event.data.get(enrolment.key_field) in (None, ""):
+        return True
+    return entry_key_of(event.data[enrolment.key_field]) == enrolment.entry_key
+
+
+def record_event(session: Session, event: IncomingEvent, now: datetime | None = None) -> Recorded:
+    """Stores the event once, routes it and enrols, writing the outbox rows; in the caller's transaction."""
+    now = now or utcnow()
+    # The contact's lock makes routing and the re-entry check see every enrolment committed before.
+    contact = lock_contacts(session, [event.contact_id]).get(event.contact_id)
+    if contact is None:
+        raise UnknownContactError(event.contact_id)
+    stored = dict(event_id=event.event_id, contact_id=event.contact_id, name=event.name,
+                  occurred_at=event.occurred_at, received_at=now, data=event.data)  # fmt: skip
+    if upsert(session, Event, [stored], conflict_columns=["event_id"]) == 0:
+        again = session.scalars(select(Enrolment.workflow_id).where(Enrolment.trigger_event_id == event.event_id))
+        return Recorded(event.event_id, duplicate=True, already_running=list(again))
+    recorded = Recorded(event.event_id, duplicate=False)
+    running = session.scalars(
+        select(Enrolment).where(Enrolment.contact_id == contact.id, Enrolment.ended_at.is_(None))
+    ).all()
+    outbox: list[dict[str, Any]] = []
+    for enrolment in running:
+        if hears(enrolment, event):
+            outbox.append(_signal(enrolment.id, enrolment.workflow_id, event, now))
+            recorded.routed.append(enrolment.workflow_id)
+    triggered = [d for d in active_versions(session) if d.campaign.is_journey and triggered_by(d.campaign, event)]
+    states = campaign_states(session, [d.campaign.id for d in triggered])
+    for deployed in triggered:
+        campaign = deployed.campaign
+        if states.get(campaign.id, RUNNING) == STOPPED:
+            recorded.not_entered[campaign.id] = "campaign_stopped"
+            continue
+        key, reason = _entry(session, campaign, contact, event, now)
+        if key is None:
+            recorded.not_entered[campaign.id] = reason
+            continue
+        workflow_id = journey_workflow_id(campaign.id, contact.id, key)
+        row = dict(campaign_id=campaign.id, campaign_version=deployed.version, contact_id=contact.id, entry_key=key,
+                   key_field=campaign.entry.key, listens_to=campaign.listens_to(), workflow_id=workflow_id,
+                   trigger_event_id=event.event_id, holdout=in_holdout(campaign.id, contact.id, campaign.holdout),
+                   enrolled_at=now)  # fmt: skip
+        enrolment_id = insert_new(session, Enrolment, row, ["campaign_id", "contact_id", "entry_key"], Enrolment.id)
+        if enrolment_id is None:
+            recorded.already_running.append(workflow_id)  # the same entry again: its journey runs already
+            continue
+        outbox.append(_signal(enrolment_id, workflow_id, event, now))
+        recorded.enrolled.append(workflow_id)
+    if outbox:
+        recorded.signals = list(session.scalars(insert(JourneySignal).returning(JourneySignal.id), outbox))
+    return recorded
+
+
+def record_stage_move(
+    session: Session, contact_id: str, old: str | None, new: str | None, occasion: str, now: datetime | None = None
+) -> list[int]:
+    """Records stage_left / stage_entered for a move, in the transaction that made it; the outbox rows.
+
+    `occasion` makes the event ids unique to the move and the same on every retry of it.
+    """
+    signals: list[int] = []
+    move = hashlib.sha256(f"{contact_id}/{occasion}".encode()).hexdigest()[:16]
+    for name, stage in ((STAGE_LEFT, old), (STAGE_ENTERED, new)):
+        if stage is not None:
+            # Safe as it is in a stage journey's workflow id: journey/win_back/c1/stage_entered.lapsed.<move>
+            event = IncomingEvent(f"{name}.{stage}.{move}", contact_id, name, now or utcnow(), {"stage": stage})
+            signals += record_event(session, event, now).signals
+    return signals
+
+
+def record_stage_moves(session: Session, moves: list[tuple[str, str | None, str | None]], occasion: str) -> list[int]:
+    """`record_stage_move` for each (contact id, old stage, new stage) a write made."""
+    return [
+        signal
+        for contact_id, old, new in moves
+        for signal in record_stage_move(session, contact_id, old, new, occasion)
+    ]
+
+
+def _entry(
+    session: Session, campaign: Campaign, contact: Contact, event: IncomingEvent, now: datetime
+) -> tuple[str | None, str | None]:
+    """(entry key, None) when the contact enters; (None, why not) otherwise."""
+    entry = campaign.entry
+    if entry.when is not None and not matches(
+        parse_filter(entry.when, allow_event=True), contact_facts(contact), now, event.data
+    ):
+        return None, "entry_filter"
+    if entry.key is not None:
+        if event.data.get(entry.key) in (None, ""):
+            return None, f"no_entry_key:{entry.key}"
+        key = entry_key_of(event.data[entry.key])
+    else:
+        key = entry_key_of(event.event_id)
+    earlier = session.scalars(
+        select(Enrolment.enrolled_at).where(
+            Enrolment.campaign_id == campaign.id, Enrolment.contact_id == contact.id, Enrolment.entry_key != key
+        )
+    ).all()
+    if entry.reentry == "never" and earlier:
+        return None, "already_enrolled"
+    if isinstance(entry.reentry, ReentryAfter) and any(at > now - entry.reentry.after for at in earlier):
+        return None, "reentry_too_soon"
+    return key, None
+
+
+def _signal(enrolment_id: int, workflow_id: str, event: IncomingEvent, now: datetime) -> dict[str, Any]:
+    return dict(enrolment_id=enrolment_id, workflow_id=workflow_id, kind="event", signal_key=event.event_id,
+                event_name=event.name, stage=event.data.get("stage"), created_at=now,
+                next_attempt_at=now + FAST_PATH_LEASE, attempts=0)  # fmt: skip
