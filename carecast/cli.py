@@ -26,7 +26,9 @@ db_app = typer.Typer(help="The carecast store.", no_args_is_help=True)
 events_app = typer.Typer(help="Events that start and steer journeys.", no_args_is_help=True)
 contacts_app = typer.Typer(help="Contacts and their preferences.", no_args_is_help=True)
 broadcast_app = typer.Typer(help="Start and steer broadcasts.", no_args_is_help=True)
+campaign_app = typer.Typer(help="Hold, stop and start a campaign's journeys and sends.", no_args_is_help=True)
 app.add_typer(broadcast_app, name="broadcast")
+app.add_typer(campaign_app, name="campaign")
 app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(contacts_app, name="contacts")
@@ -290,6 +292,90 @@ def _run_temporal(settings: Settings, work):
         _fail(str(exc))
     except RuntimeError as exc:
         _fail(f"cannot reach Temporal at {settings.temporal_address}: {exc}")
+
+
+def _control(campaign_id: str, command: str, reason: str | None) -> None:
+    from sqlalchemy import select
+
+    from carecast.intake.controls import ControlError, control_campaign
+    from carecast.store.db import make_sessionmaker
+    from carecast.store.models import CampaignVersion
+
+    settings = _settings()
+    engine = _store(settings)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            if (
+                session.scalar(select(CampaignVersion.id).where(CampaignVersion.campaign_id == campaign_id).limit(1))
+                is None
+            ):
+                raise ControlError(f"no deployed campaign {campaign_id!r}; run `carecast deploy` first")
+            change = control_campaign(session, campaign_id, command, reason)
+        if change.told:
+            _relay(settings, engine, change.told, "journey signal(s)")
+    except ControlError as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+    if change.before == change.after:
+        _say(f"{campaign_id} is {change.after} already")
+    else:
+        _say(f"{campaign_id} {change.before} -> {change.after}; {len(change.told)} running journey(s) told")
+
+
+REASON = typer.Option(help="why, for the record (shown with the state)")
+
+
+@campaign_app.command("stop")
+def campaign_stop(campaign_id: str, reason: Annotated[str | None, REASON] = None) -> None:
+    """Take no new entries and end the running journeys; nothing more is sent for it."""
+    _control(campaign_id, "stop", reason)
+
+
+@campaign_app.command("start")
+def campaign_start(campaign_id: str, reason: Annotated[str | None, REASON] = None) -> None:
+    """Take entries again after a stop (and release a pause)."""
+    _control(campaign_id, "start", reason)
+
+
+@campaign_app.command("pause")
+def campaign_pause(campaign_id: str, reason: Annotated[str | None, REASON] = None) -> None:
+    """Hold every send of the campaign; journeys wait where they are (a held message still expires)."""
+    _control(campaign_id, "pause", reason)
+
+
+@campaign_app.command("resume")
+def campaign_resume(campaign_id: str, reason: Annotated[str | None, REASON] = None) -> None:
+    """Release a pause: held sends go at once."""
+    _control(campaign_id, "resume", reason)
+
+
+@campaign_app.command("status")
+def campaign_status(campaign_id: str) -> None:
+    """Whether the campaign runs, is paused or stopped, and how many of its journeys run."""
+    from sqlalchemy import func, select
+
+    from carecast.store.db import make_sessionmaker
+    from carecast.store.models import CampaignControl, Enrolment
+
+    engine = _store(_settings())
+    try:
+        with make_sessionmaker(engine)() as session:
+            control = session.get(CampaignControl, campaign_id)
+            running = session.scalar(
+                select(func.count())
+                .select_from(Enrolment)
+                .where(Enrolment.campaign_id == campaign_id, Enrolment.ended_at.is_(None))
+            )
+    finally:
+        engine.dispose()
+    state = control.state if control else "running"
+    since = (
+        f" since {control.changed_at:%Y-%m-%d %H:%M}Z" + (f" ({control.reason})" if control.reason else "")
+        if control
+        else ""
+    )
+    _say(f"{campaign_id}: {state}{since}; {running} journey(s) not known to have ended")
 
 
 @broadcast_app.command("start")

@@ -60,3 +60,16 @@ async def terminate_running(client: Client, workflow_ids: list[str]) -> None:
         handle = client.get_workflow_handle(workflow_id)
         if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
             await handle.terminate(reason="test cleanup")
+
+
+async def until_started(client: Client, workflow_id: str, seconds: float = 60) -> None:
+    """Waits (real time) until Temporal knows the workflow: one the relay starts a moment from now."""
+    from temporalio.service import RPCError
+
+    for _ in range(int(seconds / 0.25)):
+        try:
+            await client.get_workflow_handle(workflow_id).describe()
+            return
+        except RPCError:
+            await asyncio.sleep(0.25)
+    raise AssertionError(f"{workflow_id} was never started")

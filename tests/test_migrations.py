@@ -1,5 +1,7 @@
 """The store's schema: created from nothing by Alembic, identical to the models, reversible."""
 
+import json
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -47,3 +49,35 @@ def test_downgrade_to_base_and_back_up(empty_engine):
     assert not TABLES & set(inspect(empty_engine).get_table_names())
     upgrade(empty_engine)
     assert set(inspect(empty_engine).get_table_names()) >= TABLES
+
+
+def test_enrolments_made_before_routing_get_what_their_own_version_listens_to(empty_engine):
+    from sqlalchemy import text
+
+    upgrade(empty_engine, "0006")
+    spec = {"id": "apology", "exit_on": ["order_delivered"], "goal": {"event": "order_placed", "within": "1d"},
+            "entry": {"key": "order_id"}, "trigger": {"event": "delivery_delayed"},
+            "steps": [{"id": "w", "wait_for": {"event": "replied", "timeout": "1d"}}]}  # fmt: skip
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO campaign_versions (campaign_id, version, content_hash, spec, active, deployed_at) "
+                "VALUES ('apology', 1, 'h1', :spec, true, '2026-11-01 00:00:00')"
+            ),  # fmt: skip
+            {"spec": json.dumps(spec)},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO enrolments (campaign_id, campaign_version, contact_id, entry_key, workflow_id, holdout, "
+                "enrolled_at) VALUES ('apology', 1, 'c-1', 'A-1', 'journey/apology/c-1/A-1', false, "
+                "'2026-11-02 00:00:00')"
+            ),  # fmt: skip
+        )
+    upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        key_field, listens_to, started_at = connection.execute(
+            text("SELECT key_field, listens_to, started_at FROM enrolments")
+        ).one()
+    assert key_field == "order_id" and started_at is not None
+    listens = json.loads(listens_to) if isinstance(listens_to, str) else listens_to
+    assert listens == ["order_delivered", "order_placed", "replied"]

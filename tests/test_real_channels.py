@@ -9,7 +9,7 @@ is checked against the official OpenAPI descriptions (the `fakes` fixture).
 import asyncio
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -93,6 +93,15 @@ async def start_delay_journey(client, sessions, settings, contact_id):
     return workflow_id
 
 
+async def deliver_after_the_first_follow_up(env, sessions, settings, contact_id, workflow_id):
+    """Skips past the first follow-up (day 2), then the parcel arrives and the journey ends."""
+    await env.sleep(timedelta(days=2, hours=12))
+    event = IncomingEvent(f"e-{uuid.uuid4().hex[:8]}", contact_id, "order_delivered", datetime.now(UTC),
+                          {"order_id": "A-1"})  # fmt: skip
+    await ingest_event(env.client, sessions, settings.task_queue, event)
+    await skip_until_closed(env, workflow_id)
+
+
 async def test_stop_by_sms_moves_the_next_message_of_a_running_journey_to_email(
     wired, time_skipping_env, engine, sessions
 ):
@@ -111,7 +120,7 @@ async def test_stop_by_sms_moves_the_next_message_of_a_running_journey_to_email(
                 await eventually(read, lambda rows: rows and rows[0].status == "sent", attempts=200)
                 fakes.inbound_sms(PHONE, "Stop")
                 assert [d.status for d in await asyncio.to_thread(fakes.flush_callbacks)] == [204, 204, 200]
-            await skip_until_closed(time_skipping_env, started[0])
+            await deliver_after_the_first_follow_up(time_skipping_env, sessions, settings, "c-1", started[0])
             outcome = await client.get_workflow_handle_for(JourneyWorkflow.run, started[0]).result()
         assert [d.status for d in await asyncio.to_thread(fakes.flush_callbacks)] == [200]  # SendGrid's events
     finally:
@@ -141,7 +150,7 @@ async def test_a_number_twilio_says_opted_out_is_suppressed_and_the_step_falls_b
     try:
         async with carecast_worker(client, settings, engine, build_provider(settings)) as worker, worker:
             started.append(await start_delay_journey(client, sessions, settings, "c-2"))
-            await skip_until_closed(time_skipping_env, started[0])
+            await deliver_after_the_first_follow_up(time_skipping_env, sessions, settings, "c-2", started[0])
             outcome = await client.get_workflow_handle_for(JourneyWorkflow.run, started[0]).result()
     finally:
         await terminate_running(client, started)

@@ -27,7 +27,8 @@ RUNS = {
     ),
     "delivery_delay": (
         "delivery_delayed", {"order_id": "A-1", "new_eta": "Friday"},
-        [("apologise", "sent"), ("credit", "updated"), ("give_it_time", "waited"), ("follow_up", "sent")],
+        [("apologise", "sent"), ("credit", "updated"),
+         *[("give_it_time", "waited"), ("follow_up", "sent"), ("again", "jumped")] * 3, ("give_it_time", "spent")],
     ),
     "welcome_series": (
         "signed_up", {},

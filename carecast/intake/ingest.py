@@ -10,13 +10,14 @@ from temporalio.client import Client
 
 from carecast.intake.record import IncomingEvent, Recorded, record_event
 from carecast.intake.relay import Relay
+from workflows.journey.contract import HISTORY_LIMIT
 
 
 @dataclass
 class IngestResult:
     event_id: str
     duplicate: bool
-    started: list[str] = field(default_factory=list)  # journeys this event enrolled and Temporal started
+    started: list[str] = field(default_factory=list)  # journeys this event enrolled, now known to Temporal
     already_running: list[str] = field(default_factory=list)
     not_entered: dict[str, str] = field(default_factory=dict)  # campaign id -> reason
     signalled: list[str] = field(default_factory=list)  # running journeys told of it
@@ -30,7 +31,11 @@ def record(sessions: sessionmaker[Session], event: IncomingEvent) -> Recorded:
 
 
 async def ingest_event(
-    client: Client | None, sessions: sessionmaker[Session], task_queue: str, event: IncomingEvent
+    client: Client | None,
+    sessions: sessionmaker[Session],
+    task_queue: str,
+    event: IncomingEvent,
+    history_limit: int = HISTORY_LIMIT,
 ) -> IngestResult:
     """Records the event (in a thread: the store never blocks the event loop), then starts and signals.
 
@@ -42,9 +47,9 @@ async def ingest_event(
     if client is None:
         result.queued = recorded.enrolled + recorded.routed
         return result
-    report = await Relay(client, sessions, task_queue).send(recorded.signals)
-    result.started = [w for w in recorded.enrolled if w in report.delivered]
-    result.already_running += [w for w in recorded.enrolled if w not in report.delivered and w not in report.waiting]
+    report = await Relay(client, sessions, task_queue, history_limit).send(recorded.signals)
+    # Enrolled and told: started by this event, or by one racing it that reached Temporal first.
+    result.started = [w for w in recorded.enrolled if w not in report.waiting]
     result.signalled = [w for w in recorded.routed if w in report.delivered]
     result.queued = [w for w in recorded.enrolled + recorded.routed if w in report.waiting]
     return result

@@ -91,11 +91,15 @@ def triggered_by(campaign: Campaign, event: IncomingEvent) -> bool:
 
 def hears(enrolment: Enrolment, event: IncomingEvent) -> bool:
     """Whether a running journey's own version listens to this event, for its entry key."""
-    if event.name not in enrolment.listens_to:
+    return _hears(enrolment.listens_to, enrolment.key_field, enrolment.entry_key, event)
+
+
+def _hears(listens_to: list[str], key_field: str | None, entry_key: str, event: IncomingEvent) -> bool:
+    if event.name not in listens_to:
         return False
-    if enrolment.key_field is None or event.data.get(enrolment.key_field) in (None, ""):
+    if key_field is None or event.data.get(key_field) in (None, ""):
         return True
-    return entry_key_of(event.data[enrolment.key_field]) == enrolment.entry_key
+    return entry_key_of(event.data[key_field]) == entry_key
 
 
 def record_event(session: Session, event: IncomingEvent, now: datetime | None = None) -> Recorded:
@@ -140,10 +144,29 @@ def record_event(session: Session, event: IncomingEvent, now: datetime | None = 
             recorded.already_running.append(workflow_id)  # the same entry again: its journey runs already
             continue
         outbox.append(_signal(enrolment_id, workflow_id, event, now))
+        outbox += [_signal(enrolment_id, workflow_id, e, now) for e in _arrived_first(session, row, event)]
         recorded.enrolled.append(workflow_id)
     if outbox:
         recorded.signals = list(session.scalars(insert(JourneySignal).returning(JourneySignal.id), outbox))
     return recorded
+
+
+def _arrived_first(session: Session, enrolment: dict[str, Any], trigger: IncomingEvent) -> list[IncomingEvent]:
+    """Events the new journey listens to that happened with or after its trigger but were recorded before it.
+
+    An exit sent in the same instant as its trigger may win the race to the store; the
+    journey hears it all the same (and ends at once), rather than run as if it never came.
+    """
+    rows = session.execute(
+        select(Event.event_id, Event.name, Event.occurred_at, Event.data).where(
+            Event.contact_id == trigger.contact_id,
+            Event.name.in_(enrolment["listens_to"]),
+            Event.occurred_at >= trigger.occurred_at,
+            Event.event_id != trigger.event_id,
+        )
+    ).all()
+    earlier = [IncomingEvent(event_id, trigger.contact_id, name, at, data or {}) for event_id, name, at, data in rows]
+    return [e for e in earlier if _hears(enrolment["listens_to"], enrolment["key_field"], enrolment["entry_key"], e)]
 
 
 def record_stage_move(

@@ -29,7 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from carecast.store.campaigns import stored_version
 from carecast.store.models import CampaignControl, Enrolment, JourneySignal, utcnow
 from workflows import search_attributes as sa
-from workflows.journey.contract import JourneyEvent, JourneyInput, journey_summary
+from workflows.journey.contract import HISTORY_LIMIT, JourneyEvent, JourneyInput, journey_summary
 from workflows.journey.workflow import JourneyWorkflow
 
 log = logging.getLogger("carecast.relay")
@@ -78,10 +78,13 @@ async def relay_now(
 
 
 class Relay:
-    def __init__(self, client: Client, sessions: sessionmaker[Session], task_queue: str) -> None:
+    def __init__(
+        self, client: Client, sessions: sessionmaker[Session], task_queue: str, history_limit: int = HISTORY_LIMIT
+    ) -> None:
         self.client = client
         self.sessions = sessions
         self.task_queue = task_queue
+        self.history_limit = history_limit  # how long a journey's history grows before it continues as new
 
     async def send(self, ids: list[int]) -> RelayReport:
         """Delivers these rows now (their writer's fast path); what Temporal does not take waits for the loop."""
@@ -153,8 +156,7 @@ class Relay:
                 for signal, enrolment in found
             ]
 
-    @staticmethod
-    def _start_input(session: Session, enrolment: Enrolment, state: str | None) -> JourneyInput | None:
+    def _start_input(self, session: Session, enrolment: Enrolment, state: str | None) -> JourneyInput | None:
         if enrolment.started_at is not None or enrolment.ended_at is not None:
             return None
         deployed = stored_version(session, enrolment.campaign_id, enrolment.campaign_version)
@@ -169,6 +171,7 @@ class Relay:
             trigger_event_id=enrolment.trigger_event_id,
             holdout=enrolment.holdout,
             paused=state == "paused",
+            history_limit=self.history_limit,
         )
 
     def _settle(self, done: list[_Row], started: list[_Row], ended: list[_Row], failed: dict[int, str],
@@ -213,10 +216,10 @@ class Relay:
             if outcome == "started":
                 started.append(row)
                 done.append(row)
+            elif outcome == "ended" or (outcome == "done" and row.kind == "stop"):
+                ended.append(row)  # over, or told to stop: a stopped journey ends at once
             elif outcome == "done":
                 done.append(row)
-            elif outcome == "ended":
-                ended.append(row)
             # "wait": a stop or pause for a journey that is about to start stays for a later round
         if failed:
             log.warning("%d journey signal(s) wait for Temporal: %s", len(failed), next(iter(failed.values())))

@@ -88,6 +88,7 @@ class JourneyInput:
 class JourneyResult:
     history: list[StepOutcome]
     ended_by: str
+    runs: int = 1  # 1 + how many times it continued as new
 
 
 def journey_workflow_id(campaign_id: str, contact_id: str, entry_key: str) -> str:

@@ -99,7 +99,7 @@ class JourneyWorkflow:
         self._enter(None)
         self.state.ended_by = self.state.ended_by or "completed"
         workflow.set_current_details(f"ended: {self.state.ended_by}")
-        return JourneyResult(history=self.state.history, ended_by=self.state.ended_by)
+        return JourneyResult(history=self.state.history, ended_by=self.state.ended_by, runs=self.state.runs)
 
     # What the step handlers use.
 
