@@ -43,7 +43,6 @@ from carecast.channels.base import OutboundMessage, Provider, ProviderError, Pro
 from carecast.channels.handover import hand_over
 from carecast.contacts.suppressions import add_suppression
 from carecast.contacts.views import contact_facts, contact_view, preference_view
-from carecast.intake.controls import campaign_states
 from carecast.policy.decide import decide
 from carecast.policy.decision import Defer, Send, Skip
 from carecast.policy.model import EmailIdentity, HouseRules, Message, SentDelivery
@@ -52,6 +51,7 @@ from carecast.render.bundles import BundleTemplates
 from carecast.render.context import template_context
 from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateError, TemplateRenderer
+from carecast.store.campaigns import RecentStates
 from carecast.store.expressions import json_append, one_of
 from carecast.store.models import Contact, Delivery, Event, Preferences, Suppression, utcnow
 from carecast.store.pacing import take
@@ -230,6 +230,7 @@ class DeliveryActivities:
     ) -> None:
         self.sessions = sessions
         self.bundles = BundleTemplates(sessions, renderer, house_rules.email)
+        self.campaign_states = RecentStates()
         self.provider = provider
         self.house_rules = house_rules
         self.links = links
@@ -273,7 +274,7 @@ class DeliveryActivities:
             }
             suppressed = self._suppressed(session, contacts.values())
             counted = self._counted(session, contact_ids, now)
-            holds = campaign_states(session, {r.campaign_id for r in requests})
+            holds = {c: self.campaign_states.get(session, c) for c in {r.campaign_id for r in requests}}
             for index, request in enumerate(requests):
                 row = rows.get(request.idempotency_key)
                 if row is None:

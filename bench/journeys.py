@@ -50,12 +50,12 @@ async def main() -> None:
             deploy_files(session, [settings.campaigns_dir / "confirm.yaml"], settings.templates_dir)
         sent_at: dict[str, float] = {}
         received: dict[str, float] = {}
-        began = time.perf_counter()
+        began, began_at = time.perf_counter(), time.time()
         for n in range(args.events):
             order = f"A-{n}"
             received[f"c-{n:07d}"] = time.time()
             event = IncomingEvent(f"e-{n}", f"c-{n:07d}", "order_placed", datetime.now(UTC), {"order_id": order})
-            await ingest_event(client, sessions, settings.task_queue, event)
+            await ingest_event(client, sessions, settings.task_queue, event, settle_later=True)  # as the API does
         ingest_seconds = time.perf_counter() - began
         while len(sent_at) < args.events:
             with sessions() as session:
@@ -67,6 +67,8 @@ async def main() -> None:
         latencies = sorted(sent_at[c] - received[c] for c in received)
     print(f"database            {engine.dialect.name}")
     print(f"events -> journeys  {args.events} in {ingest_seconds:.1f} s = {args.events / ingest_seconds:,.0f} events/s")
+    last = max(sent_at.values()) - began_at
+    print(f"all sent            {args.events} in {last:.1f} s = {args.events / last:,.0f} journeys/s (to the last)")
     p50 = statistics.median(latencies)
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
     print(f"event -> outbox     p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms (sent rows' update time)")

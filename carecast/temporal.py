@@ -2,15 +2,53 @@
 
 from __future__ import annotations
 
+import functools
+
+from pydantic import TypeAdapter
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
+from temporalio.converter import (
+    CompositePayloadConverter,
+    DataConverter,
+    DefaultPayloadConverter,
+    JSONPlainPayloadConverter,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from carecast.config import Settings
 
+# Every worker process builds the pydantic schema of each payload type once. Temporal gives every
+# workflow instance a payload converter of its own, so a cache per converter (temporalio's) was
+# rebuilt for every journey: its input's TypeAdapter alone cost several milliseconds of CPU.
+_type_adapter = functools.lru_cache(maxsize=1024)(TypeAdapter)
+
+
+class _SharedAdapters(PydanticJSONPlainPayloadConverter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._type_adapter = _type_adapter
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        self._type_adapter = _type_adapter
+
+
+class PayloadConverter(CompositePayloadConverter):
+    """Temporal's default converters, with JSON by pydantic (temporalio.contrib.pydantic) and shared adapters."""
+
+    def __init__(self) -> None:
+        pydantic_json = _SharedAdapters()
+        super().__init__(
+            *(
+                pydantic_json if isinstance(c, JSONPlainPayloadConverter) else c
+                for c in DefaultPayloadConverter.default_encoding_payload_converters
+            )
+        )
+
+
 # Pydantic for every payload: a journey carries its campaign's models as they are (dataclasses,
 # as every other payload is, encode to the same JSON as with Temporal's default converter).
-DATA_CONVERTER = pydantic_data_converter
+DATA_CONVERTER = DataConverter(payload_converter_class=PayloadConverter)
 
 
 async def connect(settings: Settings) -> Client:

@@ -1,12 +1,13 @@
 """Recording events (both databases): entry keys, re-entry under concurrency, and what the outbox holds."""
 
+import asyncio
 import threading
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 
-from carecast.intake.ingest import record
+from carecast.intake.ingest import ingest_event, record
 from carecast.intake.record import IncomingEvent, entry_key_of
 from carecast.store.models import Enrolment, JourneySignal
 from tests.factories import add_contact, deploy
@@ -90,3 +91,36 @@ def test_a_repeated_event_records_nothing_new(sessions, settings, campaign_folde
     first, again = record(sessions, event), record(sessions, event)
     assert (first.duplicate, again.duplicate) == (False, True)
     assert again.already_running == first.enrolled and again.signals == []
+
+
+class AcceptsAll:
+    """A Temporal client that takes every start and signal."""
+
+    async def start_workflow(self, *args, **kwargs):
+        return None
+
+
+async def test_a_fast_path_leaves_its_settlement_to_the_next_transaction_or_a_second_later(
+    sessions, settings, campaign_folder
+):
+    with sessions.begin() as session:
+        deploy(
+            session, settings.templates_dir, campaign_folder(NEVER_AGAIN.replace("reentry: never", "reentry: always"))
+        )
+        add_contact(session, "c-1")
+
+    def waiting_rows():
+        with sessions() as session:
+            return session.scalar(select(func.count()).select_from(JourneySignal))
+
+    async def ingest(n):
+        event = IncomingEvent(f"e-{n}", "c-1", "delivery_delayed", datetime.now(UTC), {"order_id": f"A-{n}"})
+        return await ingest_event(AcceptsAll(), sessions, "q", event, settle_later=True)
+
+    assert (await ingest(1)).started and waiting_rows() == 1  # delivered, not yet settled
+    await ingest(2)
+    assert waiting_rows() == 1  # the first row went with the second event's transaction
+    await asyncio.sleep(1.5)
+    assert waiting_rows() == 0  # and the second a second later
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Enrolment).where(Enrolment.started_at.is_(None))) == 0

@@ -64,7 +64,7 @@ def events_router(
         except RuntimeError:  # Temporal does not answer: the event is stored and its journeys queued
             client = None
         try:
-            result = await ingest_event(client, sessions, task_queue, event)
+            result = await ingest_event(client, sessions, task_queue, event, settle_later=True)
         except UnknownContactError as exc:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND,

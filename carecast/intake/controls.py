@@ -9,17 +9,16 @@ stop ends them, pause shows and holds them, resume lets them go on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from carecast.intake.relay import FAST_PATH_LEASE
+from carecast.intake.outgoing import FAST_PATH_LEASE
+from carecast.store.campaigns import PAUSED, RUNNING, STOPPED
 from carecast.store.models import CampaignControl, Enrolment, JourneySignal, utcnow
 
-RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
 # What each command makes of the campaign, and what running journeys are told.
 COMMANDS = {"stop": (STOPPED, "stop"), "start": (RUNNING, "resume"), "pause": (PAUSED, "pause"),
             "resume": (RUNNING, "resume")}  # fmt: skip
@@ -31,17 +30,6 @@ class ControlChange:
     before: str
     after: str
     told: list[int]  # the outbox rows for its running journeys
-
-
-def campaign_states(session: Session, campaign_ids: Iterable[str]) -> dict[str, str]:
-    """The state of each campaign that has one; the others are running."""
-    ids = sorted(set(campaign_ids))
-    if not ids:
-        return {}
-    rows = session.execute(
-        select(CampaignControl.campaign_id, CampaignControl.state).where(CampaignControl.campaign_id.in_(ids))
-    )
-    return dict(rows.all())
 
 
 class ControlError(ValueError):

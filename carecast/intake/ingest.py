@@ -36,10 +36,13 @@ async def ingest_event(
     task_queue: str,
     event: IncomingEvent,
     history_limit: int = HISTORY_LIMIT,
+    settle_later: bool = False,
 ) -> IngestResult:
     """Records the event (in a thread: the store never blocks the event loop), then starts and signals.
 
-    With no client (Temporal did not answer), everything is queued for the relay.
+    With no client (Temporal did not answer), everything is queued for the relay. A server
+    taking event after event passes `settle_later`: what the delivery leaves to write goes
+    with the next event's transaction (carecast/intake/settlement.py).
     """
     recorded = await asyncio.to_thread(record, sessions, event)
     result = IngestResult(recorded.event_id, recorded.duplicate, already_running=recorded.already_running,
@@ -47,7 +50,7 @@ async def ingest_event(
     if client is None:
         result.queued = recorded.enrolled + recorded.routed
         return result
-    report = await Relay(client, sessions, task_queue, history_limit).send(recorded.signals)
+    report = await Relay(client, sessions, task_queue, history_limit).deliver(recorded.outgoing, settle_later)
     # Enrolled and told: started by this event, or by one racing it that reached Temporal first.
     result.started = [w for w in recorded.enrolled if w not in report.waiting]
     result.signalled = [w for w in recorded.routed if w in report.delivered]

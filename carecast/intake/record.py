@@ -20,18 +20,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from carecast.campaign.model import STAGE_ENTERED, STAGE_LEFT, Campaign, ReentryAfter
 from carecast.contacts.views import contact_facts
 from carecast.filters.evaluate import matches
 from carecast.filters.model import parse_filter
-from carecast.intake.controls import RUNNING, STOPPED, campaign_states
-from carecast.intake.relay import FAST_PATH_LEASE
-from carecast.store.campaigns import active_versions
+from carecast.intake.outgoing import FAST_PATH_LEASE, JourneyStart, Outgoing, start_of
+from carecast.intake.settlement import write_waiting
+from carecast.store.campaigns import PAUSED, STOPPED, active_versions, campaign_states
 from carecast.store.models import Contact, Enrolment, Event, JourneySignal, utcnow
-from carecast.store.writes import insert_new, lock_contacts, upsert
+from carecast.store.writes import insert_new, lock_contact_rows, upsert
 from workflows.journey.contract import journey_workflow_id
 
 # Entry-key values that may go into a workflow id as they are; others are hashed there.
@@ -64,6 +64,7 @@ class Recorded:
     not_entered: dict[str, str] = field(default_factory=dict)  # campaign id -> reason
     routed: list[str] = field(default_factory=list)  # workflow ids of running journeys told of it
     signals: list[int] = field(default_factory=list)
+    outgoing: list[Outgoing] = field(default_factory=list)  # the same rows, ready for the relay
 
 
 def entry_key_of(value: Any) -> str:
@@ -89,7 +90,7 @@ def triggered_by(campaign: Campaign, event: IncomingEvent) -> bool:
     return trigger.event == event.name
 
 
-def hears(enrolment: Enrolment, event: IncomingEvent) -> bool:
+def hears(enrolment, event: IncomingEvent) -> bool:
     """Whether a running journey's own version listens to this event, for its entry key."""
     return _hears(enrolment.listens_to, enrolment.key_field, enrolment.entry_key, event)
 
@@ -102,11 +103,19 @@ def _hears(listens_to: list[str], key_field: str | None, entry_key: str, event: 
     return entry_key_of(event.data[key_field]) == entry_key
 
 
+RUNNING_ENROLMENTS = select(
+    Enrolment.id, Enrolment.workflow_id, Enrolment.campaign_id, Enrolment.campaign_version, Enrolment.contact_id,
+    Enrolment.entry_key, Enrolment.key_field, Enrolment.listens_to, Enrolment.trigger_event_id, Enrolment.holdout,
+    Enrolment.started_at,
+).where(Enrolment.contact_id == bindparam("contact_id"), Enrolment.ended_at.is_(None))  # fmt: skip
+
+
 def record_event(session: Session, event: IncomingEvent, now: datetime | None = None) -> Recorded:
     """Stores the event once, routes it and enrols, writing the outbox rows; in the caller's transaction."""
     now = now or utcnow()
+    write_waiting(session)  # what this process's last deliveries left to write: in this transaction, not one more
     # The contact's lock makes routing and the re-entry check see every enrolment committed before.
-    contact = lock_contacts(session, [event.contact_id]).get(event.contact_id)
+    contact = lock_contact_rows(session, [event.contact_id]).get(event.contact_id)
     if contact is None:
         raise UnknownContactError(event.contact_id)
     stored = dict(event_id=event.event_id, contact_id=event.contact_id, name=event.name,
@@ -115,19 +124,19 @@ def record_event(session: Session, event: IncomingEvent, now: datetime | None = 
         again = session.scalars(select(Enrolment.workflow_id).where(Enrolment.trigger_event_id == event.event_id))
         return Recorded(event.event_id, duplicate=True, already_running=list(again))
     recorded = Recorded(event.event_id, duplicate=False)
-    running = session.scalars(
-        select(Enrolment).where(Enrolment.contact_id == contact.id, Enrolment.ended_at.is_(None))
-    ).all()
-    outbox: list[dict[str, Any]] = []
-    for enrolment in running:
-        if hears(enrolment, event):
-            outbox.append(_signal(enrolment.id, enrolment.workflow_id, event, now))
-            recorded.routed.append(enrolment.workflow_id)
-    triggered = [d for d in active_versions(session) if d.campaign.is_journey and triggered_by(d.campaign, event)]
-    states = campaign_states(session, [d.campaign.id for d in triggered])
-    for deployed in triggered:
-        campaign = deployed.campaign
-        if states.get(campaign.id, RUNNING) == STOPPED:
+    # (the signal row, and what the relay needs to deliver it), for each journey to tell
+    told: list[tuple[dict[str, Any], Any, JourneyStart | None]] = []
+    listening = [e for e in session.execute(RUNNING_ENROLMENTS, {"contact_id": contact.id}) if hears(e, event)]
+    not_started = campaign_states(session, {e.campaign_id for e in listening if e.started_at is None})
+    for enrolment in listening:
+        start = start_of(session, enrolment, not_started.get(enrolment.campaign_id))
+        told.append((_signal(enrolment.id, enrolment.workflow_id, event, now), enrolment.started_at, start))
+        recorded.routed.append(enrolment.workflow_id)
+    for deployed in active_versions(session):
+        campaign, state = deployed.campaign, deployed.state
+        if not (campaign.is_journey and triggered_by(campaign, event)):
+            continue
+        if state == STOPPED:
             recorded.not_entered[campaign.id] = "campaign_stopped"
             continue
         key, reason = _entry(session, campaign, contact, event, now)
@@ -135,19 +144,26 @@ def record_event(session: Session, event: IncomingEvent, now: datetime | None = 
             recorded.not_entered[campaign.id] = reason
             continue
         workflow_id = journey_workflow_id(campaign.id, contact.id, key)
+        holdout = in_holdout(campaign.id, contact.id, campaign.holdout)
         row = dict(campaign_id=campaign.id, campaign_version=deployed.version, contact_id=contact.id, entry_key=key,
                    key_field=campaign.entry.key, listens_to=campaign.listens_to(), workflow_id=workflow_id,
-                   trigger_event_id=event.event_id, holdout=in_holdout(campaign.id, contact.id, campaign.holdout),
-                   enrolled_at=now)  # fmt: skip
+                   trigger_event_id=event.event_id, holdout=holdout, enrolled_at=now)  # fmt: skip
         enrolment_id = insert_new(session, Enrolment, row, ["campaign_id", "contact_id", "entry_key"], Enrolment.id)
         if enrolment_id is None:
             recorded.already_running.append(workflow_id)  # the same entry again: its journey runs already
             continue
-        outbox.append(_signal(enrolment_id, workflow_id, event, now))
-        outbox += [_signal(enrolment_id, workflow_id, e, now) for e in _arrived_first(session, row, event)]
+        start = JourneyStart(deployed, contact.id, key, event.event_id, holdout, paused=state == PAUSED)
+        told.append((_signal(enrolment_id, workflow_id, event, now), None, start))
+        told += [(_signal(enrolment_id, workflow_id, e, now), None, start) for e in _arrived_first(session, row, event)]
         recorded.enrolled.append(workflow_id)
-    if outbox:
-        recorded.signals = list(session.scalars(insert(JourneySignal).returning(JourneySignal.id), outbox))
+    if told:
+        ids = session.scalars(insert(JourneySignal).returning(JourneySignal.id, sort_by_parameter_order=True),
+                              [signal for signal, _, _ in told]).all()  # fmt: skip
+        recorded.signals = list(ids)
+        recorded.outgoing = [
+            _outgoing(row_id, signal, started_at, start)
+            for row_id, (signal, started_at, start) in zip(ids, told, strict=True)
+        ]
     return recorded
 
 
@@ -157,6 +173,8 @@ def _arrived_first(session: Session, enrolment: dict[str, Any], trigger: Incomin
     An exit sent in the same instant as its trigger may win the race to the store; the
     journey hears it all the same (and ends at once), rather than run as if it never came.
     """
+    if not enrolment["listens_to"]:
+        return []
     rows = session.execute(
         select(Event.event_id, Event.name, Event.occurred_at, Event.data).where(
             Event.contact_id == trigger.contact_id,
@@ -210,6 +228,8 @@ def _entry(
         key = entry_key_of(event.data[entry.key])
     else:
         key = entry_key_of(event.event_id)
+    if entry.reentry == "always":
+        return key, None
     earlier = session.scalars(
         select(Enrolment.enrolled_at).where(
             Enrolment.campaign_id == campaign.id, Enrolment.contact_id == contact.id, Enrolment.entry_key != key
@@ -220,6 +240,14 @@ def _entry(
     if isinstance(entry.reentry, ReentryAfter) and any(at > now - entry.reentry.after for at in earlier):
         return None, "reentry_too_soon"
     return key, None
+
+
+def _outgoing(row_id: int, signal: dict[str, Any], started_at, start: JourneyStart | None) -> Outgoing:
+    return Outgoing(
+        id=row_id, enrolment_id=signal["enrolment_id"], workflow_id=signal["workflow_id"], kind="event",
+        signal_key=signal["signal_key"], event_name=signal["event_name"], stage=signal["stage"], attempts=0,
+        started=started_at is not None, ended=False, stopped=False, start=start,
+    )  # fmt: skip
 
 
 def _signal(enrolment_id: int, workflow_id: str, event: IncomingEvent, now: datetime) -> dict[str, Any]:

@@ -19,42 +19,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from carecast.store.campaigns import stored_version
-from carecast.store.models import CampaignControl, Enrolment, JourneySignal, utcnow
+from carecast.intake.outgoing import Outgoing, load_outgoing
+from carecast.intake.settlement import Settlement, flush, leave, write_waiting
+from carecast.store.models import JourneySignal, utcnow
 from workflows import search_attributes as sa
 from workflows.journey.contract import HISTORY_LIMIT, JourneyEvent, JourneyInput, journey_summary
 from workflows.journey.workflow import JourneyWorkflow
 
 log = logging.getLogger("carecast.relay")
 
-# Rows written are delivered by their writer at once; the relay leaves them alone this long.
-FAST_PATH_LEASE = timedelta(seconds=15)
 # A row the relay took is its own for this long; another relay takes it after that.
 CLAIM_LEASE = timedelta(seconds=60)
 ROWS_PER_ROUND = 200
 RELAY_EVERY_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class _Row:
-    id: int
-    workflow_id: str
-    kind: str  # event, stop, pause, resume
-    signal_key: str
-    event_name: str | None
-    stage: str | None
-    attempts: int
-    started: bool
-    ended: bool
-    start: JourneyInput | None  # for a journey not started yet: what to start it with
-    stopped: bool  # its campaign is stopped: a journey not started yet is not started at all
 
 
 @dataclass
@@ -90,13 +74,13 @@ class Relay:
         """Delivers these rows now (their writer's fast path); what Temporal does not take waits for the loop."""
         if not ids:
             return RelayReport([], [], [])
-        rows = await asyncio.to_thread(self._load, ids)
-        return await self._deliver(rows)
+        return await self.deliver(await asyncio.to_thread(self._load, ids))
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Delivers due rows every second until `stopping` is set; errors are logged, never fatal."""
         while not stopping.is_set():
             try:
+                await asyncio.to_thread(flush, self.sessions)  # what this process's fast paths left to write
                 ids = await asyncio.to_thread(self._claim_due)
                 if ids:
                     await self.send(ids)
@@ -124,88 +108,28 @@ class Relay:
                 )
         return ids
 
-    def _load(self, ids: list[int]) -> list[_Row]:
-        with self.sessions() as session:
-            found = session.execute(
-                select(JourneySignal, Enrolment)
-                .join(Enrolment, Enrolment.id == JourneySignal.enrolment_id)
-                .where(JourneySignal.id.in_(ids))
-                .order_by(JourneySignal.id)
-            ).all()
-            states = dict(
-                session.execute(
-                    select(CampaignControl.campaign_id, CampaignControl.state).where(
-                        CampaignControl.campaign_id.in_({e.campaign_id for _, e in found})
-                    )
-                ).all()
-            )
-            return [
-                _Row(
-                    id=signal.id,
-                    workflow_id=signal.workflow_id,
-                    kind=signal.kind,
-                    signal_key=signal.signal_key,
-                    event_name=signal.event_name,
-                    stage=signal.stage,
-                    attempts=signal.attempts,
-                    started=enrolment.started_at is not None,
-                    ended=enrolment.ended_at is not None,
-                    start=self._start_input(session, enrolment, states.get(enrolment.campaign_id)),
-                    stopped=states.get(enrolment.campaign_id) == "stopped",
-                )  # fmt: skip
-                for signal, enrolment in found
-            ]
-
-    def _start_input(self, session: Session, enrolment: Enrolment, state: str | None) -> JourneyInput | None:
-        if enrolment.started_at is not None or enrolment.ended_at is not None:
-            return None
-        deployed = stored_version(session, enrolment.campaign_id, enrolment.campaign_version)
-        if deployed is None:
-            return None
-        return JourneyInput(
-            campaign=deployed.campaign,
-            version=deployed.version,
-            bundle=deployed.content_hash,
-            contact_id=enrolment.contact_id,
-            entry_key=enrolment.entry_key,
-            trigger_event_id=enrolment.trigger_event_id,
-            holdout=enrolment.holdout,
-            paused=state == "paused",
-            history_limit=self.history_limit,
-        )
-
-    def _settle(self, done: list[_Row], started: list[_Row], ended: list[_Row], failed: dict[int, str],
-                rows: list[_Row]) -> None:  # fmt: skip
-        now = utcnow()
-        by_id = {r.id: r for r in rows}
+    def _settle(self, settlement: Settlement) -> None:
         with self.sessions.begin() as session:
-            finished = [r.id for r in done + ended]
-            if finished:
-                session.execute(delete(JourneySignal).where(JourneySignal.id.in_(finished)))
-            for ids, values in (
-                ({r.workflow_id for r in started}, {"started_at": now}),
-                ({r.workflow_id for r in ended}, {"ended_at": now}),
-            ):
-                if ids:
-                    session.execute(
-                        update(Enrolment).where(Enrolment.workflow_id.in_(ids), Enrolment.ended_at.is_(None))
-                        .values(**values)
-                    )  # fmt: skip
-            for row_id, error in failed.items():
-                attempts = by_id[row_id].attempts + 1
-                session.execute(
-                    update(JourneySignal)
-                    .where(JourneySignal.id == row_id)
-                    .values(attempts=attempts, last_error=error[:2000],
-                            next_attempt_at=now + timedelta(seconds=min(60, 2**attempts)))
-                )  # fmt: skip
+            write_waiting(session)
+            settlement.write(session)
+
+    def _load(self, ids: list[int]) -> list[Outgoing]:
+        with self.sessions() as session:
+            return load_outgoing(session, ids)
 
     # The Temporal side.
 
-    async def _deliver(self, rows: list[_Row]) -> RelayReport:
-        done: list[_Row] = []  # told: the row goes
-        started: list[_Row] = []  # told by starting the journey: the row goes, the enrolment is started
-        ended: list[_Row] = []  # the journey is over: the row goes, the enrolment is ended
+    async def deliver(self, rows: list[Outgoing], settle_later: bool = False) -> RelayReport:
+        """Starts or signals each row's journey, then settles the rows in the store.
+
+        With `settle_later` (a writer's fast path), the settlement is left to the next
+        transaction of this process on the store (carecast/intake/settlement.py).
+        """
+        if not rows:
+            return RelayReport([], [], [])
+        done: list[Outgoing] = []  # told: the row goes
+        started: list[Outgoing] = []  # told by starting the journey: the row goes, the enrolment is started
+        ended: list[Outgoing] = []  # the journey is over: the row goes, the enrolment is ended
         failed: dict[int, str] = {}  # Temporal did not answer: the row stays, for a later round
         for row in rows:
             try:
@@ -223,14 +147,24 @@ class Relay:
             # "wait": a stop or pause for a journey that is about to start stays for a later round
         if failed:
             log.warning("%d journey signal(s) wait for Temporal: %s", len(failed), next(iter(failed.values())))
-        await asyncio.to_thread(self._settle, done, started, ended, failed, rows)
+        by_id = {r.id: r for r in rows}
+        settlement = Settlement(
+            done={r.id for r in done + ended},
+            started={r.enrolment_id for r in started},
+            ended={r.enrolment_id for r in ended},
+            failed={row_id: (by_id[row_id].attempts, error) for row_id, error in failed.items()},
+        )
+        if settle_later:
+            leave(self.sessions, settlement)
+        else:
+            await asyncio.to_thread(self._settle, settlement)
         return RelayReport(
             delivered=[r.workflow_id for r in done],
             started=[r.workflow_id for r in started],
             waiting=[r.workflow_id for r in rows if r.id in failed],
         )
 
-    async def _tell(self, row: _Row) -> str:
+    async def _tell(self, row: Outgoing) -> str:
         """Starts or signals the journey: "started", "done", "ended" (it is over), or "wait" (try again)."""
         if row.ended:
             return "ended"
@@ -251,8 +185,19 @@ class Relay:
             return "ended" if row.started else "wait"
         return "done"
 
-    async def _start(self, row: _Row) -> str:
-        journey = row.start
+    async def _start(self, row: Outgoing) -> str:
+        start = row.start
+        journey = JourneyInput(
+            campaign=start.deployed.campaign,
+            version=start.deployed.version,
+            bundle=start.deployed.content_hash,
+            contact_id=start.contact_id,
+            entry_key=start.entry_key,
+            trigger_event_id=start.trigger_event_id,
+            holdout=start.holdout,
+            paused=start.paused,
+            history_limit=self.history_limit,
+        )
         campaign = journey.campaign
         try:
             await self.client.start_workflow(
@@ -283,5 +228,5 @@ class Relay:
         return "started"
 
     @staticmethod
-    def _event(row: _Row) -> JourneyEvent:
+    def _event(row: Outgoing) -> JourneyEvent:
         return JourneyEvent(name=row.event_name or "", event_id=row.signal_key, stage=row.stage)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import func, select
@@ -9,7 +12,42 @@ from sqlalchemy.orm import Session
 
 from carecast.campaign.bundle import Bundle
 from carecast.campaign.model import Campaign
-from carecast.store.models import CampaignVersion
+from carecast.store.models import CampaignControl, CampaignVersion
+
+# An operator's hold on a campaign (campaign_controls); no row means running.
+RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
+
+
+def campaign_states(session: Session, campaign_ids: Iterable[str]) -> dict[str, str]:
+    """The state of each campaign that has one; the others are running."""
+    ids = sorted(set(campaign_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(CampaignControl.campaign_id, CampaignControl.state).where(CampaignControl.campaign_id.in_(ids))
+    )
+    return dict(rows.all())
+
+
+class RecentStates:
+    """Every campaign's state as read at most `seconds` ago: one small query a second for all sends of a worker.
+
+    The backstop under what journeys are told at once (a pause or stop signal), so a
+    second of lag lets nothing out that the signal has not already held.
+    """
+
+    def __init__(self, seconds: float = 1.0) -> None:
+        self.seconds = seconds
+        self._read_at = float("-inf")
+        self._states: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, campaign_id: str) -> str:
+        with self._lock:
+            if time.monotonic() - self._read_at > self.seconds:
+                self._states = dict(session.execute(select(CampaignControl.campaign_id, CampaignControl.state)).all())
+                self._read_at = time.monotonic()
+            return self._states.get(campaign_id, RUNNING)
 
 
 @dataclass(frozen=True)
@@ -17,6 +55,7 @@ class DeployedVersion:
     campaign: Campaign
     version: int
     content_hash: str  # the bundle's: what a journey or broadcast of this version renders from
+    state: str = RUNNING  # the operator's hold on the campaign, read with the version
 
 
 class _ParsedSpecs:
@@ -44,16 +83,18 @@ class _ParsedSpecs:
 _specs = _ParsedSpecs()
 
 
+ACTIVE_VERSIONS = (
+    select(CampaignVersion.campaign_id, CampaignVersion.content_hash, CampaignVersion.version, CampaignControl.state)
+    .outerjoin(CampaignControl, CampaignControl.campaign_id == CampaignVersion.campaign_id)
+    .where(CampaignVersion.active.is_(True))
+)
+
+
 def active_versions(session: Session) -> list[DeployedVersion]:
-    """The active version of every deployed campaign; each spec is parsed once per process."""
-    rows = session.execute(
-        select(CampaignVersion.campaign_id, CampaignVersion.content_hash, CampaignVersion.version).where(
-            CampaignVersion.active.is_(True)
-        )
-    ).all()
+    """The active version of every deployed campaign, with its state; each spec is parsed once per process."""
     return [
-        DeployedVersion(_specs.get(session, cid, content_hash), version, content_hash)
-        for cid, content_hash, version in rows
+        DeployedVersion(_specs.get(session, cid, content_hash), version, content_hash, state or RUNNING)
+        for cid, content_hash, version, state in session.execute(ACTIVE_VERSIONS)
     ]
 
 

@@ -1,0 +1,82 @@
+"""An outbox row as the relay delivers it: whom to tell what, and how to start the journey if need be."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from carecast.store.campaigns import PAUSED, STOPPED, DeployedVersion, campaign_states, stored_version
+from carecast.store.models import Enrolment, JourneySignal
+
+# Rows written are delivered by their writer at once; the relay loop leaves them alone this long.
+FAST_PATH_LEASE = timedelta(seconds=15)
+
+
+@dataclass(frozen=True)
+class JourneyStart:
+    """What a journey not started yet is started with (the relay adds what it is configured with)."""
+
+    deployed: DeployedVersion
+    contact_id: str
+    entry_key: str
+    trigger_event_id: str | None
+    holdout: bool
+    paused: bool
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    id: int
+    enrolment_id: int
+    workflow_id: str
+    kind: str  # event, stop, pause, resume
+    signal_key: str  # the event id, or the control's own id
+    event_name: str | None
+    stage: str | None
+    attempts: int
+    started: bool
+    ended: bool
+    stopped: bool  # its campaign is stopped: a journey not started yet is not started at all
+    start: JourneyStart | None  # for a journey not started yet
+
+
+def start_of(session: Session, enrolment, state: str | None) -> JourneyStart | None:
+    """How to start an enrolment's journey, or None when it started (or its version is gone)."""
+    if enrolment.started_at is not None:
+        return None
+    deployed = stored_version(session, enrolment.campaign_id, enrolment.campaign_version)
+    if deployed is None:
+        return None
+    return JourneyStart(deployed, enrolment.contact_id, enrolment.entry_key, enrolment.trigger_event_id,
+                        enrolment.holdout, paused=state == PAUSED)  # fmt: skip
+
+
+def load_outgoing(session: Session, ids: list[int]) -> list[Outgoing]:
+    """The rows with these ids, in order, with their enrolments as they are now."""
+    found = session.execute(
+        select(JourneySignal, Enrolment)
+        .join(Enrolment, Enrolment.id == JourneySignal.enrolment_id)
+        .where(JourneySignal.id.in_(ids))
+        .order_by(JourneySignal.id)
+    ).all()
+    states = campaign_states(session, {e.campaign_id for _, e in found})
+    return [
+        Outgoing(
+            id=signal.id,
+            enrolment_id=enrolment.id,
+            workflow_id=signal.workflow_id,
+            kind=signal.kind,
+            signal_key=signal.signal_key,
+            event_name=signal.event_name,
+            stage=signal.stage,
+            attempts=signal.attempts,
+            started=enrolment.started_at is not None,
+            ended=enrolment.ended_at is not None,
+            stopped=states.get(enrolment.campaign_id) == STOPPED,
+            start=start_of(session, enrolment, states.get(enrolment.campaign_id)),
+        )  # fmt: skip
+        for signal, enrolment in found
+    ]

@@ -1,0 +1,118 @@
+"""What delivering outbox rows leaves to write: rows done, journeys started or ended, rows to retry.
+
+The relay loop writes it at once. A writer's fast path (an event from the API) leaves it
+to the next transaction of this process on the same store — the next event's record,
+or a flush a second later — rather than a transaction of its own, which on SQLite
+(one writer at a time) would stand in front of every next event. Lost if the process
+dies first, it costs a repeat and nothing more: the relay delivers a row again after
+its lease, and a journey ignores what it has heard before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, delete, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from carecast.store.models import Enrolment, JourneySignal, utcnow
+
+FLUSH_AFTER_SECONDS = 1.0
+
+
+@dataclass
+class Settlement:
+    done: set[int] = field(default_factory=set)  # outbox rows delivered: they go
+    started: set[int] = field(default_factory=set)  # enrolments whose journey Temporal now knows
+    ended: set[int] = field(default_factory=set)  # enrolments whose journey is over
+    failed: dict[int, tuple[int, str]] = field(default_factory=dict)  # row id -> (attempts so far, error)
+
+    def __bool__(self) -> bool:
+        return bool(self.done or self.started or self.ended or self.failed)
+
+    def add(self, other: Settlement) -> None:
+        self.done |= other.done
+        self.started |= other.started
+        self.ended |= other.ended
+        self.failed.update(other.failed)
+
+    def write(self, session: Session, now: datetime | None = None) -> None:
+        now = now or utcnow()
+        if self.done:
+            session.execute(delete(JourneySignal).where(JourneySignal.id.in_(sorted(self.done))))
+        for ids, values in ((self.started, {"started_at": now}), (self.ended, {"ended_at": now})):
+            if ids:
+                session.execute(
+                    update(Enrolment)
+                    .where(Enrolment.id.in_(sorted(ids)), Enrolment.ended_at.is_(None))
+                    .values(**values)
+                )
+        for row_id, (attempts, error) in self.failed.items():
+            session.execute(
+                update(JourneySignal)
+                .where(JourneySignal.id == row_id)
+                .values(attempts=attempts + 1, last_error=error[:2000],
+                        next_attempt_at=now + timedelta(seconds=min(60, 2 ** (attempts + 1))))
+            )  # fmt: skip
+
+
+class _Waiting:
+    """This process's settlements not written yet, for one store."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.settlement = Settlement()
+        self.flush_due = False
+
+
+_waiting: weakref.WeakKeyDictionary[Engine, _Waiting] = weakref.WeakKeyDictionary()
+_registry_lock = threading.Lock()
+
+
+def _for(engine: Engine) -> _Waiting:
+    with _registry_lock:
+        return _waiting.setdefault(engine, _Waiting())
+
+
+def write_waiting(session: Session) -> None:
+    """Writes, in the caller's transaction, what this process left to write on the session's store."""
+    waiting = _for(session.get_bind())
+    with waiting.lock:
+        settlement, waiting.settlement = waiting.settlement, Settlement()
+    if settlement:
+        settlement.write(session)
+
+
+def leave(sessions: sessionmaker[Session], settlement: Settlement) -> None:
+    """Leaves `settlement` to the next transaction, and makes sure one comes within a second."""
+    engine = sessions.kw["bind"]
+    waiting = _for(engine)
+    with waiting.lock:
+        waiting.settlement.add(settlement)
+        if waiting.flush_due:
+            return
+        waiting.flush_due = True
+    asyncio.get_running_loop().call_later(FLUSH_AFTER_SECONDS, _flush_soon, sessions, waiting)
+
+
+def _flush_soon(sessions: sessionmaker[Session], waiting: _Waiting) -> None:
+    waiting.flush_due = False
+    _background.add(task := asyncio.ensure_future(asyncio.to_thread(flush, sessions)))
+    task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Future] = set()  # strong references to flushes in flight
+
+
+def flush(sessions: sessionmaker[Session]) -> None:
+    """Writes what this process left to write, in a transaction of its own (if there is anything)."""
+    waiting = _for(sessions.kw["bind"])
+    with waiting.lock:
+        if not waiting.settlement:
+            return
+    with sessions.begin() as session:
+        write_waiting(session)
