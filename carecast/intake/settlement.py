@@ -42,15 +42,20 @@ class Settlement:
 
     def write(self, session: Session, now: datetime | None = None) -> None:
         now = now or utcnow()
-        if self.done:
-            session.execute(delete(JourneySignal).where(JourneySignal.id.in_(sorted(self.done))))
+        gone = delete(JourneySignal).where(JourneySignal.id.in_(sorted(self.done))) if self.done else None
         for ids, values in ((self.started, {"started_at": now}), (self.ended, {"ended_at": now})):
             if ids:
-                session.execute(
+                moved = (
                     update(Enrolment)
                     .where(Enrolment.id.in_(sorted(ids)), Enrolment.ended_at.is_(None))
                     .values(**values)
                 )
+                if gone is not None and session.get_bind().dialect.name == "postgresql":
+                    # One round trip for both: the delete as a data-modifying CTE of the update.
+                    moved, gone = moved.add_cte(gone.cte("done")), None
+                session.execute(moved)
+        if gone is not None:
+            session.execute(gone)
         for row_id, (attempts, error) in self.failed.items():
             session.execute(
                 update(JourneySignal)
