@@ -7,6 +7,7 @@ page or a restarted worker never sends anyone a second copy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import available_timezones
@@ -20,7 +21,7 @@ from activities.deliver import DeliveryActivities
 from carecast.filters.model import parse_filter
 from carecast.filters.sql import to_sql
 from carecast.policy.local_time import wall
-from carecast.policy.model import HouseRules
+from carecast.policy.model import HouseRules, rules_source
 from carecast.policy.send_windows import compile_window
 from carecast.policy.timezones import contact_zone, zone
 from carecast.store.campaigns import DeployedVersion, stored_version
@@ -54,10 +55,15 @@ def zones_at_local_time(cron: str, moment: datetime) -> set[str]:
 
 
 class BroadcastActivities:
-    def __init__(self, sessions: sessionmaker[Session], delivery: DeliveryActivities, house_rules: HouseRules) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        delivery: DeliveryActivities,
+        house_rules: HouseRules | Callable[[], HouseRules],
+    ) -> None:
         self.sessions = sessions
         self.delivery = delivery
-        self.house_rules = house_rules
+        self.rules = rules_source(house_rules)
 
     def _campaign(self, session: Session, campaign_id: str, version: int) -> DeployedVersion:
         deployed = stored_version(session, campaign_id, version)
@@ -76,21 +82,23 @@ class BroadcastActivities:
             where = and_(where, or_(Contact.timezone.in_(zones), Contact.timezone.is_(None)))
         return where
 
-    def _in_local_time(self, page: BroadcastPageInput, timezone: str | None, phone: str | None) -> bool:
+    @staticmethod
+    def _in_local_time(page: BroadcastPageInput, timezone: str | None, phone: str | None, default_zone: str) -> bool:
         if not page.local_time_cron:
             return True
-        tz = contact_zone(timezone, phone, self.house_rules.default_timezone)
+        tz = contact_zone(timezone, phone, default_zone)
         return compile_window(page.local_time_cron).matches(wall(page.as_of.replace(second=0, microsecond=0), tz))
 
     @activity.defn(name=COUNT_AUDIENCE)
     def count_audience(self, page: BroadcastPageInput) -> int:
+        default_zone = self.rules().default_timezone  # before the session: reading the rules may need the store
         with self.sessions() as session:
             deployed = self._campaign(session, page.campaign_id, page.version)
             where = self._audience(deployed, page)
             if not page.local_time_cron:
                 return session.scalar(select(func.count()).select_from(Contact).where(where))
             rows = session.execute(select(Contact.timezone, Contact.phone).where(where))
-            return sum(1 for timezone, phone in rows if self._in_local_time(page, timezone, phone))
+            return sum(1 for timezone, phone in rows if self._in_local_time(page, timezone, phone, default_zone))
 
     @staticmethod
     def _request(
@@ -153,7 +161,8 @@ class BroadcastActivities:
             elif page.limit:
                 query = query.limit(page.limit)
             rows = session.execute(query.order_by(Contact.id)).all()
-        chosen = [contact_id for contact_id, timezone, phone in rows if self._in_local_time(page, timezone, phone)]
+        default_zone = self.rules().default_timezone
+        chosen = [cid for cid, timezone, phone in rows if self._in_local_time(page, timezone, phone, default_zone)]
         requests = [self._request(deployed, page.run_id, cid, page.as_of, page.asked_at) for cid in chosen]
         counters, _ = self._send_all(requests)
         counters.audience = len(chosen)

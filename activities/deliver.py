@@ -45,7 +45,7 @@ from carecast.contacts.suppressions import add_suppression
 from carecast.contacts.views import contact_facts, contact_view, preference_view
 from carecast.policy.decide import decide
 from carecast.policy.decision import Defer, Send, Skip
-from carecast.policy.model import EmailIdentity, HouseRules, Message, SentDelivery
+from carecast.policy.model import EmailIdentity, HouseRules, Message, SentDelivery, rules_source
 from carecast.policy.timezones import contact_zone
 from carecast.render.bundles import BundleTemplates
 from carecast.render.context import template_context
@@ -224,18 +224,17 @@ class DeliveryActivities:
         sessions: sessionmaker[Session],
         renderer: TemplateRenderer,
         provider: Provider,
-        house_rules: HouseRules,
+        house_rules: HouseRules | Callable[[], HouseRules],
         links: LinkSigner,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
-        self.bundles = BundleTemplates(sessions, renderer, house_rules.email)
+        self.rules = rules_source(house_rules)
+        self.bundles = BundleTemplates(sessions, renderer, lambda: self.rules().email)
         self.campaign_states = RecentStates()
         self.provider = provider
-        self.house_rules = house_rules
         self.links = links
         self.clock = clock
-        self.count_window = max((cap.window for cap in house_rules.caps), default=timedelta(days=30))
 
     @activity.defn(name=DELIVER)
     def deliver(self, request: DeliverInput) -> DeliverResult:
@@ -247,14 +246,17 @@ class DeliveryActivities:
     def deliver_batch(self, requests: Sequence[DeliverInput]) -> list[Outcome]:
         """One outcome per request, in order: its result, or the error to raise for it."""
         outcomes: list[Outcome | None] = [None] * len(requests)
-        claimed = self._claim_all(requests, outcomes)
+        # The house rules now (a limit tightened by a deploy applies to the next message), read before any
+        # transaction opens: reading them may take a connection of its own.
+        rules = self.rules()
+        claimed = self._claim_all(requests, outcomes, rules)
         if claimed:
-            self._send_all(claimed, outcomes)
+            self._send_all(claimed, outcomes, rules)
         return outcomes  # type: ignore[return-value]
 
     # 1. decide and claim, under the contacts' locks
 
-    def _claim_all(self, requests: Sequence[DeliverInput], outcomes: list) -> list[_Claimed]:
+    def _claim_all(self, requests: Sequence[DeliverInput], outcomes: list, rules: HouseRules) -> list[_Claimed]:
         contact_ids = sorted({r.contact_id for r in requests})
         claims: list[tuple[int, _Row, Contact, Send]] = []
         with self.sessions.begin() as session:
@@ -273,14 +275,14 @@ class DeliveryActivities:
                 for p in session.execute(select(table).where(one_of(session, table.c.contact_id, contact_ids)))
             }
             suppressed = self._suppressed(session, contacts.values())
-            counted = self._counted(session, contact_ids, now)
+            counted = self._counted(session, contact_ids, now, rules)
             holds = {c: self.campaign_states.get(session, c) for c in {r.campaign_id for r in requests}}
             for index, request in enumerate(requests):
                 row = rows.get(request.idempotency_key)
                 if row is None:
                     row = rows[request.idempotency_key] = self._new_row(request)
                 contact = contacts.get(request.contact_id)
-                decision = self._decide(request, row, contact, prefs, suppressed, counted, holds, now)
+                decision = self._decide(request, row, contact, prefs, suppressed, counted, holds, rules, now)
                 if isinstance(decision, Send):
                     if row.status != "sending":
                         row.channel, row.sent_at = decision.channel, now  # _record marks it changed
@@ -314,7 +316,7 @@ class DeliveryActivities:
         )
         return _Row(request.idempotency_key, "reserved", status_history=[_history("reserved")], columns=columns)
 
-    def _decide(self, request, row, contact, prefs, suppressed, counted, holds, now) -> _Pending | Send:
+    def _decide(self, request, row, contact, prefs, suppressed, counted, holds, rules, now) -> _Pending | Send:
         """What happens to one message: a Send to claim, or an outcome that is already settled."""
         if row.status in FINAL:
             return _Pending(row, None)
@@ -337,7 +339,7 @@ class DeliveryActivities:
             preference_view(prefs.get(contact.id)),
             suppressed,
             counted[contact.id],
-            self.house_rules,
+            rules,
             now,
         )
         if isinstance(decision, Skip):
@@ -345,7 +347,7 @@ class DeliveryActivities:
             return _Pending(row, None)
         if isinstance(decision, Defer):
             _record(row, "deferred", reason=decision.reason, until=decision.until.isoformat())
-            return _Pending(row, None, deferred=self._deferred_result(decision, contact, now))
+            return _Pending(row, None, deferred=self._deferred_result(decision, contact, now, rules))
         return decision
 
     def _message(self, request: DeliverInput, hold: str | None) -> Message:
@@ -375,12 +377,16 @@ class DeliveryActivities:
         )
         return {(channel, address) for channel, address in rows}
 
-    def _counted(self, session: Session, contact_ids: list[str], now: datetime) -> dict[str, list[SentDelivery]]:
+    @staticmethod
+    def _counted(
+        session: Session, contact_ids: list[str], now: datetime, rules: HouseRules
+    ) -> dict[str, list[SentDelivery]]:
         counted: dict[str, list[SentDelivery]] = defaultdict(list)
+        window = max((cap.window for cap in rules.caps), default=timedelta(days=30))
         rows = session.execute(
             select(Delivery.contact_id, Delivery.sent_at, Delivery.category, Delivery.channel).where(
                 one_of(session, Delivery.contact_id, contact_ids),
-                Delivery.sent_at > now - self.count_window,
+                Delivery.sent_at > now - window,
                 Delivery.status.not_in(NOT_COUNTED),
             )
         )
@@ -388,8 +394,9 @@ class DeliveryActivities:
             counted[contact_id].append(SentDelivery(at=at, category=category, channel=channel))
         return counted
 
-    def _deferred_result(self, decision: Defer, contact: Contact, now: datetime):
-        tz = contact_zone(contact.timezone, contact.phone, self.house_rules.default_timezone)
+    @staticmethod
+    def _deferred_result(decision: Defer, contact: Contact, now: datetime, rules: HouseRules):
+        tz = contact_zone(contact.timezone, contact.phone, rules.default_timezone)
         local = decision.until.astimezone(tz)
         when = f"{local:%H:%M}" if local.date() == now.astimezone(tz).date() else f"{local:%a %d %b %H:%M}"
         return dict(deferred_until=decision.until, deferred_until_local=f"{when} {tz.key}")
@@ -454,18 +461,18 @@ class DeliveryActivities:
             links.append(f"<mailto:{parseaddr(mailto)[1]}?subject=unsubscribe%20{token}>")
         return {"List-Unsubscribe": ", ".join(links), "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
-    def _paced_chunks(self, claimed: list[_Claimed]):
+    def _paced_chunks(self, claimed: list[_Claimed], rules: HouseRules):
         """The claimed messages in chunks of a tenth of a second's rate, each after its tokens are taken."""
         rendered = [c for c in claimed if isinstance(c.message, OutboundMessage)]
         # Failed renders go straight to recording; they reach no provider and take no tokens.
         unpaced = [
             c
             for c in claimed
-            if not isinstance(c.message, OutboundMessage) or c.message.channel not in self.house_rules.send_rates
+            if not isinstance(c.message, OutboundMessage) or c.message.channel not in rules.send_rates
         ]
         if unpaced:
             yield unpaced
-        for channel, rate in self.house_rules.send_rates.items():
+        for channel, rate in rules.send_rates.items():
             messages = [c for c in rendered if c.message.channel == channel]
             size = max(1, int(rate / 10))
             for start in range(0, len(messages), size):
@@ -476,9 +483,9 @@ class DeliveryActivities:
                     time.sleep(wait)
                 yield chunk
 
-    def _send_all(self, claimed: list[_Claimed], outcomes: list) -> None:
+    def _send_all(self, claimed: list[_Claimed], outcomes: list, rules: HouseRules) -> None:
         handed: dict[int, ProviderReceipt | Exception] = {}
-        for chunk in self._paced_chunks(claimed):
+        for chunk in self._paced_chunks(claimed, rules):
             sendable = [c for c in chunk if isinstance(c.message, OutboundMessage)]
             for claim, answer in zip(sendable, hand_over(self.provider, [c.message for c in sendable]), strict=True):
                 handed[claim.index] = answer

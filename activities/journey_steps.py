@@ -19,7 +19,7 @@ from carecast.filters.model import parse_filter
 from carecast.intake.record import record_stage_move
 from carecast.intake.relay import Relay
 from carecast.policy.local_time import earliest_instant_for_wall, wall
-from carecast.policy.model import HouseRules
+from carecast.policy.model import HouseRules, rules_source
 from carecast.policy.timezones import contact_zone
 from carecast.store.models import Contact, Event
 from workflows.journey.contract import (
@@ -52,12 +52,12 @@ class JourneyStepActivities:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        house_rules: HouseRules,
+        house_rules: HouseRules | Callable[[], HouseRules],
         client: Callable[[], Client] | None = None,
         task_queue: str = "",
     ) -> None:
         self.sessions = sessions
-        self.house_rules = house_rules
+        self.rules = rules_source(house_rules)
         self.client = client
         self.task_queue = task_queue
 
@@ -69,9 +69,10 @@ class JourneyStepActivities:
 
     @activity.defn(name=NEXT_LOCAL_TIME)
     def next_local_time(self, request: NextLocalTimeInput) -> NextLocalTimeResult:
+        default_zone = self.rules().default_timezone  # before the session: reading the rules may need the store
         with self.sessions() as session:
             contact = self._contact(session, request.contact_id)
-            tz = contact_zone(contact.timezone, contact.phone, self.house_rules.default_timezone)
+            tz = contact_zone(contact.timezone, contact.phone, default_zone)
         at = next_local_time(request.after, tz, request.time_of_day, request.weekdays)
         return NextLocalTimeResult(at=at, local=f"{at.astimezone(tz):%a %H:%M} {tz.key}")
 

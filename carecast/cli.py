@@ -243,8 +243,9 @@ def deploy(
 ) -> None:
     """Validate, store new campaign versions, and create or update their Temporal Schedules."""
     from carecast.campaign.validate import validate_project
-    from carecast.deploy import deploy_versions, sync_schedules
+    from carecast.deploy import Change, deploy_versions, sync_schedules
     from carecast.store.db import make_sessionmaker
+    from carecast.store.house_rules import deploy_house_rules
     from carecast.temporal import connect
 
     settings = _settings()
@@ -264,6 +265,8 @@ def deploy(
             changes, versions, removed = deploy_versions(
                 session, campaigns, settings.templates_dir, report.house_rules.email, remove_missing=not paths
             )
+            if deploy_house_rules(session, settings.campaigns_dir):
+                changes.append(Change("policy.yaml", "house rules deployed: every worker applies them within seconds"))
         schedules = await sync_schedules(client, campaigns, versions, removed, settings.task_queue, report.lifecycle)
         return changes + schedules
 

@@ -27,11 +27,12 @@ from carecast.api.app import create_app
 from carecast.campaign.lifecycle import Lifecycle
 from carecast.campaign.validate import validate_project
 from carecast.config import Settings
-from carecast.deploy import deploy_versions, sync_schedules
+from carecast.deploy import Change, deploy_versions, sync_schedules
 from carecast.ports import PortNeed, ensure_free
 from carecast.providers import build_provider, describe_providers
 from carecast.store.db import make_engine, make_sessionmaker
 from carecast.store.demo import seed_demo_contacts
+from carecast.store.house_rules import deploy_house_rules
 from carecast.store.migrate import upgrade
 from carecast.temporal import connect
 from carecast.worker import carecast_worker
@@ -161,6 +162,8 @@ def prepare_store(settings: Settings, say: Callable[[str], None]) -> tuple[Engin
             changes, versions, removed = deploy_versions(
                 session, report.campaigns, settings.templates_dir, report.house_rules.email
             )
+            if deploy_house_rules(session, settings.campaigns_dir):
+                changes.append(Change("policy.yaml", "house rules deployed"))
             plan = DeployPlan(report.campaigns, versions, removed, report.lifecycle)
             for change in changes:
                 say(f"campaign   {change}")

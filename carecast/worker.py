@@ -27,6 +27,7 @@ from carecast.config import Settings
 from carecast.intake.relay import Relay
 from carecast.render.templates import TemplateRenderer
 from carecast.store.db import make_sessionmaker
+from carecast.store.house_rules import DeployedHouseRules
 from workflows.broadcast import BroadcastWorkflow
 from workflows.journey.workflow import JourneyWorkflow
 from workflows.legacy.journey_v1 import JourneyWorkflowV1
@@ -41,7 +42,8 @@ async def carecast_worker(
 ) -> AsyncIterator[Worker]:
     """A configured worker, the thread pool its activities run in, and the outbox relay, closed together."""
     sessions = make_sessionmaker(engine)
-    house_rules = load_house_rules(settings.campaigns_dir)
+    # The rules as last deployed (this folder's until a deploy stores them): limits are never frozen.
+    house_rules = DeployedHouseRules(sessions, fallback=load_house_rules(settings.campaigns_dir))
     delivery = DeliveryActivities(
         sessions, TemplateRenderer(settings.templates_dir), provider, house_rules, settings.link_signer()
     )

@@ -18,6 +18,7 @@ from carecast.intake.ingest import ingest_event
 from carecast.intake.record import IncomingEvent
 from carecast.intake.relay import Relay
 from carecast.policy.model import EmailIdentity
+from carecast.store.house_rules import deploy_house_rules
 from carecast.store.models import Delivery, Enrolment
 from carecast.worker import carecast_worker
 from tests.factories import ROOT, add_contact, deploy
@@ -403,3 +404,27 @@ async def test_a_stage_move_whose_first_announcement_fails_is_still_announced(wo
     await until_started(world.env.client, vip)  # ... the worker's relay delivered it a moment later
     outcome = await world.finish(vip)
     assert [(s.step_id, s.status) for s in outcome.history] == [("hello", "sent")]
+
+
+OFFER = """\
+id: offer
+name: Offer
+category: marketing
+topic: offers
+trigger: {event: browsed}
+steps:
+  - id: later
+    wait: 1h
+  - id: offer
+    send: {template: note, channels: [email]}
+"""
+
+
+async def test_a_house_limit_tightened_by_a_deploy_reaches_a_running_journey(world):
+    world.deploy(OFFER)
+    [journey] = (await world.send("browsed")).started
+    (world.campaigns / "policy.yaml").write_text("frequency_caps:\n  - {name: none_this_week, max: 0, per: 7d}\n")
+    with world.sessions.begin() as session:
+        assert deploy_house_rules(session, world.campaigns)
+    outcome = await world.finish(journey)
+    assert (outcome.history[-1].status, outcome.history[-1].reason) == ("skipped", "frequency_cap:none_this_week")

@@ -20,6 +20,7 @@ from carecast.api.webhooks import webhooks_router
 from carecast.campaign.house_rules import load_house_rules
 from carecast.config import Settings
 from carecast.store.db import make_engine, make_sessionmaker, ping
+from carecast.store.house_rules import DeployedHouseRules
 from carecast.temporal import connect
 
 HEALTH_TIMEOUT_SECONDS = 3.0
@@ -51,7 +52,8 @@ def create_app(
     app.include_router(contacts_router(sessions, temporal_client, settings.task_queue, auth))
     app.include_router(events_router(sessions, temporal_client, settings.task_queue, auth))
     app.include_router(webhooks_router(settings, sessions, temporal_client))
-    center = PreferenceCenter(sessions, settings.link_signer(), load_house_rules(settings.campaigns_dir))
+    rules = DeployedHouseRules(sessions, fallback=load_house_rules(settings.campaigns_dir))
+    center = PreferenceCenter(sessions, settings.link_signer(), rules)
     app.include_router(preference_center_router(center))
 
     @app.get("/healthz")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
@@ -30,7 +31,7 @@ from carecast.channels.base import CHANNELS
 from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput, QuietHoursInput
 from carecast.contacts.views import preference_view
 from carecast.contacts.writer import unsubscribe_wording, write_contacts
-from carecast.policy.model import HouseRules
+from carecast.policy.model import HouseRules, rules_source
 from carecast.policy.timezones import contact_zone
 from carecast.render.links import LinkSigner
 from carecast.store.campaigns import active_versions
@@ -58,11 +59,13 @@ def topic_label(name: str) -> str:
 
 
 class PreferenceCenter:
-    def __init__(self, sessions: sessionmaker[Session], links: LinkSigner, house_rules: HouseRules) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], links: LinkSigner, house_rules: HouseRules | Callable[[], HouseRules]
+    ) -> None:
         self.sessions = sessions
         self.links = links
-        self.house_rules = house_rules
-        self.brand = parseaddr(house_rules.email.sender)[0] or "us"
+        self.rules = rules_source(house_rules)
+        self.brand = parseaddr(self.rules().email.sender)[0] or "us"
         self.pages = Environment(loader=FileSystemLoader(PAGES), autoescape=select_autoescape(["j2"]))
 
     def page(self, name: str, locale: str | None, status: int = 200, **values: Any) -> HTMLResponse:
@@ -83,7 +86,9 @@ class PreferenceCenter:
             about.setdefault(name, [])
         return [Topic(name, topic_label(name), ", ".join(sorted(names))) for name, names in sorted(about.items())]
 
-    def render(self, session: Session, contact: Contact, token: str, topic: str | None, **extra: Any) -> HTMLResponse:
+    def render(
+        self, session: Session, contact: Contact, token: str, topic: str | None, rules: HouseRules, **extra: Any
+    ) -> HTMLResponse:
         prefs = session.get(Preferences, contact.id)
         view = preference_view(prefs)
         _, strings = strings_for(contact.locale)
@@ -94,8 +99,8 @@ class PreferenceCenter:
             if addresses[c]
         ]
         quiet = view.quiet_hours
-        house_quiet = self.house_rules.quiet_hours
-        zone = contact_zone(contact.timezone, contact.phone, self.house_rules.default_timezone)
+        house_quiet = rules.quiet_hours
+        zone = contact_zone(contact.timezone, contact.phone, rules.default_timezone)
         paused = view.paused_until if view.paused_until and view.paused_until > utcnow() else None
         values = dict(
             action=f"/u/{token}",
@@ -203,12 +208,13 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
     @router.get("/u/{token}")
     def show(token: str, saved: int = 0) -> Response:
         """A plain `def`: FastAPI runs it in a thread, so the store never blocks the event loop."""
+        rules = center.rules()  # before the session: reading the rules may need the store
         with center.sessions() as session:
             found = find(session, token)
             if found is None:
                 return center.not_found()
             contact, topic = found
-            return center.render(session, contact, token, topic, saved=bool(saved))
+            return center.render(session, contact, token, topic, rules, saved=bool(saved))
 
     @router.post("/u/{token}")
     async def change(token: str, request: Request) -> Response:
@@ -219,6 +225,7 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
         return await asyncio.to_thread(apply, token, read, posted)
 
     def apply(token: str, read: tuple[str, str | None], posted: Posted) -> Response:
+        rules = center.rules()
         with center.sessions.begin() as session:
             found = contact_of(session, read)
             if found is None:
@@ -243,7 +250,8 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
             given = center.changes(session, contact, posted.fields)
             if isinstance(given, str):
                 _, strings = strings_for(contact.locale)
-                return center.render(session, contact, token, topic, errors={"quiet": strings[given]}, status=422)
+                errors = {"quiet": strings[given]}
+                return center.render(session, contact, token, topic, rules, errors=errors, status=422)
             _, strings = strings_for(contact.locale)
             write_contacts(
                 session,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Literal
@@ -58,6 +58,11 @@ class HouseRules:
     # Messages per second each channel's provider is handed, across all workers (absent: unpaced).
     send_rates: Mapping[str, float] = field(default_factory=dict)
     email: EmailIdentity = field(default_factory=EmailIdentity)
+
+
+def rules_source(rules: HouseRules | Callable[[], HouseRules]) -> Callable[[], HouseRules]:
+    """Fixed rules (tests, tools) or a source of the current ones (workers: the deployed rules)."""
+    return rules if callable(rules) else (lambda: rules)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import select
@@ -22,17 +23,19 @@ KEPT_BUNDLES = 64
 
 
 class BundleTemplates:
-    def __init__(self, sessions: sessionmaker[Session], folder: TemplateRenderer, house: EmailIdentity) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], folder: TemplateRenderer, house: Callable[[], EmailIdentity]
+    ) -> None:
         self.sessions = sessions
         self.folder = folder
-        self.house = house
+        self.house = house  # the house identity now, for versions deployed before bundles
         self._loaded: OrderedDict[tuple[str, str], tuple[TemplateRenderer, EmailIdentity]] = OrderedDict()
         self._lock = threading.Lock()  # activities run in a thread pool
 
     def of(self, campaign_id: str, bundle: str | None) -> tuple[TemplateRenderer, EmailIdentity]:
         """(renderer, identity) of a campaign's bundle, by its content hash."""
         if bundle is None:
-            return self.folder, self.house
+            return self.folder, self.house()
         key = (campaign_id, bundle)
         with self._lock:
             if key in self._loaded:
@@ -53,6 +56,6 @@ class BundleTemplates:
                 )
             ).first()
         if row is None or row.templates is None:
-            return self.folder, self.house  # deployed before bundles
+            return self.folder, self.house()  # deployed before bundles
         renderer = TemplateRenderer(Path(f"{campaign_id} bundle {bundle[:12]}"), files=row.templates)
-        return renderer, identity_from(row.identity) or self.house
+        return renderer, identity_from(row.identity) or self.house()

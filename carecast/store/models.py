@@ -162,6 +162,17 @@ class CampaignVersion(Base):
     deployed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class HouseRulesVersion(Base):
+    """`campaigns/policy.yaml` as deployed; workers apply the newest, so a tightened limit reaches every journey."""
+
+    __tablename__ = "house_rules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]] = mapped_column(JsonDocument, doc="the validated policy.yaml")
+    deployed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class CampaignControl(Base):
     """An operator's hold on a campaign: `paused` holds its sends, `stopped` takes no entries and ends journeys.
 

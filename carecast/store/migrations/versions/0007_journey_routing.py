@@ -6,7 +6,8 @@
 - journey_signals: the outbox the relay starts and signals journeys from;
 - campaign_controls: an operator's pause or stop of a campaign;
 - campaign_versions: the templates and email identity of each version's bundle
-  (versions deployed before have none and keep rendering from the worker's folder).
+  (versions deployed before have none and keep rendering from the worker's folder);
+- house_rules: policy.yaml as deployed, which workers apply (before: each worker's own file).
 
 Revision ID: 0007
 Revises: 0006
@@ -123,8 +124,18 @@ def upgrade() -> None:
         batch.add_column(sa.Column("templates", JSON_DOCUMENT, nullable=True))
         batch.add_column(sa.Column("identity", JSON_DOCUMENT, nullable=True))
 
+    op.create_table(
+        "house_rules",
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
+        sa.Column("document", JSON_DOCUMENT, nullable=False),
+        sa.Column("deployed_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_house_rules")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("house_rules")
     with op.batch_alter_table("campaign_versions") as batch:
         batch.drop_column("identity")
         batch.drop_column("templates")
