@@ -91,7 +91,7 @@ class BroadcastActivities:
 
     @activity.defn(name=COUNT_AUDIENCE)
     def count_audience(self, page: BroadcastPageInput) -> int:
-        default_zone = self.rules().default_timezone  # before the session: reading the rules may need the store
+        default_zone = self.rules().default_timezone  # the house rules now, once for the call
         with self.sessions() as session:
             deployed = self._campaign(session, page.campaign_id, page.version)
             where = self._audience(deployed, page)

@@ -246,8 +246,7 @@ class DeliveryActivities:
     def deliver_batch(self, requests: Sequence[DeliverInput]) -> list[Outcome]:
         """One outcome per request, in order: its result, or the error to raise for it."""
         outcomes: list[Outcome | None] = [None] * len(requests)
-        # The house rules now (a limit tightened by a deploy applies to the next message), read before any
-        # transaction opens: reading them may take a connection of its own.
+        # The house rules now, once for the batch: a limit tightened by a deploy applies to the next message.
         rules = self.rules()
         claimed = self._claim_all(requests, outcomes, rules)
         if claimed:

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client
@@ -21,11 +21,13 @@ from carecast.intake.relay import Relay
 from carecast.policy.local_time import earliest_instant_for_wall, wall
 from carecast.policy.model import HouseRules, rules_source
 from carecast.policy.timezones import contact_zone
-from carecast.store.models import Contact, Event
+from carecast.store.models import Contact, Enrolment, Event, utcnow
 from workflows.journey.contract import (
+    JOURNEY_ENDED,
     MATCH_CASE,
     NEXT_LOCAL_TIME,
     UPDATE_CONTACT,
+    JourneyEndedInput,
     MatchCaseInput,
     MatchCaseResult,
     NextLocalTimeInput,
@@ -69,7 +71,7 @@ class JourneyStepActivities:
 
     @activity.defn(name=NEXT_LOCAL_TIME)
     def next_local_time(self, request: NextLocalTimeInput) -> NextLocalTimeResult:
-        default_zone = self.rules().default_timezone  # before the session: reading the rules may need the store
+        default_zone = self.rules().default_timezone  # the house rules now, once for the call
         with self.sessions() as session:
             contact = self._contact(session, request.contact_id)
             tz = contact_zone(contact.timezone, contact.phone, default_zone)
@@ -88,6 +90,16 @@ class JourneyStepActivities:
             if matches(parse_filter(condition, allow_event=True), facts, request.now, event):
                 return MatchCaseResult(index=index)
         return MatchCaseResult(index=-1)
+
+    @activity.defn(name=JOURNEY_ENDED)
+    def journey_ended(self, request: JourneyEndedInput) -> None:
+        """Marks the enrolment ended: stops and pauses reach only journeys that run (a local activity)."""
+        with self.sessions.begin() as session:
+            session.execute(
+                update(Enrolment)
+                .where(Enrolment.id == request.enrolment_id, Enrolment.ended_at.is_(None))
+                .values(ended_at=utcnow())
+            )
 
     @activity.defn(name=UPDATE_CONTACT)
     async def update_contact(self, request: UpdateContactInput) -> None:

@@ -355,15 +355,20 @@ def campaign_resume(campaign_id: str, reason: Annotated[str | None, REASON] = No
 
 @campaign_app.command("status")
 def campaign_status(campaign_id: str) -> None:
-    """Whether the campaign runs, is paused or stopped, and how many of its journeys run."""
+    """Whether the campaign runs, is paused or stopped, and how many of its journeys are under way."""
     from sqlalchemy import func, select
 
     from carecast.store.db import make_sessionmaker
-    from carecast.store.models import CampaignControl, Enrolment
+    from carecast.store.models import CampaignControl, CampaignVersion, Enrolment
 
     engine = _store(_settings())
     try:
         with make_sessionmaker(engine)() as session:
+            if (
+                session.scalar(select(CampaignVersion.id).where(CampaignVersion.campaign_id == campaign_id).limit(1))
+                is None
+            ):
+                _fail(f"no deployed campaign {campaign_id!r}; run `carecast deploy` first")
             control = session.get(CampaignControl, campaign_id)
             running = session.scalar(
                 select(func.count())
@@ -373,12 +378,10 @@ def campaign_status(campaign_id: str) -> None:
     finally:
         engine.dispose()
     state = control.state if control else "running"
-    since = (
-        f" since {control.changed_at:%Y-%m-%d %H:%M}Z" + (f" ({control.reason})" if control.reason else "")
-        if control
-        else ""
-    )
-    _say(f"{campaign_id}: {state}{since}; {running} journey(s) not known to have ended")
+    since = ""
+    if control:
+        since = f" since {control.changed_at:%Y-%m-%d %H:%M}Z" + (f" ({control.reason})" if control.reason else "")
+    _say(f"{campaign_id}: {state}{since}; {running} journey(s) under way")
 
 
 @broadcast_app.command("start")

@@ -66,6 +66,7 @@ async def carecast_worker(
                     steps.next_local_time,
                     steps.match_case,
                     steps.update_contact,
+                    steps.journey_ended,
                     broadcasts.count_audience,
                     broadcasts.page_end,
                     broadcasts.broadcast_page,

@@ -35,10 +35,10 @@ async def skip_until_closed(
     return description
 
 
-async def record_history(handle, workflow_type: str) -> None:
+async def record_history(handle, workflow_type: str, suffix: str = "") -> None:
     """Saves a finished workflow's history for the replay test (CARECAST_RECORD_HISTORIES=1 pytest ...)."""
     test = os.environ.get("PYTEST_CURRENT_TEST", "manual").split(" ")[0].split("::")[-1]
-    name = re.sub(r"[^A-Za-z0-9_]+", "_", f"{workflow_type}_{test}").strip("_")[:120]
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", f"{workflow_type}_{test}{suffix}").strip("_")[:120]
     HISTORIES.mkdir(exist_ok=True)
     (HISTORIES / f"{name}.json").write_text((await handle.fetch_history()).to_json())
 

@@ -296,3 +296,42 @@ def test_the_command_exits_1_and_prints_each_problem(project):
     assert "Traceback" not in done.stderr
     (project.campaigns / "hello.yaml").write_text(JOURNEY)
     assert subprocess.run([carecast, "validate"], env=env, capture_output=True, timeout=60).returncode == 0
+
+
+LOOPING = """\
+id: hello
+name: Hello
+category: care
+trigger: {event: signed_up}
+samples: {contact: {attributes: {first_name: Ada}}}
+steps:
+  - id: first
+    send: {template: hello, channels: [email]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ("  - {id: pause, wait: 1d, max_visits: 2, when_spent: again}\n  - {id: again, goto: pause}\n",
+         "steps pause -> again -> pause loop without a wait step"),
+        ("  - {id: pause, wait: 1d, when_spent: first}\n",
+         "step 'pause' has when_spent but no max_visits: when_spent says where to go once max_visits is spent"),
+        ("  - {id: pause, wait: 1d, max_visits: 0}\n",
+         "max_visits is how many times the journey may enter the step: 1 or more, not 0"),
+        ("  - {id: again, goto: frist}\n", "no step 'frist' in this journey; steps are first, again"),
+        ("  - {id: pause, wait: 1d, max_visits: 2, when_spent: nowhere}\n",
+         "no step 'nowhere' in this journey; steps are first, pause"),
+        ("  - {id: again, goto: first}\n", "steps first -> again -> first loop without a wait step"),
+    ],
+    ids=["spent-jump-without-a-wait", "when-spent-without-max-visits", "max-visits-zero", "goto-nowhere",
+         "when-spent-nowhere", "goto-loop-without-a-wait"],
+)  # fmt: skip
+def test_loops_and_their_bounds_are_checked(project, steps, message):
+    error = only_error(project, project(LOOPING + steps))
+    assert error.split(": ", 1)[1] == message
+
+
+def test_a_bounded_loop_through_a_wait_is_fine(project):
+    steps = "  - {id: pause, wait: 1d, max_visits: 3}\n  - {id: again, goto: first}\n"
+    assert messages(project, project(LOOPING + steps)) == ([], [])

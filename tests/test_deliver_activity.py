@@ -13,6 +13,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.deliver import DeliveryActivities
 from carecast.channels.base import ProviderError, ProviderReceipt
 from carecast.channels.outbox import OutboxProvider
+from carecast.intake.controls import control_campaign
 from carecast.policy.model import CapRule, EmailIdentity, HouseRules, QuietHours
 from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateRenderer
@@ -297,3 +298,13 @@ def test_marketing_and_care_emails_carry_one_click_unsubscribe_and_the_house_sen
     assert care["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert care["From"] == "Acme Care <care@acme.example>"
     assert transactional["List-Unsubscribe"] is None
+
+
+def test_a_campaign_started_again_sends_at_once_and_a_stopped_one_does_not(sessions, deliver):
+    with sessions.begin() as session:
+        add_contact(session)
+        control_campaign(session, "welcome", "stop")
+    assert (run(deliver, request(1)).status, run(deliver, request(1)).reason) == ("skipped", "campaign_stopped")
+    with sessions.begin() as session:
+        control_campaign(session, "welcome", "start")
+    assert run(deliver, request(2)).status == "sent"  # within the second the worker remembers "stopped"

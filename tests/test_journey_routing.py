@@ -4,6 +4,9 @@ On the time-skipping server with a real worker, its relay, and the outbox provid
 """
 
 import asyncio
+import email
+import email.policy
+import os
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,6 +17,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from carecast.channels.outbox import OutboxProvider
 from carecast.deploy import deploy_versions
+from carecast.intake import record
 from carecast.intake.ingest import ingest_event
 from carecast.intake.record import IncomingEvent
 from carecast.intake.relay import Relay
@@ -22,7 +26,8 @@ from carecast.store.house_rules import deploy_house_rules
 from carecast.store.models import Delivery, Enrolment
 from carecast.worker import carecast_worker
 from tests.factories import ROOT, add_contact, deploy
-from tests.skipping import skip_until_closed, terminate_running, until_started
+from tests.skipping import record_history, skip_until_closed, terminate_running, until_started
+from workflows.journey.contract import Control
 from workflows.journey.workflow import JourneyWorkflow
 
 pytestmark = pytest.mark.store
@@ -50,8 +55,9 @@ class World:
         with self.sessions.begin() as session:
             return deploy(session, self.templates, path)[0]
 
-    async def send(self, name: str, contact_id: str | None = None, history_limit: int | None = None, **data):
-        event = IncomingEvent(f"e-{uuid.uuid4().hex[:10]}", contact_id or self.contact, name, datetime.now(UTC), data)
+    async def send(self, name, contact_id=None, history_limit=None, occurred_at=None, **data):
+        at = occurred_at or datetime.now(UTC)
+        event = IncomingEvent(f"e-{uuid.uuid4().hex[:10]}", contact_id or self.contact, name, at, data)
         extra = {"history_limit": history_limit} if history_limit else {}
         result = await ingest_event(self.env.client, self.sessions, self.settings.task_queue, event, **extra)
         self.started += result.started
@@ -222,6 +228,14 @@ async def test_a_journey_keeps_hearing_the_exit_events_of_its_own_version(world)
     assert (await world.finish(journey)).ended_by == "exit:account_closed"
 
 
+async def test_a_goal_that_happened_inside_its_window_converts_even_if_heard_after_it(world):
+    world.deploy(GOAL)
+    [journey] = (await world.send("signed_up")).started
+    await world.env.sleep(timedelta(days=2))  # heard two days on (an outage, a backlog) ...
+    assert (await world.send("order_placed", occurred_at=datetime.now(UTC))).signalled == [journey]
+    assert (await world.finish(journey)).ended_by == "goal"  # ... but it happened within the day
+
+
 async def test_a_journey_of_a_campaign_removed_from_the_folder_still_converts_on_its_goal(world):
     world.deploy(GOAL)
     [journey] = (await world.send("signed_up")).started
@@ -235,8 +249,11 @@ async def test_a_journey_of_a_campaign_removed_from_the_folder_still_converts_on
 async def test_a_goal_event_after_its_window_is_not_a_conversion(world):
     world.deploy(GOAL)
     [journey] = (await world.send("signed_up")).started
-    await world.env.sleep(timedelta(days=2))  # the goal's window was one day
-    assert (await world.send("order_placed")).signalled == [journey]
+    await world.env.sleep(timedelta(days=2))
+    late = datetime.now(UTC) + timedelta(
+        days=2
+    )  # the order came two days after the contact entered; the window was one
+    assert (await world.send("order_placed", occurred_at=late)).signalled == [journey]
     outcome = await world.finish(journey)
     assert outcome.ended_by == "completed"
     assert [s.step_id for s in outcome.history if s.status == "sent"] == ["hello", "again"]
@@ -325,8 +342,12 @@ async def test_a_running_journey_sends_the_words_it_enrolled_with(world):
         template.unlink()  # a template deleted fails nothing that runs
     assert (await world.finish(old)).history[-1].status == "sent"
     assert (await world.finish(new)).history[-1].status == "sent"
-    emails = [eml.read_text() for eml in world.settings.outbox_dir.glob("*.eml")]
-    assert sorted("New words" in email for email in emails) == [False, True]  # the old journey: the old words
+    emails = [
+        email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+        for eml in world.settings.outbox_dir.glob("*.eml")
+    ]
+    words = {m["To"]: m.get_body(("plain",)).get_content().split()[0] for m in emails}
+    assert words == {"ada@example.com": "Hello", "new@example.com": "New"}  # each its own version's words
 
 
 TICKS = """\
@@ -346,7 +367,10 @@ steps:
 async def test_a_long_loop_continues_as_new_and_finishes(world):
     world.deploy(TICKS)
     [journey] = (await world.send("signed_up", history_limit=400)).started
+    first_run = (await world.env.client.get_workflow_handle(journey).describe()).run_id
     outcome = await world.finish(journey, step=timedelta(days=1))
+    if os.environ.get("CARECAST_RECORD_HISTORIES"):  # the run that continued as new, for the replay test
+        await record_history(world.env.client.get_workflow_handle(journey, run_id=first_run), "Journey", "_first_run")
     assert outcome.ended_by == "visits_spent"
     assert outcome.runs > 5  # a few hundred history events a run, at this limit
     assert (outcome.history[-1].step_id, outcome.history[-1].status) == ("tick", "spent")
@@ -428,3 +452,36 @@ async def test_a_house_limit_tightened_by_a_deploy_reaches_a_running_journey(wor
         assert deploy_house_rules(session, world.campaigns)
     outcome = await world.finish(journey)
     assert (outcome.history[-1].status, outcome.history[-1].reason) == ("skipped", "frequency_cap:none_this_week")
+
+
+async def test_a_pause_heard_after_a_newer_resume_holds_nothing(world):
+    world.deploy(LATER)
+    [journey] = (await world.send("signed_up")).started
+    handle, now = world.env.client.get_workflow_handle(journey), datetime.now(UTC)
+    await handle.signal("pause", Control(at=now))
+    await handle.signal("resume", Control(at=now + timedelta(seconds=2)))
+    await handle.signal("pause", Control(at=now + timedelta(seconds=1)))  # given before the resume, delivered after
+    assert (await world.finish(journey)).history[-1].status == "sent"
+
+
+async def test_a_retried_update_step_still_announces_the_move_it_made(world, monkeypatch):
+    world.deploy(PROMOTE)
+    world.deploy(VIP)
+    monkeypatch.setattr(record, "FAST_PATH_LEASE", timedelta(0))  # the relay loop may take rows at once
+    send, failed = Relay.send, []
+
+    async def crash_after_the_commit_once(relay, ids):
+        if ids and not failed:
+            failed.append(ids)
+            raise RuntimeError("the worker died after the stage was written")  # the activity fails and is retried
+        return await send(relay, ids)
+
+    monkeypatch.setattr(Relay, "send", crash_after_the_commit_once)
+    [journey] = (await world.send("signed_up")).started
+    outcome = await world.finish(journey)
+    assert failed and [(s.step_id, s.status) for s in outcome.history] == [("make_vip", "updated")]
+    with world.sessions() as session:
+        [vip] = session.scalars(select(Enrolment.workflow_id).where(Enrolment.campaign_id == "vip_welcome")).all()
+    world.started.append(vip)
+    await until_started(world.env.client, vip)  # the retry found the stage moved; the first attempt's row went
+    assert [(s.step_id, s.status) for s in (await world.finish(vip)).history] == [("hello", "sent")]

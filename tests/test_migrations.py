@@ -7,6 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from carecast.intake.record import entry_key_of
 from carecast.store.db import make_engine
 from carecast.store.migrate import downgrade, upgrade
 from carecast.store.models import Base
@@ -69,15 +70,17 @@ def test_enrolments_made_before_routing_get_what_their_own_version_listens_to(em
         connection.execute(
             text(
                 "INSERT INTO enrolments (campaign_id, campaign_version, contact_id, entry_key, workflow_id, holdout, "
-                "enrolled_at) VALUES ('apology', 1, 'c-1', 'A-1', 'journey/apology/c-1/A-1', false, "
+                "enrolled_at) VALUES ('apology', 1, 'c-1', 'A#1', 'journey/apology/c-1/A#1', false, "
                 "'2026-11-02 00:00:00')"
             ),  # fmt: skip
         )
     upgrade(empty_engine)
     with empty_engine.connect() as connection:
-        key_field, listens_to, started_at = connection.execute(
-            text("SELECT key_field, listens_to, started_at FROM enrolments")
+        key_field, listens_to, started_at, entry_key, workflow_id = connection.execute(
+            text("SELECT key_field, listens_to, started_at, entry_key, workflow_id FROM enrolments")
         ).one()
     assert key_field == "order_id" and started_at is not None
+    # routing compares the safe form of a key; the journey keeps the workflow id it was started with
+    assert (entry_key, workflow_id) == (entry_key_of("A#1"), "journey/apology/c-1/A#1")
     listens = json.loads(listens_to) if isinstance(listens_to, str) else listens_to
     assert listens == ["order_delivered", "order_placed", "replied"]

@@ -65,8 +65,12 @@ class PreferenceCenter:
         self.sessions = sessions
         self.links = links
         self.rules = rules_source(house_rules)
-        self.brand = parseaddr(self.rules().email.sender)[0] or "us"
         self.pages = Environment(loader=FileSystemLoader(PAGES), autoescape=select_autoescape(["j2"]))
+
+    @property
+    def brand(self) -> str:
+        """The name emails come from, as the house rules say now."""
+        return parseaddr(self.rules().email.sender)[0] or "us"
 
     def page(self, name: str, locale: str | None, status: int = 200, **values: Any) -> HTMLResponse:
         lang, strings = strings_for(locale)
@@ -208,7 +212,7 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
     @router.get("/u/{token}")
     def show(token: str, saved: int = 0) -> Response:
         """A plain `def`: FastAPI runs it in a thread, so the store never blocks the event loop."""
-        rules = center.rules()  # before the session: reading the rules may need the store
+        rules = center.rules()  # the house rules now, once for the request
         with center.sessions() as session:
             found = find(session, token)
             if found is None:

@@ -55,7 +55,14 @@ def journey_problems(campaign: Campaign) -> list[tuple[tuple, str]]:
             problems.append((("steps", n, "id"), f"step {step.id!r} can never be reached"))
 
     waits = {step.id for step in steps if step.waits}
-    cycle = _cycle({s: [t for t in ts if t not in waits] for s, ts in edges.items() if s not in waits}, index)
+    # The moves that happen without waiting: every move out of a step that does not wait; and a step that
+    # waits but has `when_spent` is passed without waiting once spent, straight on to that jump.
+    passes = {step.id: step.when_spent for step in steps if step.waits and step.when_spent is not None}
+    moves = {step.id: [passes[step.id]] if step.id in passes else edges[step.id] for step in steps}
+    moves = {
+        s: [t for t in ts if t not in waits or t in passes] for s, ts in moves.items() if s not in waits or s in passes
+    }
+    cycle = _cycle(moves, index)
     if cycle:
         problems.append((("steps", index[cycle[0]], "id"), f"steps {' -> '.join(cycle)} loop without a wait step"))
     return problems

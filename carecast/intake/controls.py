@@ -58,7 +58,7 @@ def control_campaign(
         )
     ).all()
     key = f"{signal}/{now.isoformat()}"
-    rows = [dict(enrolment_id=eid, workflow_id=wid, kind=signal, signal_key=key, created_at=now,
+    rows = [dict(enrolment_id=eid, workflow_id=wid, kind=signal, signal_key=key, occurred_at=now, created_at=now,
                  next_attempt_at=now + FAST_PATH_LEASE, attempts=0) for eid, wid in running]  # fmt: skip
     told = list(session.scalars(insert(JourneySignal).returning(JourneySignal.id), rows)) if rows else []
     return ControlChange(campaign_id, before, state, told)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,10 +20,12 @@ class JourneyStart:
     """What a journey not started yet is started with (the relay adds what it is configured with)."""
 
     deployed: DeployedVersion
+    enrolment_id: int
     contact_id: str
     entry_key: str
     trigger_event_id: str | None
     holdout: bool
+    entered_at: datetime
     paused: bool
 
 
@@ -36,6 +38,7 @@ class Outgoing:
     signal_key: str  # the event id, or the control's own id
     event_name: str | None
     stage: str | None
+    occurred_at: datetime | None  # when the event happened, or when the operator's control was given
     attempts: int
     started: bool
     ended: bool
@@ -50,8 +53,9 @@ def start_of(session: Session, enrolment, state: str | None) -> JourneyStart | N
     deployed = stored_version(session, enrolment.campaign_id, enrolment.campaign_version)
     if deployed is None:
         return None
-    return JourneyStart(deployed, enrolment.contact_id, enrolment.entry_key, enrolment.trigger_event_id,
-                        enrolment.holdout, paused=state == PAUSED)  # fmt: skip
+    return JourneyStart(deployed, enrolment.id, enrolment.contact_id, enrolment.entry_key,
+                        enrolment.trigger_event_id, enrolment.holdout, enrolment.enrolled_at,
+                        paused=state == PAUSED)  # fmt: skip
 
 
 def load_outgoing(session: Session, ids: list[int]) -> list[Outgoing]:
@@ -72,6 +76,7 @@ def load_outgoing(session: Session, ids: list[int]) -> list[Outgoing]:
             signal_key=signal.signal_key,
             event_name=signal.event_name,
             stage=signal.stage,
+            occurred_at=signal.occurred_at,
             attempts=signal.attempts,
             started=enrolment.started_at is not None,
             ended=enrolment.ended_at is not None,

@@ -63,8 +63,11 @@ class Recorded:
     already_running: list[str] = field(default_factory=list)
     not_entered: dict[str, str] = field(default_factory=dict)  # campaign id -> reason
     routed: list[str] = field(default_factory=list)  # workflow ids of running journeys told of it
-    signals: list[int] = field(default_factory=list)
-    outgoing: list[Outgoing] = field(default_factory=list)  # the same rows, ready for the relay
+    outgoing: list[Outgoing] = field(default_factory=list)  # the outbox rows written, ready for the relay
+
+    @property
+    def signals(self) -> list[int]:
+        return [row.id for row in self.outgoing]
 
 
 def entry_key_of(value: Any) -> str:
@@ -106,18 +109,20 @@ def _hears(listens_to: list[str], key_field: str | None, entry_key: str, event: 
 RUNNING_ENROLMENTS = select(
     Enrolment.id, Enrolment.workflow_id, Enrolment.campaign_id, Enrolment.campaign_version, Enrolment.contact_id,
     Enrolment.entry_key, Enrolment.key_field, Enrolment.listens_to, Enrolment.trigger_event_id, Enrolment.holdout,
-    Enrolment.started_at,
+    Enrolment.started_at, Enrolment.enrolled_at,
 ).where(Enrolment.contact_id == bindparam("contact_id"), Enrolment.ended_at.is_(None))  # fmt: skip
 
 
 def record_event(session: Session, event: IncomingEvent, now: datetime | None = None) -> Recorded:
     """Stores the event once, routes it and enrols, writing the outbox rows; in the caller's transaction."""
     now = now or utcnow()
-    write_waiting(session)  # what this process's last deliveries left to write: in this transaction, not one more
     # The contact's lock makes routing and the re-entry check see every enrolment committed before.
     contact = lock_contact_rows(session, [event.contact_id]).get(event.contact_id)
     if contact is None:
         raise UnknownContactError(event.contact_id)
+    # What this process's last deliveries left to write goes with this transaction, not one more of its own
+    # (lost if this one rolls back, which costs a repeated delivery and nothing else).
+    write_waiting(session)
     stored = dict(event_id=event.event_id, contact_id=event.contact_id, name=event.name,
                   occurred_at=event.occurred_at, received_at=now, data=event.data)  # fmt: skip
     if upsert(session, Event, [stored], conflict_columns=["event_id"]) == 0:
@@ -152,14 +157,14 @@ def record_event(session: Session, event: IncomingEvent, now: datetime | None = 
         if enrolment_id is None:
             recorded.already_running.append(workflow_id)  # the same entry again: its journey runs already
             continue
-        start = JourneyStart(deployed, contact.id, key, event.event_id, holdout, paused=state == PAUSED)
+        start = JourneyStart(deployed, enrolment_id, contact.id, key, event.event_id, holdout, now,
+                             paused=state == PAUSED)  # fmt: skip
         told.append((_signal(enrolment_id, workflow_id, event, now), None, start))
         told += [(_signal(enrolment_id, workflow_id, e, now), None, start) for e in _arrived_first(session, row, event)]
         recorded.enrolled.append(workflow_id)
     if told:
         ids = session.scalars(insert(JourneySignal).returning(JourneySignal.id, sort_by_parameter_order=True),
                               [signal for signal, _, _ in told]).all()  # fmt: skip
-        recorded.signals = list(ids)
         recorded.outgoing = [
             _outgoing(row_id, signal, started_at, start)
             for row_id, (signal, started_at, start) in zip(ids, told, strict=True)
@@ -245,12 +250,13 @@ def _entry(
 def _outgoing(row_id: int, signal: dict[str, Any], started_at, start: JourneyStart | None) -> Outgoing:
     return Outgoing(
         id=row_id, enrolment_id=signal["enrolment_id"], workflow_id=signal["workflow_id"], kind="event",
-        signal_key=signal["signal_key"], event_name=signal["event_name"], stage=signal["stage"], attempts=0,
-        started=started_at is not None, ended=False, stopped=False, start=start,
+        signal_key=signal["signal_key"], event_name=signal["event_name"], stage=signal["stage"],
+        occurred_at=signal["occurred_at"], attempts=0, started=started_at is not None, ended=False, stopped=False,
+        start=start,
     )  # fmt: skip
 
 
 def _signal(enrolment_id: int, workflow_id: str, event: IncomingEvent, now: datetime) -> dict[str, Any]:
     return dict(enrolment_id=enrolment_id, workflow_id=workflow_id, kind="event", signal_key=event.event_id,
-                event_name=event.name, stage=event.data.get("stage"), created_at=now,
+                event_name=event.name, stage=event.data.get("stage"), occurred_at=event.occurred_at, created_at=now,
                 next_attempt_at=now + FAST_PATH_LEASE, attempts=0)  # fmt: skip

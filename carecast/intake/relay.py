@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,7 +31,7 @@ from carecast.intake.outgoing import Outgoing, load_outgoing
 from carecast.intake.settlement import Settlement, flush, leave, write_waiting
 from carecast.store.models import JourneySignal, utcnow
 from workflows import search_attributes as sa
-from workflows.journey.contract import HISTORY_LIMIT, JourneyEvent, JourneyInput, journey_summary
+from workflows.journey.contract import HISTORY_LIMIT, Control, JourneyEvent, JourneyInput, journey_summary
 from workflows.journey.workflow import JourneyWorkflow
 
 log = logging.getLogger("carecast.relay")
@@ -38,13 +39,19 @@ log = logging.getLogger("carecast.relay")
 # A row the relay took is its own for this long; another relay takes it after that.
 CLAIM_LEASE = timedelta(seconds=60)
 ROWS_PER_ROUND = 200
+# One call may take this long: a round that meets an outage gives up at the first row, not after each.
+RPC_TIMEOUT = timedelta(seconds=5)
+AWAY = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 RELAY_EVERY_SECONDS = 1.0
+
+
+# What telling a journey came to: started by this row, told, over (it ran to its end), or to try again later.
+Told = Literal["started", "done", "ended", "wait"]
 
 
 @dataclass
 class RelayReport:
     delivered: list[str]  # workflow ids told (or started)
-    started: list[str]  # the journeys among them that this delivery started
     waiting: list[str]  # workflow ids whose rows wait for Temporal
 
 
@@ -53,7 +60,7 @@ async def relay_now(
 ) -> RelayReport | None:
     """A writer's fast path for the rows it wrote; None when Temporal does not answer (the loop delivers them)."""
     if not signals:
-        return RelayReport([], [], [])
+        return RelayReport([], [])
     try:
         client = await temporal()
     except RuntimeError:  # the Temporal client raises RuntimeError when it cannot connect
@@ -71,10 +78,13 @@ class Relay:
         self.history_limit = history_limit  # how long a journey's history grows before it continues as new
 
     async def send(self, ids: list[int]) -> RelayReport:
-        """Delivers these rows now (their writer's fast path); what Temporal does not take waits for the loop."""
-        if not ids:
-            return RelayReport([], [], [])
-        return await self.deliver(await asyncio.to_thread(self._load, ids))
+        """Delivers these rows now, as they are in the store; what Temporal does not take waits for a later round."""
+        report = RelayReport([], [])
+        for start in range(0, len(ids), ROWS_PER_ROUND):  # a campaign's stop may tell thousands of journeys
+            part = await self.deliver(await asyncio.to_thread(self._load, ids[start : start + ROWS_PER_ROUND]))
+            report.delivered += part.delivered
+            report.waiting += part.waiting
+        return report
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Delivers due rows every second until `stopping` is set; errors are logged, never fatal."""
@@ -126,16 +136,22 @@ class Relay:
         transaction of this process on the store (carecast/intake/settlement.py).
         """
         if not rows:
-            return RelayReport([], [], [])
+            return RelayReport([], [])
         done: list[Outgoing] = []  # told: the row goes
         started: list[Outgoing] = []  # told by starting the journey: the row goes, the enrolment is started
         ended: list[Outgoing] = []  # the journey is over: the row goes, the enrolment is ended
         failed: dict[int, str] = {}  # Temporal did not answer: the row stays, for a later round
+        away: str | None = None  # once Temporal does not answer, the rest of the round waits too
         for row in rows:
+            if away is not None:
+                failed[row.id] = away
+                continue
             try:
                 outcome = await self._tell(row)
             except (RPCError, RuntimeError) as exc:
                 failed[row.id] = f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, RPCError) or exc.status in AWAY:
+                    away = failed[row.id]
                 continue
             if outcome == "started":
                 started.append(row)
@@ -159,12 +175,10 @@ class Relay:
         else:
             await asyncio.to_thread(self._settle, settlement)
         return RelayReport(
-            delivered=[r.workflow_id for r in done],
-            started=[r.workflow_id for r in started],
-            waiting=[r.workflow_id for r in rows if r.id in failed],
+            delivered=[r.workflow_id for r in done], waiting=[r.workflow_id for r in rows if r.id in failed]
         )
 
-    async def _tell(self, row: Outgoing) -> str:
+    async def _tell(self, row: Outgoing) -> Told:
         """Starts or signals the journey: "started", "done", "ended" (it is over), or "wait" (try again)."""
         if row.ended:
             return "ended"
@@ -175,9 +189,9 @@ class Relay:
         handle: WorkflowHandle = self.client.get_workflow_handle(row.workflow_id)
         try:
             if row.kind == "event":
-                await handle.signal(JourneyWorkflow.event, self._event(row))
+                await handle.signal(JourneyWorkflow.event, self._event(row), rpc_timeout=RPC_TIMEOUT)
             else:
-                await handle.signal(row.kind)
+                await handle.signal(row.kind, Control(at=row.occurred_at), rpc_timeout=RPC_TIMEOUT)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -185,7 +199,7 @@ class Relay:
             return "ended" if row.started else "wait"
         return "done"
 
-    async def _start(self, row: Outgoing) -> str:
+    async def _start(self, row: Outgoing) -> Told:
         start = row.start
         journey = JourneyInput(
             campaign=start.deployed.campaign,
@@ -196,6 +210,8 @@ class Relay:
             trigger_event_id=start.trigger_event_id,
             holdout=start.holdout,
             paused=start.paused,
+            enrolment_id=start.enrolment_id,
+            entered_at=start.entered_at,
             history_limit=self.history_limit,
         )
         campaign = journey.campaign
@@ -219,9 +235,10 @@ class Relay:
                 ),
                 static_summary=journey_summary(campaign.id, journey.contact_id, journey.version),
                 static_details=(
-                    f"{campaign.name} ({campaign.category}), version {journey.version}, entered on event "
-                    f"{journey.trigger_event_id}" + (" — holdout: nothing is sent" if journey.holdout else "")
+                    f"{campaign.name} ({campaign.category}), version {journey.version}"
+                    + (" — holdout: nothing is sent" if journey.holdout else "")
                 ),
+                rpc_timeout=RPC_TIMEOUT,
             )
         except WorkflowAlreadyStartedError:
             return "ended"  # it ran and finished already: a finished journey is never started again
@@ -229,4 +246,5 @@ class Relay:
 
     @staticmethod
     def _event(row: Outgoing) -> JourneyEvent:
-        return JourneyEvent(name=row.event_name or "", event_id=row.signal_key, stage=row.stage)
+        return JourneyEvent(name=row.event_name or "", event_id=row.signal_key, stage=row.stage,
+                            occurred_at=row.occurred_at)  # fmt: skip

@@ -32,8 +32,10 @@ def campaign_states(session: Session, campaign_ids: Iterable[str]) -> dict[str, 
 class RecentStates:
     """Every campaign's state as read at most `seconds` ago: one small query a second for all sends of a worker.
 
-    The backstop under what journeys are told at once (a pause or stop signal), so a
-    second of lag lets nothing out that the signal has not already held.
+    A hold is checked again in the store before it holds a message, so a campaign just
+    resumed or started sends at once. A hold given this second may let a message out
+    for up to `seconds` where the journey has not heard its pause or stop yet: the
+    store is the backstop under the signals, which hold journeys at once.
     """
 
     def __init__(self, seconds: float = 1.0) -> None:
@@ -47,7 +49,14 @@ class RecentStates:
             if time.monotonic() - self._read_at > self.seconds:
                 self._states = dict(session.execute(select(CampaignControl.campaign_id, CampaignControl.state)).all())
                 self._read_at = time.monotonic()
-            return self._states.get(campaign_id, RUNNING)
+            state = self._states.get(campaign_id, RUNNING)
+            if state != RUNNING:  # a hold may have been lifted this very second: the store says, not the memory
+                state = (
+                    session.scalar(select(CampaignControl.state).where(CampaignControl.campaign_id == campaign_id))
+                    or RUNNING
+                )
+                self._states[campaign_id] = state
+            return state
 
 
 @dataclass(frozen=True)

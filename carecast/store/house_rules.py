@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ from carecast.policy.model import HouseRules
 from carecast.store.models import HouseRulesVersion
 
 READ_EVERY_SECONDS = 2.0
+
+log = logging.getLogger("carecast.house_rules")
 
 
 def deploy_house_rules(session: Session, campaigns_dir: Path) -> bool:
@@ -39,10 +42,15 @@ def deploy_house_rules(session: Session, campaigns_dir: Path) -> bool:
 
 
 class DeployedHouseRules:
-    """The newest stored house rules, read at most every few seconds; `fallback` until any are stored."""
+    """The newest stored house rules, read at most every few seconds; `fallback` until any are stored.
+
+    Safe to call anywhere, inside a transaction too: it reads on a pooled connection of its own
+    without opening a transaction (on SQLite every carecast transaction takes the write lock, so a
+    read inside one would wait on itself). When the store does not answer, the rules last read stay.
+    """
 
     def __init__(self, sessions: sessionmaker[Session], fallback: HouseRules, seconds: float = READ_EVERY_SECONDS):
-        self.sessions = sessions
+        self.engine = sessions.kw["bind"]
         self.fallback = fallback
         self.seconds = seconds
         self._lock = threading.Lock()
@@ -54,14 +62,23 @@ class DeployedHouseRules:
         with self._lock:
             if time.monotonic() - self._read_at < self.seconds:
                 return self._rules
-            with self.sessions() as session:
-                newest = session.execute(
-                    select(HouseRulesVersion.content_hash, HouseRulesVersion.document)
-                    .order_by(HouseRulesVersion.id.desc())
-                    .limit(1)
-                ).first()
-            if newest is not None and newest.content_hash != self._hash:
-                self._rules = HouseRulesSpec.model_validate(newest.document).to_policy()
-                self._hash = newest.content_hash
             self._read_at = time.monotonic()
+            try:
+                newest = self._newest()
+            except Exception as exc:  # the store is away: go on with what was read last
+                log.warning("house rules not read (%s); applying the ones read before", exc)
+                return self._rules
+            if newest is not None and newest[0] != self._hash:
+                document = json.loads(newest[1]) if isinstance(newest[1], str) else newest[1]
+                self._rules = HouseRulesSpec.model_validate(document).to_policy()
+                self._hash = newest[0]
             return self._rules
+
+    def _newest(self) -> tuple[str, object] | None:
+        connection = self.engine.raw_connection()  # DBAPI level: no BEGIN IMMEDIATE on SQLite
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT content_hash, document FROM house_rules ORDER BY id DESC LIMIT 1")
+            return cursor.fetchone()
+        finally:
+            connection.close()

@@ -228,6 +228,9 @@ class JourneySignal(Base):
     __table_args__ = (
         UniqueConstraint("workflow_id", "signal_key", name="uq_journey_signals_workflow_signal"),
         Index("ix_journey_signals_due", "next_attempt_at"),
+        # An id is never given again (SQLite reuses rowids once the table empties, as this one often does),
+        # so a late settlement cannot take a newer row for the one it delivered.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -237,6 +240,7 @@ class JourneySignal(Base):
     signal_key: Mapped[str] = mapped_column(String(200), doc="the event id, or the control's own id")
     event_name: Mapped[str | None] = mapped_column(String(128))
     stage: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="when the event happened (its goal window)")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

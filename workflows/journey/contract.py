@@ -33,6 +33,14 @@ class JourneyEvent:
     name: str
     event_id: str
     stage: str | None = None  # for stage_entered / stage_left
+    occurred_at: datetime | None = None  # when it happened: a goal counts when it happened inside its window
+
+
+@dataclass(frozen=True)
+class Control:
+    """An operator's stop, pause or resume, with when it was given: a journey applies only the newest."""
+
+    at: datetime
 
 
 @dataclass
@@ -41,6 +49,7 @@ class ReceivedEvent:
     event_id: str
     arrived_at: datetime
     stage: str | None = None
+    occurred_at: datetime | None = None
     # The wait_for steps whose visit this event satisfied; a later visit of one of them needs another event.
     used_by: list[str] = field(default_factory=list)
 
@@ -59,14 +68,15 @@ class JourneyState:
     """Everything a journey knows; carried across continue-as-new, and what the `state` query returns."""
 
     current_step: str | None = None
-    resume_at: str | None = None  # the step to go on at after continue-as-new
+    continue_at: str | None = None  # the step to go on at after continue-as-new
     visits: dict[str, int] = field(default_factory=dict)
     events: list[ReceivedEvent] = field(default_factory=list)
     history: list[StepOutcome] = field(default_factory=list)
     ended_by: str | None = None  # completed, exit:<event>, goal, stage_left, exit_step, stopped, visits_spent
     paused: bool = False
     resumes: int = 0  # how many times the campaign was resumed, so a held send wakes on the next one
-    began_at: datetime | None = None  # when the journey began; the goal's window runs from here
+    control_at: datetime | None = None  # when the newest stop, pause or resume applied was given
+    began_at: datetime | None = None  # when the contact entered; the goal's window runs from here
     runs: int = 1
 
 
@@ -80,6 +90,8 @@ class JourneyInput:
     trigger_event_id: str | None = None
     holdout: bool = False
     paused: bool = False  # the campaign was paused when the journey started
+    enrolment_id: int | None = None  # the store's enrolment, marked ended with the journey
+    entered_at: datetime | None = None  # when the contact was enrolled
     history_limit: int = HISTORY_LIMIT
     state: JourneyState | None = None  # set when the journey continues as new
 
@@ -102,6 +114,7 @@ def journey_summary(campaign_id: str, contact_id: str, version: int) -> str:
 # The activities a journey calls: typed stubs the workflow calls, names the worker registers the real ones by.
 
 DELIVER, NEXT_LOCAL_TIME, MATCH_CASE, UPDATE_CONTACT = "deliver", "next_local_time", "match_case", "update_contact"
+JOURNEY_ENDED = "journey_ended"
 
 
 @dataclass(frozen=True)
@@ -211,4 +224,16 @@ def match_case(request: MatchCaseInput) -> MatchCaseResult:
 @activity.defn(name=UPDATE_CONTACT)
 def update_contact(request: UpdateContactInput) -> None:
     """Sets attributes and stage, and announces a stage move (activities/journey_steps.py)."""
+    raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class JourneyEndedInput:
+    enrolment_id: int
+    ended_by: str
+
+
+@activity.defn(name=JOURNEY_ENDED)
+def journey_ended(request: JourneyEndedInput) -> None:
+    """Marks the journey's enrolment ended, so nothing steers it any more (activities/journey_steps.py)."""
     raise NotImplementedError

@@ -130,6 +130,8 @@ async def _send(step: Send, journey: JourneyWorkflow) -> str | None:
             workflow.logger.warning("step %s failed: %s", step.id, exc.cause)
             journey.record(step, "failed", reason=cause)
             return None
+        if result.reason != "campaign_paused":
+            journey.not_held()
         if result.status != "deferred" or result.deferred_until is None:
             journey.outcome(StepOutcome(step.id, result.status, result.channel, result.reason, journey.visit(step)))
             return None

@@ -23,16 +23,20 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from carecast.campaign.model import STAGE_LEFT
     from carecast.campaign.steps import Step
+    from carecast.policy.decide import PAUSED_RECHECK
     from workflows import search_attributes as sa
     from workflows.journey.contract import (
         JOURNEY_WORKFLOW,
         KEPT_OUTCOMES,
+        Control,
+        JourneyEndedInput,
         JourneyEvent,
         JourneyInput,
         JourneyResult,
         JourneyState,
         ReceivedEvent,
         StepOutcome,
+        journey_ended,
     )
     from workflows.journey.handlers import END, run_step
 
@@ -42,7 +46,9 @@ class JourneyWorkflow:
     @workflow.init
     def __init__(self, journey: JourneyInput) -> None:
         self.input = journey
-        self.state = journey.state or JourneyState(paused=journey.paused, began_at=workflow.info().start_time)
+        self.state = journey.state or JourneyState(
+            paused=journey.paused, began_at=journey.entered_at or workflow.info().start_time
+        )
 
     # Signals: events, and an operator's stop, pause and resume. Each may come before the run starts.
 
@@ -51,24 +57,34 @@ class JourneyWorkflow:
         heard = {self.input.trigger_event_id} | {e.event_id for e in self.state.events}
         if event.event_id in heard:
             return  # the event that enrolled the contact, or one heard before
-        received = ReceivedEvent(event.name, event.event_id, workflow.now(), event.stage)
+        received = ReceivedEvent(event.name, event.event_id, workflow.now(), event.stage, occurred_at=event.occurred_at)
         self.state.events.append(received)
         if not self.state.ended_by:
             self.state.ended_by = self._ending(received)
 
     @workflow.signal
-    def stop(self) -> None:
-        self.state.ended_by = self.state.ended_by or "stopped"
+    def stop(self, control: Control) -> None:
+        if self._newest(control):
+            self.state.ended_by = self.state.ended_by or "stopped"
 
     @workflow.signal
-    def pause(self) -> None:
-        self.state.paused = True
-        workflow.set_current_details(f"paused by an operator at step {self.state.current_step}")
+    def pause(self, control: Control) -> None:
+        if self._newest(control):
+            self.state.paused = True
+            workflow.set_current_details(f"paused by an operator at step {self.state.current_step}")
 
     @workflow.signal
-    def resume(self) -> None:
-        self.state.paused = False
-        self.state.resumes += 1
+    def resume(self, control: Control) -> None:
+        if self._newest(control):
+            self.state.paused = False
+            self.state.resumes += 1
+
+    def _newest(self, control: Control) -> bool:
+        """Whether `control` is newer than every control applied so far (a late pause never undoes a resume)."""
+        if self.state.control_at is not None and control.at <= self.state.control_at:
+            return False
+        self.state.control_at = control.at
+        return True
 
     @workflow.query
     def progress(self) -> JourneyState:
@@ -78,7 +94,7 @@ class JourneyWorkflow:
     async def run(self, journey: JourneyInput) -> JourneyResult:
         steps = journey.campaign.steps
         position = {step.id: n for n, step in enumerate(steps)}
-        index: int | None = position[self.state.resume_at] if self.state.resume_at else 0
+        index: int | None = position[self.state.continue_at] if self.state.continue_at else 0
         while index is not None and index < len(steps) and not self.state.ended_by:
             if self._history_is_long():
                 self._continue_as_new(steps[index].id)
@@ -99,6 +115,13 @@ class JourneyWorkflow:
         self._enter(None)
         self.state.ended_by = self.state.ended_by or "completed"
         workflow.set_current_details(f"ended: {self.state.ended_by}")
+        if journey.enrolment_id is not None:
+            await workflow.execute_local_activity(
+                journey_ended,
+                JourneyEndedInput(journey.enrolment_id, self.state.ended_by),
+                start_to_close_timeout=timedelta(seconds=30),
+                summary="mark the enrolment ended",
+            )
         return JourneyResult(history=self.state.history, ended_by=self.state.ended_by, runs=self.state.runs)
 
     # What the step handlers use.
@@ -137,9 +160,18 @@ class JourneyWorkflow:
             await workflow.wait_condition(woken, timeout=duration, timeout_summary=summary)
 
     async def hold_while_paused(self) -> None:
+        """Holds while an operator's pause is in force; asks again through the next send after a while,
+        in case the resume was never heard (the store says what holds)."""
         if self.state.paused and not self.ended:
             workflow.set_current_details(f"paused by an operator at step {self.state.current_step}")
-            await workflow.wait_condition(lambda: not self.state.paused or self.ended)
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: not self.state.paused or self.ended, timeout=PAUSED_RECHECK, timeout_summary="paused"
+                )
+
+    def not_held(self) -> None:
+        """The store let a send through: the campaign is not paused, whatever this journey last heard."""
+        self.state.paused = False
 
     # Inside.
 
@@ -149,7 +181,8 @@ class JourneyWorkflow:
         if event.name in campaign.exit_on:
             return f"exit:{event.name}"
         goal = campaign.goal
-        if goal is not None and event.name == goal.event and event.arrived_at <= self.state.began_at + goal.within:
+        happened = event.occurred_at or event.arrived_at
+        if goal is not None and event.name == goal.event and happened <= self.state.began_at + goal.within:
             return "goal"
         trigger_stage = campaign.trigger.stage if campaign.trigger else None
         if event.name == STAGE_LEFT and trigger_stage is not None and event.stage == trigger_stage:
@@ -166,5 +199,5 @@ class JourneyWorkflow:
         return info.is_continue_as_new_suggested() or info.get_current_history_length() >= self.input.history_limit
 
     def _continue_as_new(self, next_step: str) -> None:
-        state = dataclasses.replace(self.state, resume_at=next_step, runs=self.state.runs + 1)
+        state = dataclasses.replace(self.state, continue_at=next_step, runs=self.state.runs + 1)
         workflow.continue_as_new(dataclasses.replace(self.input, state=state))

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         MATCH_CASE,
         NEXT_LOCAL_TIME,
         UPDATE_CONTACT,
+        Control,
         DeliverInput,
         DeliverResult,
         JourneyEvent,
@@ -67,6 +68,11 @@ class JourneyWorkflowV1:
     @workflow.signal
     def event(self, event: JourneyEvent) -> None:
         self._events.append(event)
+
+    @workflow.signal
+    def stop(self, control: Control | None = None) -> None:
+        """`carecast campaign stop` (added after this type's first runs; replay is unchanged without it)."""
+        self._state.ended_by = self._state.ended_by or "stopped"
 
     @workflow.query
     def state(self) -> JourneyState:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from carecast.campaign.patterns import IDENTIFIER
 
@@ -25,11 +25,25 @@ class Strict(BaseModel):
 class StepBase(Strict):
     id: Name
     max_visits: int | None = Field(
-        default=None, ge=1, description="how many times the journey may enter this step; a loop's bound"
+        default=None, description="how many times the journey may enter this step; a loop's bound"
     )
     when_spent: Name | None = Field(
         default=None, description="the step to go to once max_visits is spent; the journey ends without it"
     )
+
+    @field_validator("max_visits")
+    @classmethod
+    def at_least_once(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"max_visits is how many times the journey may enter the step: 1 or more, not {value}")
+        return value
+
+    @model_validator(mode="after")
+    def spent_needs_a_bound(self) -> StepBase:
+        if self.when_spent is not None and self.max_visits is None:
+            raise ValueError(f"step {self.id!r} has when_spent but no max_visits: when_spent says where to go once "
+                             "max_visits is spent")  # fmt: skip
+        return self
 
     kind: ClassVar[str]
     # A step that waits (a timer or an event) may sit in a loop; one that does not would spin.

@@ -13,7 +13,9 @@ Revision ID: 0007
 Revises: 0006
 """
 
+import hashlib
 import json
+import re
 
 import sqlalchemy as sa
 from alembic import op
@@ -28,6 +30,14 @@ depends_on = None
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 JSON_DOCUMENT = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def _entry_key(value: str) -> str:
+    """The form routing compares entry keys in, as the code of this revision writes it: as given when
+    short and safe, hashed otherwise (carecast.intake.record.entry_key_of)."""
+    if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        return value
+    return "~" + hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
 def _listens_to(spec: dict) -> list[str]:
@@ -65,14 +75,21 @@ def upgrade() -> None:
         sa.column("campaign_id", sa.String),
         sa.column("campaign_version", sa.Integer),
         sa.column("enrolled_at", UtcDateTime()),
+        sa.column("entry_key", sa.String),
         sa.column("key_field", sa.String),
         sa.column("listens_to", JSON_DOCUMENT),
         sa.column("started_at", UtcDateTime()),
     )
     rows = connection.execute(
-        sa.select(enrolments.c.id, enrolments.c.campaign_id, enrolments.c.campaign_version, enrolments.c.enrolled_at)
+        sa.select(
+            enrolments.c.id,
+            enrolments.c.campaign_id,
+            enrolments.c.campaign_version,
+            enrolments.c.enrolled_at,
+            enrolments.c.entry_key,
+        )
     ).all()
-    for row_id, campaign_id, version, enrolled_at in rows:
+    for row_id, campaign_id, version, enrolled_at, entry_key in rows:
         spec = versions.get((campaign_id, version), {})
         connection.execute(
             enrolments.update()
@@ -81,6 +98,7 @@ def upgrade() -> None:
                 key_field=(spec.get("entry") or {}).get("key"),
                 listens_to=_listens_to(spec),
                 started_at=enrolled_at,  # journeys were started right after their enrolment
+                entry_key=_entry_key(entry_key),  # the workflow id keeps the key it was started with
             )
         )
     with op.batch_alter_table("enrolments") as batch:
@@ -95,6 +113,7 @@ def upgrade() -> None:
         sa.Column("signal_key", sa.String(length=200), nullable=False),
         sa.Column("event_name", sa.String(length=128), nullable=True),
         sa.Column("stage", sa.String(length=64), nullable=True),
+        sa.Column("occurred_at", UtcDateTime(), nullable=True),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("next_attempt_at", UtcDateTime(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
@@ -107,6 +126,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_journey_signals")),
         sa.UniqueConstraint("workflow_id", "signal_key", name="uq_journey_signals_workflow_signal"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_journey_signals_due", "journey_signals", ["next_attempt_at"], unique=False)
     op.create_index(op.f("ix_journey_signals_enrolment_id"), "journey_signals", ["enrolment_id"], unique=False)
