@@ -17,7 +17,7 @@ from carecast.filters.sql import to_sql
 from carecast.intake.record import record_stage_moves
 from carecast.intake.relay import Relay
 from carecast.store.models import Contact
-from workflows.lifecycle import RECOMPUTE_STAGES, RecomputePage, RecomputeResult
+from workflows.lifecycle_contract import RECOMPUTE_STAGES, RecomputePage, RecomputeResult
 
 
 def target_stage(lifecycle: Lifecycle, as_of):

@@ -38,7 +38,7 @@ from carecast.policy.model import EmailIdentity
 from carecast.store.campaigns import Deployment, deploy_campaign
 from carecast.store.models import CampaignVersion
 from workflows.broadcast_contract import BROADCAST_WORKFLOW, BroadcastInput
-from workflows.lifecycle import LIFECYCLE_WORKFLOW, LifecycleInput
+from workflows.lifecycle_contract import LIFECYCLE_WORKFLOW, LifecycleInput
 
 # `timezone: contact` schedules fire every quarter hour (zones differ by 15, 30, 45 minutes);
 # each run sends to the contacts whose local time matches the campaign's cron.

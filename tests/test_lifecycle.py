@@ -16,7 +16,8 @@ from carecast.worker import carecast_worker
 from tests.factories import add_contact, deploy
 from tests.skipping import skip_until_closed
 from workflows.journey.workflow import JourneyWorkflow
-from workflows.lifecycle import LifecycleInput, LifecycleWorkflow
+from workflows.lifecycle import LifecycleWorkflow
+from workflows.lifecycle_contract import LifecycleInput
 
 pytestmark = pytest.mark.store
 

@@ -20,12 +20,9 @@ from temporalio import workflow
 
 # Data classes cross the sandbox as they are, so their datetime fields decode to real datetimes.
 with workflow.unsafe.imports_passed_through():
+    from workflows import broadcast_contract as contract
     from workflows.broadcast_contract import (
-        BROADCAST_PAGE,
         BROADCAST_WORKFLOW,
-        COUNT_AUDIENCE,
-        PAGE_END,
-        RETRY_DEFERRED,
         BroadcastInput,
         BroadcastPageInput,
         BroadcastPageResult,
@@ -79,11 +76,10 @@ class BroadcastWorkflow:
         run_id = workflow.info().workflow_id
         if state.total is None:
             state.total = await workflow.execute_activity(
-                COUNT_AUDIENCE,
+                contract.count_audience,
                 BroadcastPageInput(
                     broadcast.campaign_id, broadcast.version, run_id, as_of, None, 0, broadcast.local_time_cron
                 ),
-                result_type=int,
                 start_to_close_timeout=PAGE_TIMEOUT,
                 summary="count the audience",
             )
@@ -104,7 +100,7 @@ class BroadcastWorkflow:
             if state.cancelled:
                 break
             page: BroadcastPageResult = await workflow.execute_activity(
-                BROADCAST_PAGE,
+                contract.broadcast_page,
                 BroadcastPageInput(
                     broadcast.campaign_id,
                     broadcast.version,
@@ -115,7 +111,6 @@ class BroadcastWorkflow:
                     broadcast.local_time_cron,
                     workflow.now(),
                 ),  # fmt: skip
-                result_type=BroadcastPageResult,
                 start_to_close_timeout=PAGE_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 summary=f"send page {state.pages + 1}",
@@ -139,9 +134,8 @@ class BroadcastWorkflow:
             if state.cancelled:
                 break
             upto = await workflow.execute_activity(
-                PAGE_END,
+                contract.page_end,
                 self._page_input(broadcast, run_id, as_of, state.cursor, None, broadcast.page_size),
-                result_type=str | None,
                 start_to_close_timeout=PAGE_END_TIMEOUT,
                 summary=f"find where page {state.pages + len(running) + 1} ends",
             )
@@ -168,9 +162,8 @@ class BroadcastWorkflow:
 
     async def _send_page(self, page: BroadcastPageInput, number: int) -> None:
         result: BroadcastPageResult = await workflow.execute_activity(
-            BROADCAST_PAGE,
+            contract.broadcast_page,
             page,
-            result_type=BroadcastPageResult,
             start_to_close_timeout=PAGE_TIMEOUT,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             summary=f"send page {number}",
@@ -183,9 +176,8 @@ class BroadcastWorkflow:
         state = self._state
         while state.counters.deferred and not state.cancelled:
             retried: RetryDeferredResult = await workflow.execute_activity(
-                RETRY_DEFERRED,
+                contract.retry_deferred,
                 RetryDeferredInput(broadcast.campaign_id, broadcast.version, run_id, as_of, workflow.now()),
-                result_type=RetryDeferredResult,
                 start_to_close_timeout=PAGE_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 summary="send the deferred messages that may go now",

@@ -1,9 +1,15 @@
-"""What a scheduled or hand-started broadcast run is given. Shared by deploy and the workflow."""
+"""What a scheduled or hand-started broadcast run is given, and the activities it calls (typed stubs).
+
+Shared by deploy, the workflow and the activities (activities/broadcast.py registers the
+real ones under these names).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from temporalio import activity
 
 BROADCAST_WORKFLOW = "BroadcastWorkflow"
 COUNT_AUDIENCE = "count_audience"
@@ -99,3 +105,27 @@ class BroadcastState:
     paused: bool = False
     cancelled: bool = False
     counters: BroadcastCounters = field(default_factory=BroadcastCounters)
+
+
+@activity.defn(name=COUNT_AUDIENCE)
+def count_audience(page: BroadcastPageInput) -> int:
+    """How many contacts the audience holds at the run's moment."""
+    raise NotImplementedError
+
+
+@activity.defn(name=PAGE_END)
+def page_end(page: BroadcastPageInput) -> str | None:
+    """The id that ends the next page; None: what is left is the last page."""
+    raise NotImplementedError
+
+
+@activity.defn(name=BROADCAST_PAGE)
+def broadcast_page(page: BroadcastPageInput) -> BroadcastPageResult:
+    """Asks the policy and sends for every contact of a page."""
+    raise NotImplementedError
+
+
+@activity.defn(name=RETRY_DEFERRED)
+def retry_deferred(retry: RetryDeferredInput) -> RetryDeferredResult:
+    """Sends the deferred messages of the run that may go now."""
+    raise NotImplementedError

@@ -9,37 +9,15 @@ journeys.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
 
-LIFECYCLE_WORKFLOW = "LifecycleWorkflow"
-RECOMPUTE_STAGES = "recompute_stages"
+with workflow.unsafe.imports_passed_through():
+    from workflows import lifecycle_contract as contract
+    from workflows.lifecycle_contract import LIFECYCLE_WORKFLOW, LifecycleInput, RecomputePage, RecomputeResult
+
 PAGES_PER_RUN = 20
-
-
-@dataclass(frozen=True)
-class RecomputePage:
-    as_of: datetime
-    after: str | None
-    limit: int
-
-
-@dataclass
-class RecomputeResult:
-    last_contact_id: str | None
-    rows: int
-    moved: int
-
-
-@dataclass(frozen=True)
-class LifecycleInput:
-    page_size: int = 1000
-    as_of: datetime | None = None  # carried across continue-as-new
-    after: str | None = None
-    moved: int = 0
-    seen: int = 0
 
 
 @workflow.defn(name=LIFECYCLE_WORKFLOW)
@@ -50,9 +28,8 @@ class LifecycleWorkflow:
         state = dataclasses.replace(run, as_of=as_of)
         for _ in range(PAGES_PER_RUN):
             page: RecomputeResult = await workflow.execute_activity(
-                RECOMPUTE_STAGES,
+                contract.recompute_stages,
                 RecomputePage(as_of, state.after, state.page_size),
-                result_type=RecomputeResult,
                 start_to_close_timeout=timedelta(minutes=10),
                 summary=f"recompute stages after {state.after or 'the first contact'}",
             )

@@ -27,6 +27,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from carecast.campaign.model import Samples
 from carecast.intake.outgoing import Outgoing, load_outgoing
 from carecast.intake.settlement import Settlement, flush, leave, write_waiting
 from carecast.store.models import JourneySignal, utcnow
@@ -202,7 +203,8 @@ class Relay:
     async def _start(self, row: Outgoing) -> Told:
         start = row.start
         journey = JourneyInput(
-            campaign=start.deployed.campaign,
+            # The campaign is the journey's program; its samples are for `validate` and stay out of the payload.
+            campaign=start.deployed.campaign.model_copy(update={"samples": Samples()}),
             version=start.deployed.version,
             bundle=start.deployed.content_hash,
             contact_id=start.contact_id,

@@ -1,11 +1,13 @@
 """The kinds of journey step, as one tagged union: a step is the kind whose key it has.
 
-A new kind is a module here (its model, jumps, waits, listens_to) and a line in
-`KINDS`; the journey workflow's handlers (workflows/journey/handlers.py) run it.
+A new kind is a module here (its model, jumps, waits, listens_to), a line in the
+union `Step` below, and an arm in the journey workflow's handlers
+(workflows/journey/handlers.py), whose `match` must cover every kind.
 """
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Discriminator, Tag
@@ -19,9 +21,6 @@ from carecast.campaign.steps.update import Update
 from carecast.campaign.steps.wait import Wait
 from carecast.campaign.steps.wait_for import WaitFor
 from carecast.campaign.steps.wait_until import WaitUntil
-
-KINDS: tuple[type[StepBase], ...] = (Send, Wait, WaitUntil, WaitFor, Branch, Update, Goto, Exit)
-KIND_NAMES = tuple(kind.kind for kind in KINDS)
 
 
 def _one_kind(value: Any) -> Any:
@@ -56,7 +55,13 @@ Step = Annotated[
     Discriminator(
         step_kind,
         custom_error_type="step_kind",
-        custom_error_message=f"a step is a mapping with one of {', '.join(KIND_NAMES)}",
+        custom_error_message="a step is a mapping with one kind key, such as send or wait",
     ),
     BeforeValidator(_one_kind),
 ]
+
+# The kinds, in the union's order, read off it.
+KINDS: tuple[type[StepBase], ...] = tuple(
+    typing.get_args(member)[0] for member in typing.get_args(typing.get_args(Step)[0])
+)
+KIND_NAMES = tuple(kind.kind for kind in KINDS)
