@@ -203,6 +203,20 @@ async def test_an_exit_event_racing_its_trigger_is_never_lost(world):
         assert (await world.finish(journey)).ended_by == "exit:order_delivered"
 
 
+async def test_an_exit_event_that_reaches_the_store_before_its_trigger_still_ends_the_journey(world):
+    world.deploy(APOLOGY)
+    now = datetime.now(UTC)  # the race above, its exit-first order made certain
+    args = (world.env.client, world.sessions, world.settings.task_queue)
+    data = {"order_id": "R-first"}
+    await ingest_event(*args, IncomingEvent(f"x-{uuid.uuid4().hex[:8]}", world.contact, "order_delivered", now, data))
+    trigger = IncomingEvent(f"t-{uuid.uuid4().hex[:8]}", world.contact, "delivery_delayed", now, data)
+    [journey] = (await ingest_event(*args, trigger)).started
+    world.started.append(journey)
+    outcome = await world.finish(journey)
+    assert outcome.ended_by == "exit:order_delivered"
+    assert world.sent("apology") == []  # it ended before its first message
+
+
 GOAL = """\
 id: nurture
 name: Nurture

@@ -159,8 +159,10 @@ def record_event(session: Session, event: IncomingEvent, now: datetime | None = 
             continue
         start = JourneyStart(deployed, enrolment_id, contact.id, key, event.event_id, holdout, now,
                              paused=state == PAUSED)  # fmt: skip
-        told.append((_signal(enrolment_id, workflow_id, event, now), None, start))
+        # Rows go out in order and the first one starts the journey (signal-with-start): an exit that won
+        # the race to the store goes first, so the journey hears it before its first step and sends nothing.
         told += [(_signal(enrolment_id, workflow_id, e, now), None, start) for e in _arrived_first(session, row, event)]
+        told.append((_signal(enrolment_id, workflow_id, event, now), None, start))
         recorded.enrolled.append(workflow_id)
     if told:
         ids = session.scalars(insert(JourneySignal).returning(JourneySignal.id, sort_by_parameter_order=True),
