@@ -124,3 +124,15 @@ async def test_a_cancelled_broadcast_stops_before_the_next_page(broadcast, sessi
     _, state = await broadcast(start_signal="pause", during=cancel)
     assert state.cancelled and state.counters.sent == 0
     assert sent_to(sessions) == {}
+
+
+async def test_a_broadcast_sends_the_words_its_version_was_deployed_with(broadcast, sessions, tmp_path):
+    broadcast.setup(contacts=4, wanting=lambda n: True)
+    templates = tmp_path / "templates"
+    (templates / "offer.email.txt.j2").write_text("Edited after the deploy. {{ unsubscribe_url }}")
+    (templates / "offer.email.subject.j2").unlink()  # deleted: the version deployed before still has it
+    _, state = await broadcast()
+    assert state.counters.sent == 4 and state.counters.failed == 0
+    outbox = tmp_path / "home" / "outbox"
+    emails = [eml.read_text() for eml in outbox.glob("*.eml")]
+    assert len(emails) == 4 and all("An offer for c-" in m and "Hello." in m and "Edited" not in m for m in emails)

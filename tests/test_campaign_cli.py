@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from carecast.channels.outbox import OutboxProvider
 from carecast.intake.ingest import ingest_event
@@ -92,6 +93,8 @@ async def test_pause_holds_sends_resume_releases_them_stop_ends_the_journeys(
         assert await sent() == ["hello"]
         details = await handle.query(JourneyWorkflow.progress)
         assert details.paused and details.current_step == "again"
+        shown = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        assert shown.current_details == "paused by an operator at step again"  # the UI's "Current details"
         code, out, _ = await cli(env, "status", campaign_id)
         assert code == 0 and out.startswith(f"{campaign_id}: paused since ") and "(checking the copy)" in out
 

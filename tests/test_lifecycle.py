@@ -11,10 +11,12 @@ from activities.lifecycle import target_stage
 from carecast.campaign.documents import InvalidFile
 from carecast.campaign.lifecycle import load_lifecycle
 from carecast.channels.outbox import OutboxProvider
+from carecast.intake import record
+from carecast.intake.relay import Relay
 from carecast.store.models import Contact, Enrolment, Event
 from carecast.worker import carecast_worker
 from tests.factories import add_contact, deploy
-from tests.skipping import skip_until_closed
+from tests.skipping import skip_until_closed, until_started
 from workflows.journey.workflow import JourneyWorkflow
 from workflows.lifecycle import LifecycleWorkflow
 from workflows.lifecycle_contract import LifecycleInput
@@ -113,3 +115,43 @@ def test_a_stage_without_a_rule_must_come_last(tmp_path):
     (tmp_path / "lifecycle.yaml").write_text("stages:\n  - {name: lead}\n  - {name: new, when: {locale: {eq: x}}}\n")
     with pytest.raises(InvalidFile, match="stage 'lead' has no rule, so the stages after it could never match"):
         load_lifecycle(tmp_path)
+
+
+async def test_a_retried_recompute_still_announces_the_moves_its_first_attempt_made(
+    time_skipping_env, settings, engine, sessions, tmp_path, monkeypatch
+):
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / "lifecycle.yaml").write_text(LIFECYCLE)
+    (campaigns / "come_back.yaml").write_text(WIN_BACK)
+    task_queue = f"lifecycle-{uuid.uuid4().hex[:6]}"
+    settings = replace(settings, campaigns_dir=campaigns, task_queue=task_queue)
+    client = time_skipping_env.client
+    now = await time_skipping_env.get_current_time()
+    with sessions.begin() as session:
+        deploy(session, settings.templates_dir, campaigns / "come_back.yaml")
+        add_contact(session, "c-old", attributes={"first_name": "Ola", "last_order_at": iso(now - timedelta(days=120))})
+    monkeypatch.setattr(record, "FAST_PATH_LEASE", timedelta(0))  # the worker's relay loop may take rows at once
+    send, failed = Relay.send, []
+
+    async def crash_after_the_commit_once(relay, ids):
+        if ids and not failed:
+            failed.append(ids)
+            raise RuntimeError("the worker died after the stages were written")  # the activity fails, is retried
+        return await send(relay, ids)
+
+    monkeypatch.setattr(Relay, "send", crash_after_the_commit_once)
+    provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
+    async with carecast_worker(client, settings, engine, provider) as worker, worker:
+        workflow_id = f"lifecycle/{uuid.uuid4().hex[:6]}"
+        await client.start_workflow(LifecycleWorkflow.run, LifecycleInput(), id=workflow_id, task_queue=task_queue)
+        await skip_until_closed(time_skipping_env, workflow_id, step=timedelta(minutes=1))
+        with sessions() as session:
+            [journey_id] = session.scalars(select(Enrolment.workflow_id)).all()
+        await until_started(client, journey_id)  # announced by the relay, though no attempt of the page did
+        await skip_until_closed(time_skipping_env, journey_id, step=timedelta(days=1))
+        outcome = await client.get_workflow_handle_for(JourneyWorkflow.run, journey_id).result()
+
+    assert failed  # the first attempt wrote the move and its announcement, then died before telling Temporal
+    steps = [(s.step_id, s.status) for s in outcome.history]
+    assert steps == [("note", "sent"), ("later", "waited"), ("again", "sent")]
