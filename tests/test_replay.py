@@ -12,13 +12,16 @@ workflows/legacy/). Record new histories with
 are kept as they are).
 """
 
+import ast
 import base64
+import importlib
 import json
 from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
+from temporalio.workflow import _Definition
 
 from carecast.temporal import DATA_CONVERTER
 from workflows.broadcast import PARALLEL_PAGES, BroadcastWorkflow
@@ -27,6 +30,7 @@ from workflows.legacy.journey_v1 import JourneyWorkflowV1
 from workflows.lifecycle import LifecycleWorkflow
 
 HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"))
+WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 
 
 def test_there_are_histories_of_every_workflow_kind():
@@ -34,11 +38,40 @@ def test_there_are_histories_of_every_workflow_kind():
     assert {"Journey", "JourneyWorkflow", "BroadcastWorkflow", "LifecycleWorkflow"} <= kinds
 
 
-def test_both_sides_of_every_patch_have_a_history():
+def patches_in_code() -> dict[str, set[str]]:
+    """Each patch id a workflow module asks `workflow.patched` about, with the workflow types of that module."""
+    found: dict[str, set[str]] = {}
+    for source in sorted(WORKFLOWS.rglob("*.py")):
+        calls = [
+            node.args[0]
+            for node in ast.walk(ast.parse(source.read_text()))
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "patched" and node.args
+        ]
+        if not calls:
+            continue
+        module = importlib.import_module(".".join(source.relative_to(WORKFLOWS.parent).with_suffix("").parts))
+        types = {
+            definition.name
+            for value in vars(module).values()
+            if isinstance(value, type) and (definition := _Definition.from_class(value)) is not None
+        }
+        for call in calls:
+            patch_id = ast.literal_eval(call) if isinstance(call, ast.Constant) else getattr(module, call.id)
+            found.setdefault(patch_id, set()).update(types)
+    return found
+
+
+def test_the_patch_finder_sees_the_broadcasts_patch():
+    assert patches_in_code()[PARALLEL_PAGES] == {"BroadcastWorkflow"}
+
+
+@pytest.mark.parametrize("patch_id", sorted(patches_in_code()))
+def test_both_sides_of_every_patch_have_a_history(patch_id):
     """A `workflow.patched` branch that no history takes is never checked for determinism."""
-    broadcasts = [patches(p) for p in HISTORIES if p.name.startswith("BroadcastWorkflow_")]
-    marked = [PARALLEL_PAGES in taken for taken in broadcasts]
-    assert any(marked) and not all(marked)
+    types = patches_in_code()[patch_id]
+    taken = [patch_id in patches(p) for p in HISTORIES if p.name.split("_")[0] in types]
+    assert any(taken), f"no recorded history takes patch {patch_id!r}"
+    assert not all(taken), f"no recorded history of {sorted(types)} runs without patch {patch_id!r}"
 
 
 def patches(path: Path) -> set[str]:
