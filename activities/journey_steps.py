@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client
@@ -18,10 +18,11 @@ from carecast.filters.evaluate import matches
 from carecast.filters.model import parse_filter
 from carecast.intake.record import record_stage_move
 from carecast.intake.relay import Relay
+from carecast.intake.settlement import Settlement, leave
 from carecast.policy.local_time import earliest_instant_for_wall, wall
 from carecast.policy.model import HouseRules, rules_source
 from carecast.policy.timezones import contact_zone
-from carecast.store.models import Contact, Enrolment, Event, utcnow
+from carecast.store.models import Contact, Event
 from workflows.journey.contract import (
     JOURNEY_ENDED,
     MATCH_CASE,
@@ -92,14 +93,15 @@ class JourneyStepActivities:
         return MatchCaseResult(index=-1)
 
     @activity.defn(name=JOURNEY_ENDED)
-    def journey_ended(self, request: JourneyEndedInput) -> None:
-        """Marks the enrolment ended: stops and pauses reach only journeys that run (a local activity)."""
-        with self.sessions.begin() as session:
-            session.execute(
-                update(Enrolment)
-                .where(Enrolment.id == request.enrolment_id, Enrolment.ended_at.is_(None))
-                .values(ended_at=utcnow())
-            )
+    async def journey_ended(self, request: JourneyEndedInput) -> None:
+        """Marks the enrolment ended, so stops and pauses reach only journeys that run (a local activity).
+
+        Written with the worker's next settlement, within a second (and as the worker stops), not
+        in a transaction of each journey's own: on SQLite that would queue every ending behind the
+        events coming in. Lost only with a crash, it is learnt again the first time something is
+        sent to the journey (Temporal answers that it is over).
+        """
+        leave(self.sessions, Settlement(ended={request.enrolment_id}))
 
     @activity.defn(name=UPDATE_CONTACT)
     async def update_contact(self, request: UpdateContactInput) -> None:

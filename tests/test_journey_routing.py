@@ -17,7 +17,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from carecast.channels.outbox import OutboxProvider
 from carecast.deploy import deploy_versions
-from carecast.intake import record
+from carecast.intake import record, relay, settlement
 from carecast.intake.ingest import ingest_event
 from carecast.intake.record import IncomingEvent
 from carecast.intake.relay import Relay
@@ -77,8 +77,7 @@ class World:
             return [(step, key.rsplit("/", 1)[-1]) for step, key in rows]
 
 
-@pytest.fixture
-async def world(time_skipping_env, settings, engine, sessions, tmp_path):
+def new_world(env, settings, sessions, tmp_path) -> World:
     campaigns, templates = tmp_path / "campaigns", tmp_path / "templates"
     campaigns.mkdir()
     templates.mkdir()
@@ -87,13 +86,34 @@ async def world(time_skipping_env, settings, engine, sessions, tmp_path):
     settings = replace(
         settings, task_queue=f"routing-{uuid.uuid4().hex[:8]}", campaigns_dir=campaigns, templates_dir=templates
     )
-    world = World(time_skipping_env, settings, sessions)
+    world = World(env, settings, sessions)
     with sessions.begin() as session:
         add_contact(session, world.contact)
-    provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
-    async with carecast_worker(time_skipping_env.client, settings, engine, provider) as worker, worker:
+    return world
+
+
+@pytest.fixture
+async def world(time_skipping_env, settings, engine, sessions, tmp_path):
+    world = new_world(time_skipping_env, settings, sessions, tmp_path)
+    provider = OutboxProvider(world.settings.outbox_dir, echo=lambda line: None)
+    async with carecast_worker(time_skipping_env.client, world.settings, engine, provider) as worker, worker:
         yield world
     await terminate_running(time_skipping_env.client, world.started)
+
+
+async def test_a_journey_that_ended_is_marked_ended_by_the_time_its_worker_has_stopped(
+    time_skipping_env, settings, engine, sessions, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(settlement, "FLUSH_AFTER_SECONDS", 3600)  # no settlement but the one as the worker stops
+    monkeypatch.setattr(relay, "RELAY_EVERY_SECONDS", 3600)
+    world = new_world(time_skipping_env, settings, sessions, tmp_path)
+    world.deploy(LATER)
+    provider = OutboxProvider(world.settings.outbox_dir, echo=lambda line: None)
+    async with carecast_worker(time_skipping_env.client, world.settings, engine, provider) as worker, worker:
+        [journey] = (await world.send("signed_up")).started
+        assert (await world.finish(journey)).ended_by == "completed"
+    with sessions() as session:
+        assert session.scalar(select(Enrolment.ended_at).where(Enrolment.workflow_id == journey)) is not None
 
 
 APOLOGY = """\

@@ -1,5 +1,6 @@
 """What the store guarantees on every database: unique keys, JSON documents, aware times."""
 
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -60,3 +61,22 @@ def test_one_suppression_per_channel_and_address(sessions):
         session.add(Suppression(channel="sms", address="ada@example.com", reason="manual"))
     with pytest.raises(IntegrityError), sessions.begin() as session:
         session.add(Suppression(channel="email", address="ada@example.com", reason="spam_complaint"))
+
+
+def test_a_session_that_only_reads_does_not_wait_for_a_writer(sessions):
+    """`sessions()` reads its snapshot while a `sessions.begin()` writer holds the store (SQLite's write lock)."""
+    with sessions.begin() as session:
+        session.add(Contact(id="c-1"))
+    read: list[str] = []
+
+    def reader() -> None:
+        with sessions() as session:
+            read.extend(session.scalars(select(Contact.id)))
+
+    with sessions.begin() as writer:
+        writer.add(Contact(id="c-2"))
+        writer.flush()  # the writer now holds the write lock until it commits
+        thread = threading.Thread(target=reader)
+        thread.start()
+        thread.join(timeout=10)  # a reader that queued behind the writer would wait out the 30 s busy timeout
+        assert not thread.is_alive() and read == ["c-1"]

@@ -99,6 +99,10 @@ class Relay:
                 log.exception("relay round failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), RELAY_EVERY_SECONDS)
+        try:  # what the worker's last journeys left to write (their ends), before the process goes
+            await asyncio.to_thread(flush, self.sessions)
+        except Exception:
+            log.exception("the last settlement could not be written; the relay learns it again")
 
     # The store side, in threads.
 

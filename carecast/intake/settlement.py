@@ -85,7 +85,7 @@ def _for(engine: Engine) -> _Waiting:
 
 def write_waiting(session: Session) -> None:
     """Writes, in the caller's transaction, what this process left to write on the session's store."""
-    waiting = _for(session.get_bind())
+    waiting = _for(session.get_bind().engine)
     with waiting.lock:
         settlement, waiting.settlement = waiting.settlement, Settlement()
     if settlement:
@@ -94,7 +94,7 @@ def write_waiting(session: Session) -> None:
 
 def leave(sessions: sessionmaker[Session], settlement: Settlement) -> None:
     """Leaves `settlement` to the next transaction, and makes sure one comes within a second."""
-    engine = sessions.kw["bind"]
+    engine = sessions.engine
     waiting = _for(engine)
     with waiting.lock:
         waiting.settlement.add(settlement)
@@ -114,10 +114,20 @@ _background: set[asyncio.Future] = set()  # strong references to flushes in flig
 
 
 def flush(sessions: sessionmaker[Session]) -> None:
-    """Writes what this process left to write, in a transaction of its own (if there is anything)."""
-    waiting = _for(sessions.kw["bind"])
+    """Writes what this process left to write, in a transaction of its own (if there is anything).
+
+    If the transaction fails, what it held is left for the next one.
+    """
+    waiting = _for(sessions.engine)
     with waiting.lock:
-        if not waiting.settlement:
-            return
-    with sessions.begin() as session:
-        write_waiting(session)
+        settlement, waiting.settlement = waiting.settlement, Settlement()
+    if not settlement:
+        return
+    try:
+        with sessions.begin() as session:
+            settlement.write(session)
+    except BaseException:
+        with waiting.lock:
+            settlement.add(waiting.settlement)
+            waiting.settlement = settlement
+        raise

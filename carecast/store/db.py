@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -42,13 +42,32 @@ def make_engine(url: str, **kwargs) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A session that only reads (StoreSessions() rather than .begin()) needs no write lock: in WAL
+        # mode it reads its snapshot while writers go on.
+        reads = connection.get_execution_options().get(READS_ONLY)
+        connection.exec_driver_sql("BEGIN" if reads else "BEGIN IMMEDIATE")
 
     return engine
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+READS_ONLY = "carecast_reads_only"
+
+
+class StoreSessions(sessionmaker):
+    """Sessions of the store: `sessions.begin()` for a transaction that writes (on SQLite it takes the
+    write lock at once), `sessions()` for one that only reads (on SQLite it takes none)."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine.execution_options(**{READS_ONLY: True}), expire_on_commit=False)
+        self.engine = engine
+        self.writes = sessionmaker(engine, expire_on_commit=False)
+
+    def begin(self):
+        return self.writes.begin()
+
+
+def make_sessionmaker(engine: Engine) -> StoreSessions:
+    return StoreSessions(engine)
 
 
 def ping(engine: Engine) -> None:

@@ -50,7 +50,7 @@ class DeployedHouseRules:
     """
 
     def __init__(self, sessions: sessionmaker[Session], fallback: HouseRules, seconds: float = READ_EVERY_SECONDS):
-        self.engine = sessions.kw["bind"]
+        self.engine = sessions.engine
         self.fallback = fallback
         self.seconds = seconds
         self._lock = threading.Lock()
