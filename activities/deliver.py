@@ -42,9 +42,10 @@ from temporalio.exceptions import ApplicationError
 from carecast.channels.base import OutboundMessage, Provider, ProviderError, ProviderReceipt
 from carecast.channels.handover import hand_over
 from carecast.contacts.suppressions import add_suppression
-from carecast.contacts.views import contact_facts, contact_view, preference_view
+from carecast.contacts.views import contact_facts, contact_view, frequency_limit, preference_view
 from carecast.policy.decide import decide
 from carecast.policy.decision import Defer, Send, Skip
+from carecast.policy.frequency import count_window
 from carecast.policy.model import EmailIdentity, HouseRules, Message, SentDelivery, rules_source
 from carecast.policy.timezones import contact_zone
 from carecast.render.bundles import BundleTemplates
@@ -274,7 +275,9 @@ class DeliveryActivities:
                 for p in session.execute(select(table).where(one_of(session, table.c.contact_id, contact_ids)))
             }
             suppressed = self._suppressed(session, contacts.values())
-            counted = self._counted(session, contact_ids, now, rules)
+            # Read back as far as the longest cap needs, the house's or a contact's own ("2 per 90d").
+            window = count_window([*rules.caps, *(frequency_limit(p) for p in prefs.values())])
+            counted = self._counted(session, contact_ids, now, window)
             holds = {c: self.campaign_states.get(session, c) for c in {r.campaign_id for r in requests}}
             for index, request in enumerate(requests):
                 row = rows.get(request.idempotency_key)
@@ -378,10 +381,9 @@ class DeliveryActivities:
 
     @staticmethod
     def _counted(
-        session: Session, contact_ids: list[str], now: datetime, rules: HouseRules
+        session: Session, contact_ids: list[str], now: datetime, window: timedelta
     ) -> dict[str, list[SentDelivery]]:
         counted: dict[str, list[SentDelivery]] = defaultdict(list)
-        window = max((cap.window for cap in rules.caps), default=timedelta(days=30))
         rows = session.execute(
             select(Delivery.contact_id, Delivery.sent_at, Delivery.category, Delivery.channel).where(
                 one_of(session, Delivery.contact_id, contact_ids),

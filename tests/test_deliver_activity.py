@@ -17,7 +17,7 @@ from carecast.intake.controls import control_campaign
 from carecast.policy.model import CapRule, EmailIdentity, HouseRules, QuietHours
 from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateRenderer
-from carecast.store.models import Delivery, Suppression, utcnow
+from carecast.store.models import Delivery, Preferences, Suppression, utcnow
 from tests.factories import add_contact
 from workflows.journey.contract import DELIVER_TIMEOUT, DeliverInput
 
@@ -308,3 +308,20 @@ def test_a_campaign_started_again_sends_at_once_and_a_stopped_one_does_not(sessi
     with sessions.begin() as session:
         control_campaign(session, "welcome", "start")
     assert run(deliver, request(2)).status == "sent"  # within the second the worker remembers "stopped"
+
+
+def test_a_contacts_own_limit_counts_over_its_own_window_past_the_houses(engine, sessions, tmp_path, printed):
+    deliver = activities(engine, sessions, tmp_path, printed, rules=TWO_A_DAY).deliver  # the house counts a day
+    with sessions.begin() as session:
+        add_contact(session)
+        session.flush()
+        session.get(Preferences, "c-1").frequency_limit = {"max": 2, "per": "90d"}
+        for n, days_ago in enumerate((60, 45)):
+            session.add(Delivery(
+                idempotency_key=f"earlier-{n}", workflow_id="w", campaign_id="welcome", campaign_version=1,
+                category="marketing", step_id="welcome_email", contact_id="c-1", channel="email",
+                status="sent", sent_at=utcnow() - timedelta(days=days_ago), status_history=[],
+            ))  # fmt: skip
+    result = run(deliver, request(category="marketing"))
+    assert (result.status, result.reason) == ("skipped", "frequency_cap:contact")
+    assert printed == []

@@ -23,20 +23,20 @@ def contact_view(contact: Contact) -> ContactView:
     return ContactView(id=contact.id, email=contact.email, phone=contact.phone, timezone=contact.timezone)
 
 
+def frequency_limit(prefs: Preferences | None) -> CapRule | None:
+    """The contact's own cap ("at most 2 per 90d"), if they set one."""
+    if prefs is None or not prefs.frequency_limit:
+        return None
+    limit = prefs.frequency_limit
+    return CapRule("contact", int(limit["max"]), parse_duration(limit["per"]), categories=CONTACT_LIMIT_COUNTS)
+
+
 def preference_view(prefs: Preferences | None) -> PreferenceView:
     if prefs is None:
         return PreferenceView(consent=dict(DEFAULT_CONSENT))
     quiet = None
     if prefs.quiet_hours_start and prefs.quiet_hours_end:
         quiet = QuietHours(time.fromisoformat(prefs.quiet_hours_start), time.fromisoformat(prefs.quiet_hours_end))
-    limit = None
-    if prefs.frequency_limit:
-        limit = CapRule(
-            "contact",
-            int(prefs.frequency_limit["max"]),
-            parse_duration(prefs.frequency_limit["per"]),
-            categories=CONTACT_LIMIT_COUNTS,
-        )
     return PreferenceView(
         consent={channel: bool(getattr(prefs, f"{channel}_consent")) for channel in CHANNELS},
         topics=dict(prefs.topics or {}),
@@ -44,6 +44,6 @@ def preference_view(prefs: Preferences | None) -> PreferenceView:
         preferred_channels=tuple(prefs.preferred_channels or ()),
         quiet_hours=quiet,
         send_windows=tuple(prefs.send_windows or ()),
-        frequency_limit=limit,
+        frequency_limit=frequency_limit(prefs),
         paused_until=prefs.paused_until,
     )

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from carecast.policy.model import CapRule, SentDelivery
+
+
+def count_window(rules: Iterable[CapRule | None], default: timedelta = timedelta(days=30)) -> timedelta:
+    """How far back sent deliveries must be read for these caps: the longest window any of them counts."""
+    return max((rule.window for rule in rules if rule is not None), default=default)
 
 
 def counted(rule: CapRule, deliveries: Iterable[SentDelivery], now: datetime) -> list[datetime]:
