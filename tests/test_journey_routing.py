@@ -237,6 +237,22 @@ async def test_an_exit_event_that_reaches_the_store_before_its_trigger_still_end
     assert world.sent("apology") == []  # it ended before its first message
 
 
+async def test_a_journey_started_by_any_of_its_rows_knows_the_exit_that_came_first(world):
+    world.deploy(APOLOGY)
+    now, data = datetime.now(UTC), {"order_id": "R-any"}
+    exit_ = IncomingEvent(f"x-{uuid.uuid4().hex[:8]}", world.contact, "order_delivered", now, data)
+    trigger = IncomingEvent(f"t-{uuid.uuid4().hex[:8]}", world.contact, "delivery_delayed", now, data)
+    with world.sessions.begin() as session:
+        record.record_event(session, exit_)
+        recorded = record.record_event(session, trigger)
+    [journey] = world.started[:] = recorded.enrolled
+    [trigger_row] = [row.id for row in recorded.outgoing if row.signal_key == trigger.event_id]
+    # As a relay that claimed the trigger's row alone (another worker took the exit's): it starts the journey.
+    await Relay(world.env.client, world.sessions, world.settings.task_queue).send([trigger_row])
+    assert (await world.finish(journey)).ended_by == "exit:order_delivered"
+    assert world.sent("apology") == []
+
+
 GOAL = """\
 id: nurture
 name: Nurture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,11 +20,14 @@ from carecast.api.preference_center import PreferenceCenter, preference_center_r
 from carecast.api.webhooks import webhooks_router
 from carecast.campaign.house_rules import load_house_rules
 from carecast.config import Settings
+from carecast.intake.settlement import flush
 from carecast.store.db import make_engine, make_sessionmaker, ping
 from carecast.store.house_rules import DeployedHouseRules
 from carecast.temporal import connect
 
 HEALTH_TIMEOUT_SECONDS = 3.0
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -41,14 +45,19 @@ def create_app(
             clients["temporal"] = await connect_temporal()
         return clients["temporal"]
 
+    sessions = make_sessionmaker(engine)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
+        try:  # what the last events' deliveries left to write (carecast/intake/settlement.py)
+            await asyncio.to_thread(flush, sessions)
+        except Exception:
+            log.exception("the last settlement could not be written; the workers' relay delivers those rows again")
         engine.dispose()
 
     app = FastAPI(title="carecast", lifespan=lifespan)
     auth = require_api_key(settings.api_key)
-    sessions = make_sessionmaker(engine)
     app.include_router(contacts_router(sessions, temporal_client, settings.task_queue, auth))
     app.include_router(events_router(sessions, temporal_client, settings.task_queue, auth))
     app.include_router(webhooks_router(settings, sessions, temporal_client))

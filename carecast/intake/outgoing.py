@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from carecast.store.campaigns import PAUSED, STOPPED, DeployedVersion, campaign_states, stored_version
 from carecast.store.models import Enrolment, JourneySignal
+from workflows.journey.contract import JourneyEvent
 
 # Rows written are delivered by their writer at once; the relay loop leaves them alone this long.
 FAST_PATH_LEASE = timedelta(seconds=15)
@@ -27,6 +28,7 @@ class JourneyStart:
     holdout: bool
     entered_at: datetime
     paused: bool
+    heard_first: tuple[JourneyEvent, ...] = ()  # its events waiting in the outbox, told at its start
 
 
 @dataclass(frozen=True)
@@ -46,16 +48,29 @@ class Outgoing:
     start: JourneyStart | None  # for a journey not started yet
 
 
-def start_of(session: Session, enrolment, state: str | None) -> JourneyStart | None:
-    """How to start an enrolment's journey, or None when it started (or its version is gone)."""
+def start_of(
+    session: Session, enrolment, state: str | None, heard_first: tuple[JourneyEvent, ...] | None = None
+) -> JourneyStart | None:
+    """How to start an enrolment's journey, or None when it started (or its version is gone).
+
+    The journey starts knowing every event waiting for it in the outbox (`heard_first`, read
+    from the store unless given), so it makes no difference which of its rows starts it.
+    """
     if enrolment.started_at is not None:
         return None
     deployed = stored_version(session, enrolment.campaign_id, enrolment.campaign_version)
     if deployed is None:
         return None
+    if heard_first is None:
+        waiting = session.execute(
+            select(JourneySignal.event_name, JourneySignal.signal_key, JourneySignal.stage, JourneySignal.occurred_at)
+            .where(JourneySignal.enrolment_id == enrolment.id, JourneySignal.kind == "event")
+            .order_by(JourneySignal.id)
+        )
+        heard_first = tuple(JourneyEvent(*row) for row in waiting if row.signal_key != enrolment.trigger_event_id)
     return JourneyStart(deployed, enrolment.id, enrolment.contact_id, enrolment.entry_key,
                         enrolment.trigger_event_id, enrolment.holdout, enrolment.enrolled_at,
-                        paused=state == PAUSED)  # fmt: skip
+                        paused=state == PAUSED, heard_first=heard_first)  # fmt: skip
 
 
 def load_outgoing(session: Session, ids: list[int]) -> list[Outgoing]:

@@ -32,7 +32,7 @@ from carecast.intake.settlement import write_waiting
 from carecast.store.campaigns import PAUSED, STOPPED, active_versions, campaign_states
 from carecast.store.models import Contact, Enrolment, Event, JourneySignal, utcnow
 from carecast.store.writes import insert_new, lock_contact_rows, upsert
-from workflows.journey.contract import journey_workflow_id
+from workflows.journey.contract import JourneyEvent, journey_workflow_id
 
 # Entry-key values that may go into a workflow id as they are; others are hashed there.
 SAFE_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -157,12 +157,14 @@ def record_event(session: Session, event: IncomingEvent, now: datetime | None = 
         if enrolment_id is None:
             recorded.already_running.append(workflow_id)  # the same entry again: its journey runs already
             continue
+        # An exit that won the race to the store: the journey starts knowing it (whichever row starts it),
+        # so it ends before its first step and sends nothing.
+        earlier = _arrived_first(session, row, event)
+        heard_first = tuple(JourneyEvent(e.name, e.event_id, e.data.get("stage"), e.occurred_at) for e in earlier)
         start = JourneyStart(deployed, enrolment_id, contact.id, key, event.event_id, holdout, now,
-                             paused=state == PAUSED)  # fmt: skip
-        # Rows go out in order and the first one starts the journey (signal-with-start): an exit that won
-        # the race to the store goes first, so the journey hears it before its first step and sends nothing.
-        told += [(_signal(enrolment_id, workflow_id, e, now), None, start) for e in _arrived_first(session, row, event)]
+                             paused=state == PAUSED, heard_first=heard_first)  # fmt: skip
         told.append((_signal(enrolment_id, workflow_id, event, now), None, start))
+        told += [(_signal(enrolment_id, workflow_id, e, now), None, start) for e in earlier]
         recorded.enrolled.append(workflow_id)
     if told:
         ids = session.scalars(insert(JourneySignal).returning(JourneySignal.id, sort_by_parameter_order=True),

@@ -219,6 +219,7 @@ class Relay:
             enrolment_id=start.enrolment_id,
             entered_at=start.entered_at,
             history_limit=self.history_limit,
+            heard_first=list(start.heard_first),
         )
         campaign = journey.campaign
         try:

@@ -11,6 +11,8 @@ its lease, and a journey ignores what it has heard before.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from carecast.store.models import Enrolment, JourneySignal, utcnow
 
 FLUSH_AFTER_SECONDS = 1.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,13 +46,10 @@ class Settlement:
     def write(self, session: Session, now: datetime | None = None) -> None:
         now = now or utcnow()
         gone = delete(JourneySignal).where(JourneySignal.id.in_(sorted(self.done))) if self.done else None
-        for ids, values in ((self.started, {"started_at": now}), (self.ended, {"ended_at": now})):
+        # Each is written once; an end may be written before the start that the API process settles later.
+        for ids, column in ((self.started, Enrolment.started_at), (self.ended, Enrolment.ended_at)):
             if ids:
-                moved = (
-                    update(Enrolment)
-                    .where(Enrolment.id.in_(sorted(ids)), Enrolment.ended_at.is_(None))
-                    .values(**values)
-                )
+                moved = update(Enrolment).where(Enrolment.id.in_(sorted(ids)), column.is_(None)).values({column: now})
                 if gone is not None and session.get_bind().dialect.name == "postgresql":
                     # One round trip for both: the delete as a data-modifying CTE of the update.
                     moved, gone = moved.add_cte(gone.cte("done")), None
@@ -107,7 +107,15 @@ def leave(sessions: sessionmaker[Session], settlement: Settlement) -> None:
 def _flush_soon(sessions: sessionmaker[Session], waiting: _Waiting) -> None:
     waiting.flush_due = False
     _background.add(task := asyncio.ensure_future(asyncio.to_thread(flush, sessions)))
-    task.add_done_callback(_background.discard)
+    task.add_done_callback(functools.partial(_flushed, sessions))
+
+
+def _flushed(sessions: sessionmaker[Session], task: asyncio.Future) -> None:
+    """A flush that failed kept what it held (see `flush`): try again a second later."""
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("writing a settlement failed, trying again: %s", task.exception())
+        leave(sessions, Settlement())
 
 
 _background: set[asyncio.Future] = set()  # strong references to flushes in flight

@@ -94,6 +94,9 @@ class JourneyInput:
     entered_at: datetime | None = None  # when the contact was enrolled
     history_limit: int = HISTORY_LIMIT
     state: JourneyState | None = None  # set when the journey continues as new
+    # Events for it already in the store when it starts (an exit that won the race with the trigger): it
+    # hears them before its first step, whichever outbox row starts it.
+    heard_first: list[JourneyEvent] = field(default_factory=list)
 
 
 @dataclass

@@ -46,9 +46,12 @@ class JourneyWorkflow:
     @workflow.init
     def __init__(self, journey: JourneyInput) -> None:
         self.input = journey
-        self.state = journey.state or JourneyState(
-            paused=journey.paused, began_at=journey.entered_at or workflow.info().start_time
-        )
+        if journey.state is not None:
+            self.state = journey.state
+            return
+        self.state = JourneyState(paused=journey.paused, began_at=journey.entered_at or workflow.info().start_time)
+        for event in journey.heard_first:
+            self.event(event)
 
     # Signals: events, and an operator's stop, pause and resume. Each may come before the run starts.
 
@@ -200,4 +203,4 @@ class JourneyWorkflow:
 
     def _continue_as_new(self, next_step: str) -> None:
         state = dataclasses.replace(self.state, continue_at=next_step, runs=self.state.runs + 1)
-        workflow.continue_as_new(dataclasses.replace(self.input, state=state))
+        workflow.continue_as_new(dataclasses.replace(self.input, state=state, heard_first=[]))
