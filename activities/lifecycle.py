@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import case, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,7 +18,9 @@ from carecast.filters.sql import to_sql
 from carecast.intake.record import record_stage_moves
 from carecast.intake.relay import Relay
 from carecast.store.models import Contact
-from workflows.lifecycle_contract import RECOMPUTE_STAGES, RecomputePage, RecomputeResult
+from workflows.lifecycle_contract import HEARTBEAT_EVERY, RECOMPUTE_STAGES, RecomputePage, RecomputeResult
+
+T = TypeVar("T")
 
 
 def target_stage(lifecycle: Lifecycle, as_of):
@@ -65,7 +68,16 @@ class LifecycleActivities:
     async def recompute_stages(self, page: RecomputePage) -> RecomputeResult:
         if self.lifecycle is None:
             return RecomputeResult(last_contact_id=None, rows=0, moved=0)
-        signals, rows, moved, last = await asyncio.to_thread(self._move_page, page)
-        activity.heartbeat(last)
-        await Relay(self.client(), self.sessions, self.task_queue).send(signals)
+        signals, rows, moved, last = await heartbeating(asyncio.to_thread(self._move_page, page))
+        await heartbeating(Relay(self.client(), self.sessions, self.task_queue).send(signals), last)
         return RecomputeResult(last_contact_id=last, rows=rows, moved=moved)
+
+
+async def heartbeating(work: Awaitable[T], *details: Any) -> T:
+    """Awaits `work`, heartbeating every HEARTBEAT_EVERY meanwhile (and once at the start)."""
+    task = asyncio.ensure_future(work)
+    while True:
+        activity.heartbeat(*details)
+        done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY.total_seconds())
+        if done:
+            return task.result()

@@ -1,13 +1,18 @@
 """Lifecycle stages: recomputed set-wise, moves announced, stage-triggered journeys start and end."""
 
+import time
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import ActivityEnvironment
 
-from activities.lifecycle import target_stage
+from activities import lifecycle as lifecycle_activities
+from activities.lifecycle import LifecycleActivities, target_stage
 from carecast.campaign.documents import InvalidFile
 from carecast.campaign.lifecycle import load_lifecycle
 from carecast.channels.outbox import OutboxProvider
@@ -19,10 +24,11 @@ from tests.factories import add_contact, deploy
 from tests.skipping import skip_until_closed, until_started
 from workflows.journey.workflow import JourneyWorkflow
 from workflows.lifecycle import LifecycleWorkflow
-from workflows.lifecycle_contract import LifecycleInput
+from workflows.lifecycle_contract import HEARTBEAT_TIMEOUT, LifecycleInput, RecomputePage
 
 pytestmark = pytest.mark.store
 
+SCHEDULED, STARTED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
 LIFECYCLE = """\
 stages:
   - {name: lapsed, when: {attributes.last_order_at: {older_than: 90d}}}
@@ -99,7 +105,6 @@ async def test_moving_into_a_stage_starts_its_journey_and_leaving_it_ends_it(
 def test_the_first_matching_stage_wins_in_sql(sessions, tmp_path):
     (tmp_path / "lifecycle.yaml").write_text(LIFECYCLE)
     lifecycle = load_lifecycle(tmp_path)
-    from datetime import UTC, datetime
 
     now = datetime(2026, 11, 25, tzinfo=UTC)
     with sessions.begin() as session:
@@ -135,7 +140,7 @@ async def test_a_retried_recompute_still_announces_the_moves_its_first_attempt_m
     send, failed = Relay.send, []
 
     async def crash_after_the_commit_once(relay, ids):
-        if ids and not failed:
+        if ids and not failed and activity.in_activity():  # the page's own delivery, not the relay loop's
             failed.append(ids)
             raise RuntimeError("the worker died after the stages were written")  # the activity fails, is retried
         return await send(relay, ids)
@@ -146,12 +151,33 @@ async def test_a_retried_recompute_still_announces_the_moves_its_first_attempt_m
         workflow_id = f"lifecycle/{uuid.uuid4().hex[:6]}"
         await client.start_workflow(LifecycleWorkflow.run, LifecycleInput(), id=workflow_id, task_queue=task_queue)
         await skip_until_closed(time_skipping_env, workflow_id, step=timedelta(minutes=1))
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        [scheduled] = [e.activity_task_scheduled_event_attributes for e in history.events if e.event_type == SCHEDULED]
+        [started] = [e.activity_task_started_event_attributes for e in history.events if e.event_type == STARTED]
         with sessions() as session:
             [journey_id] = session.scalars(select(Enrolment.workflow_id)).all()
         await until_started(client, journey_id)  # announced by the relay, though no attempt of the page did
         await skip_until_closed(time_skipping_env, journey_id, step=timedelta(days=1))
         outcome = await client.get_workflow_handle_for(JourneyWorkflow.run, journey_id).result()
 
-    assert failed  # the first attempt wrote the move and its announcement, then died before telling Temporal
+    assert failed and started.attempt == 2  # the first attempt wrote the move and its rows, then died
+    assert scheduled.heartbeat_timeout.ToTimedelta() == HEARTBEAT_TIMEOUT  # a dead worker's page is noticed
     steps = [(s.step_id, s.status) for s in outcome.history]
     assert steps == [("note", "sent"), ("later", "waited"), ("again", "sent")]
+
+
+async def test_a_page_heartbeats_while_it_works(sessions, tmp_path, monkeypatch):
+    (tmp_path / "lifecycle.yaml").write_text(LIFECYCLE)
+    recompute = LifecycleActivities(sessions, load_lifecycle(tmp_path), client=lambda: None, task_queue="unused")
+    monkeypatch.setattr(lifecycle_activities, "HEARTBEAT_EVERY", timedelta(seconds=0.05))
+
+    def slow_page(page):
+        time.sleep(0.5)
+        return [], 0, 0, None
+
+    monkeypatch.setattr(recompute, "_move_page", slow_page)
+    beats = []
+    environment = ActivityEnvironment()
+    environment.on_heartbeat = lambda *details: beats.append(details)
+    await environment.run(recompute.recompute_stages, RecomputePage(datetime.now(UTC), None, 10))
+    assert len(beats) >= 5  # all through the page, not once after it

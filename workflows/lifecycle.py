@@ -31,6 +31,7 @@ class LifecycleWorkflow:
                 contract.recompute_stages,
                 RecomputePage(as_of, state.after, state.page_size),
                 start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=contract.HEARTBEAT_TIMEOUT,
                 summary=f"recompute stages after {state.after or 'the first contact'}",
             )
             state = dataclasses.replace(

@@ -6,12 +6,15 @@ Shared by deploy (its schedule), the workflow and the activity (activities/lifec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import activity
 
 LIFECYCLE_WORKFLOW = "LifecycleWorkflow"
 RECOMPUTE_STAGES = "recompute_stages"
+# A page heartbeats this often while it works; a worker that dies mid-page is noticed after the timeout.
+HEARTBEAT_EVERY = timedelta(seconds=5)
+HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
