@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from carecast.intake.settlement import write_waiting
 from carecast.store.models import Contact, Delivery, Event, Suppression
 
 pytestmark = pytest.mark.store
@@ -80,3 +81,8 @@ def test_a_session_that_only_reads_does_not_wait_for_a_writer(sessions):
         thread.start()
         thread.join(timeout=10)  # a reader that queued behind the writer would wait out the 30 s busy timeout
         assert not thread.is_alive() and read == ["c-1"]
+
+
+def test_what_a_process_left_to_write_goes_only_with_a_session_that_writes(sessions):
+    with sessions() as session, pytest.raises(TypeError, match=r"sessions.begin\(\), not sessions\(\)"):
+        write_waiting(session)

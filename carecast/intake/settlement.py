@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from carecast.store.db import READS_ONLY
 from carecast.store.models import Enrolment, JourneySignal, utcnow
 
 FLUSH_AFTER_SECONDS = 1.0
@@ -85,7 +86,10 @@ def _for(engine: Engine) -> _Waiting:
 
 def write_waiting(session: Session) -> None:
     """Writes, in the caller's transaction, what this process left to write on the session's store."""
-    waiting = _for(session.get_bind().engine)
+    bind = session.get_bind()
+    if bind.get_execution_options().get(READS_ONLY):  # its engine is not the store's: nothing would be found
+        raise TypeError("write_waiting needs a session that writes: sessions.begin(), not sessions()")
+    waiting = _for(bind.engine)
     with waiting.lock:
         settlement, waiting.settlement = waiting.settlement, Settlement()
     if settlement:
