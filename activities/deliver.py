@@ -41,6 +41,7 @@ from temporalio.exceptions import ApplicationError
 
 from carecast.channels.base import OutboundMessage, Provider, ProviderError, ProviderReceipt
 from carecast.channels.handover import hand_over
+from carecast.channels.scrub import scrub
 from carecast.contacts.suppressions import add_suppression
 from carecast.contacts.views import contact_facts, contact_view, frequency_limit, preference_view
 from carecast.policy.decide import decide
@@ -526,15 +527,16 @@ class DeliveryActivities:
         With the address suppressed, the retry asks the policy again: it picks the step's
         next channel (an email after a STOP by SMS) or skips the message as suppressed.
         """
+        said = scrub(str(error), message.to)  # Temporal keeps failures in the history: no addresses there
         if error.kind in SUPPRESSION_REASONS:
             reason = SUPPRESSION_REASONS[error.kind]
             add_suppression(session, message.channel, message.to, reason, f"provider:{error.kind}")
-            return ApplicationError(str(error), type="AddressRefused", next_retry_delay=timedelta(seconds=1))
+            return ApplicationError(said, type="AddressRefused", next_retry_delay=timedelta(seconds=1))
         if error.kind == "auth":
-            log.error("%s — no message on this channel can go out until this is fixed", error)
+            log.error("%s — no message on this channel can go out until this is fixed", said)
         delay = timedelta(seconds=error.retry_after) if error.retry_after else None
         return ApplicationError(
-            str(error), non_retryable=not error.retryable, type=ERROR_TYPES[error.kind], next_retry_delay=delay
+            said, non_retryable=not error.retryable, type=ERROR_TYPES[error.kind], next_retry_delay=delay
         )
 
 

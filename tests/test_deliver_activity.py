@@ -325,3 +325,32 @@ def test_a_contacts_own_limit_counts_over_its_own_window_past_the_houses(engine,
     result = run(deliver, request(category="marketing"))
     assert (result.status, result.reason) == ("skipped", "frequency_cap:contact")
     assert printed == []
+
+
+class TalkativeProvider:
+    """A provider whose refusals name the recipient, as Twilio's and SendGrid's do."""
+
+    name = "talkative"
+    idempotent = False
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def send(self, message):
+        raise ProviderError(
+            f"The 'To' {message.to} (or +1 415 555 0199, or bob@example.org) was refused", kind=self.kind
+        )
+
+
+@pytest.mark.parametrize("kind", ["temporary", "rejected", "invalid_address", "auth"])
+def test_a_providers_error_reaches_temporal_without_the_addresses_in_it(engine, sessions, tmp_path, printed, kind):
+    deliver = activities(engine, sessions, tmp_path, printed, provider=TalkativeProvider(kind)).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+    with pytest.raises(ApplicationError) as failure:
+        run(deliver, request(channels=("email",)))
+    said = str(failure.value)
+    assert "was refused" in said and "ada@example.com" not in said
+    assert "415" not in said and "bob@" not in said
+    [row] = deliveries(sessions)
+    assert "ada@example.com" in row.status_history[-1]["error"]  # the store keeps what the provider said
