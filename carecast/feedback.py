@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput
-from carecast.contacts.suppressions import add_suppression
+from carecast.contacts.suppressions import add_suppression, normalised_address
 from carecast.contacts.writer import write_contacts
 from carecast.store.models import Contact, Delivery, ProviderEvent, Suppression, utcnow
 from carecast.store.writes import upsert
@@ -103,11 +103,14 @@ def apply_sendgrid_events(
             continue
         delivery = session.get(Delivery, delivery_id) if delivery_id is not None else None
         if delivery is None:
-            summary.unknown_delivery += 1
+            if _apply_to_address(session, kind, event):
+                summary.applied += 1
+                summary.statuses[kind] = summary.statuses.get(kind, 0) + 1
+            else:
+                summary.unknown_delivery += 1
             continue
-        status, suppression = SENDGRID_EVENTS[kind]
-        if kind == "bounce" and event.get("type") == "blocked":
-            suppression = None  # a block is the receiving server's mood today, not a dead address
+        status, _ = SENDGRID_EVENTS[kind]
+        suppression = _sendgrid_suppression(kind, event)
         _note(delivery, kind, status, reason=event.get("reason"), url=event.get("url"))
         contact = session.get(Contact, delivery.contact_id)
         if suppression and contact is not None and contact.email:
@@ -117,6 +120,34 @@ def apply_sendgrid_events(
         summary.applied += 1
         summary.statuses[kind] = summary.statuses.get(kind, 0) + 1
     return summary
+
+
+def _sendgrid_suppression(kind: str, event: Mapping[str, Any]) -> str | None:
+    if kind == "bounce" and event.get("type") == "blocked":
+        return None  # a block is the receiving server's mood today, not a dead address
+    return SENDGRID_EVENTS[kind][1]
+
+
+def _apply_to_address(session: Session, kind: str, event: Mapping[str, Any]) -> bool:
+    """An event about an address but no delivery of carecast's: whether it changed anything.
+
+    A message another system sent from the same SendGrid account, or an account-level
+    unsubscribe: a hard bounce or a spam report still suppresses the address, and a
+    complaint or an unsubscribe still reaches every contact with that address. A group
+    unsubscribe names no campaign, so no topic: it is only counted.
+    """
+    try:
+        address = normalised_address("email", str(event.get("email") or ""))
+    except ValueError:
+        return False
+    suppression = _sendgrid_suppression(kind, event)
+    if suppression:
+        add_suppression(session, "email", address, suppression, f"sendgrid:{kind}")
+    contacts = list(session.scalars(select(Contact.id).where(Contact.email == address)))
+    if kind in ("spamreport", "unsubscribe"):
+        for contact_id in contacts:
+            _sendgrid_preferences(session, contact_id, kind, None)
+    return bool(suppression) or (kind in ("spamreport", "unsubscribe") and bool(contacts))
 
 
 def _sendgrid_preferences(session: Session, contact_id: str, kind: str, topic: str | None) -> None:

@@ -221,3 +221,29 @@ async def test_a_forged_inbound_stop_changes_nothing(wired, sessions):
     assert await wired.flush() == [403]
     with sessions() as session:
         assert session.get(Preferences, "c-1").sms_consent is True
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "address", "suppression", "check"),
+    [
+        ("bounce", {"type": "bounce"}, "Someone@Elsewhere.example", "hard_bounce", None),
+        ("bounce", {"type": "blocked"}, "ada@example.com", None, None),
+        ("spamreport", {}, "ada@example.com", "spam_complaint", ("email_consent", False)),
+        ("unsubscribe", {}, "ada@example.com", None, ("marketing_consent", False)),
+    ],
+    ids=["hard-bounce-of-no-contact", "blocked", "spamreport", "account-unsubscribe"],
+)
+async def test_an_event_that_names_only_an_address_still_suppresses_and_opts_out(
+    wired, sessions, kind, fields, address, suppression, check
+):
+    """A message another system sent from the same account, or an account-level unsubscribe: no delivery id."""
+    no_delivery = {k: v for k, v in event(0, kind, f"ev-addr-{kind}", **fields).items() if k != "delivery_id"}
+    wired.fakes.sendgrid.post_events([{**no_delivery, "email": address}])
+    assert await wired.flush() == [200]
+    stored = address.split("@")[0] + "@" + address.split("@")[1].lower()
+    with sessions() as session:
+        reasons = list(session.scalars(select(Suppression.reason).where(Suppression.address == stored)))
+        prefs = session.get(Preferences, "c-1")
+    assert reasons == ([suppression] if suppression else [])
+    if check:
+        assert getattr(prefs, check[0]) == check[1]
