@@ -131,6 +131,8 @@ class BroadcastActivities:
                 counters.deferred += 1
             elif outcome.status == "skipped":
                 counters.skipped[outcome.reason] = counters.skipped.get(outcome.reason, 0) + 1
+            elif outcome.status == "uncertain":
+                counters.uncertain += 1
             else:
                 counters.failed += 1
         if busy:

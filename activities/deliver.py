@@ -12,8 +12,11 @@ page (`deliver_batch`, up to a thousand), so both keep the same guarantees:
 2. Outside the lock the claimed messages are rendered and handed to the provider.
 3. One transaction records what happened, appending to each row's history in
    SQL rather than reading it back: `sent` with the provider's id, `failed` (a
-   broken template), or back to `reserved` when the provider refused (the
-   message is known not to be out, so it no longer counts).
+   broken template), back to `reserved` when the provider answered that it did not
+   take it (the message is known not to be out, so it no longer counts), or
+   `uncertain` when the request went out and no answer came (a read timeout, a
+   reset after sending): marketing is never sent again; transactional and care are
+   sent once more, after RESEND_UNCERTAIN_AFTER, both attempts in the history.
 
 A row already final is returned as recorded. A row found `sending` for longer
 than an attempt may last (DELIVER_TIMEOUT) means a crash between handing the
@@ -67,6 +70,10 @@ FINAL = {"sent", "skipped", "failed", "uncertain", "holdout"} | FEEDBACK
 # Rows that never reached a provider do not count toward caps.
 NOT_COUNTED = ("reserved", "deferred", "skipped", "failed", "holdout")
 RESEND_AFTER_UNCERTAINTY = {"transactional", "care"}
+# An uncertain transactional or care message is sent once more, this long after (the provider may be
+# struggling); `uncertain` with this reason is the one state a row leaves FINAL for.
+RESEND_UNCERTAIN_AFTER = timedelta(minutes=2)
+RESEND_DUE = "no_answer_resend_due"
 ONE_CLICK_CATEGORIES = {"marketing", "care"}
 # How the address is suppressed when a provider says it cannot or must not receive messages.
 SUPPRESSION_REASONS = {"invalid_address": "invalid_address", "unsubscribed": "stop"}
@@ -184,6 +191,8 @@ class _Claimed:
     index: int
     delivery_id: int
     message: OutboundMessage
+    category: str
+    resend: bool = False  # the second and last attempt of a message the provider left uncertain
 
 
 # A provider's callback may have come before the record (its news is newer than "sent"): a
@@ -213,6 +222,23 @@ def _sent(claim: _Claimed, receipt: ProviderReceipt) -> dict[str, Any]:
     return dict(b_id=claim.delivery_id, b_entry=_history("sent", channel=claim.message.channel),
                 b_provider=receipt.provider, b_message_id=receipt.message_id, b_segments=receipt.segments,
                 b_updated_at=utcnow())  # fmt: skip
+
+
+# No answer after the request went out: it may be out, so it keeps its sent_at and counts toward caps.
+RECORD_UNCERTAIN = (
+    update(Delivery.__table__)
+    .where(Delivery.id == bindparam("b_id"), Delivery.status == "sending")
+    .values(
+        status="uncertain", reason=bindparam("b_reason"),
+        status_history=json_append(Delivery.status_history, bindparam("b_entry", type_=JsonDocument)),
+        updated_at=bindparam("b_updated_at"),
+    )
+)  # fmt: skip
+
+
+def _uncertain(claim: _Claimed, reason: str, error: str) -> dict[str, Any]:
+    return dict(b_id=claim.delivery_id, b_reason=reason, b_updated_at=utcnow(),
+                b_entry=_history("uncertain", reason=reason, channel=claim.message.channel, error=error))  # fmt: skip
 
 
 def _not_sent(claim: _Claimed, status: str, reason: str | None, **details: Any) -> dict[str, Any]:
@@ -287,11 +313,13 @@ class DeliveryActivities:
                 contact = contacts.get(request.contact_id)
                 decision = self._decide(request, row, contact, prefs, suppressed, counted, holds, rules, now)
                 if isinstance(decision, Send):
+                    resend = row.status == "uncertain"
                     if row.status != "sending":
+                        if not resend:  # an uncertain row counts already
+                            counted[request.contact_id].append(SentDelivery(now, request.category, decision.channel))
                         row.channel, row.sent_at = decision.channel, now  # _record marks it changed
-                        _record(row, "sending", channel=decision.channel)
-                        counted[request.contact_id].append(SentDelivery(now, request.category, decision.channel))
-                    claims.append((index, row, contact, decision))
+                        _record(row, "sending", channel=decision.channel, resend=resend or None)
+                    claims.append((index, row, contact, decision, resend))
                 else:
                     outcomes[index] = decision
             _write(session, rows.values())  # and the new rows learn their ids
@@ -300,10 +328,16 @@ class DeliveryActivities:
                 outcomes[index] = outcome.resolve()
         # Rendering needs no lock: the claims are committed, and other batches may go on meanwhile.
         events = self._events([requests[i] for i, *_ in claims])
-        facts = {contact.id: contact_facts(contact) for _, _, contact, _ in claims}
+        facts = {contact.id: contact_facts(contact) for _, _, contact, *_ in claims}
         return [
-            _Claimed(index, row.id, self._render_or_fail(requests[index], row.id, facts[contact.id], decision, events))
-            for index, row, contact, decision in claims
+            _Claimed(
+                index,
+                row.id,
+                self._render_or_fail(requests[index], row.id, facts[contact.id], decision, events),
+                requests[index].category,
+                resend,
+            )
+            for index, row, contact, decision, resend in claims
         ]
 
     @staticmethod
@@ -321,6 +355,8 @@ class DeliveryActivities:
 
     def _decide(self, request, row, contact, prefs, suppressed, counted, holds, rules, now) -> _Pending | Send:
         """What happens to one message: a Send to claim, or an outcome that is already settled."""
+        if row.status == "uncertain" and row.reason == RESEND_DUE and contact is not None:
+            return Send(row.channel, self._address(contact, row.channel))  # the one resend, as decided before
         if row.status in FINAL:
             return _Pending(row, None)
         if row.status == "sending":
@@ -499,11 +535,14 @@ class DeliveryActivities:
                 # heartbeat from an activity thread waits for the worker's event loop.
                 activity.heartbeat(len(handed))
         # 3. record what happened, in one transaction, without reading the rows back
-        sent, not_sent = [], []
+        sent, not_sent, uncertain = [], [], []
         with self.sessions.begin() as session:
             for claim in claimed:
                 outcome = handed[claim.index]
-                if isinstance(outcome, TemplateError):
+                if isinstance(outcome, ProviderError) and outcome.kind == "uncertain":
+                    record, outcomes[claim.index] = self._uncertain(claim, outcome)
+                    uncertain.append(record)
+                elif isinstance(outcome, TemplateError):
                     # A broken template will not mend itself on retry; the operator must see it.
                     not_sent.append(_not_sent(claim, "failed", "template_error", error=str(outcome)))
                     outcomes[claim.index] = ApplicationError(str(outcome), non_retryable=True, type="TemplateError")
@@ -519,6 +558,20 @@ class DeliveryActivities:
                 session.execute(RECORD_SENT, sent)
             if not_sent:
                 session.execute(RECORD_NOT_SENT, not_sent)
+            if uncertain:
+                session.execute(RECORD_UNCERTAIN, uncertain)
+
+    def _uncertain(self, claim: _Claimed, error: ProviderError) -> tuple[dict[str, Any], Outcome]:
+        """No answer after the request went out: resent once if it must arrive, never if it is marketing."""
+        said = scrub(str(error), claim.message.to)
+        if claim.category in RESEND_AFTER_UNCERTAINTY and not claim.resend and not self.provider.idempotent:
+            record = _uncertain(claim, RESEND_DUE, said)
+            delay = RESEND_UNCERTAIN_AFTER
+            return record, ApplicationError(said, type="ProviderUncertain", next_retry_delay=delay)
+        record = _uncertain(claim, "no_answer", said)
+        return record, DeliverResult(
+            delivery_id=claim.delivery_id, status="uncertain", channel=claim.message.channel, reason="no_answer"
+        )
 
     @staticmethod
     def _provider_failure(session: Session, message: OutboundMessage, error: ProviderError) -> ApplicationError:

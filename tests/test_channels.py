@@ -1,6 +1,8 @@
 """The SendGrid and Twilio channels, through the real SDKs, against the fakes (which check the official specs)."""
 
 import json
+import socket
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -116,14 +118,27 @@ def test_5xx_is_retried(fakes, provider):
 
 
 @pytest.mark.parametrize("provider", ["sendgrid", "twilio"])
-def test_a_slow_provider_times_out_instead_of_hanging_the_worker(fakes, provider):
+def test_a_provider_that_takes_the_message_but_answers_too_late_leaves_it_uncertain(fakes, provider):
     fakes.fail_next(provider, 202 if provider == "sendgrid" else 201, delay=2.0)
     with pytest.raises(ProviderError) as error:
         if provider == "sendgrid":
             sendgrid(fakes, timeout=0.5).send(EMAIL)
         else:
             sms_channel(fakes, timeout=0.5).send(SMS)
-    assert error.value.retryable and "did not answer" in str(error.value)
+    assert (error.value.kind, error.value.retryable) == ("uncertain", False)  # the worker did not hang, and
+    assert "did not answer after the request was sent" in str(error.value)  # it may be out: no blind retry
+
+
+@pytest.mark.parametrize("provider", ["sendgrid", "twilio"])
+def test_a_provider_that_cannot_be_reached_is_retried(provider):
+    with socket.socket() as placeholder:  # a port nothing listens on
+        placeholder.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{placeholder.getsockname()[1]}"
+    unreachable = SimpleNamespace(url=url)
+    with pytest.raises(ProviderError) as error:
+        sendgrid(unreachable).send(EMAIL) if provider == "sendgrid" else sms_channel(unreachable).send(SMS)
+    assert (error.value.kind, error.value.retryable) == ("temporary", True)
+    assert "could not be reached" in str(error.value)
 
 
 def test_refused_credentials_are_for_the_operator_and_not_retried(fakes):

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.deliver import DeliveryActivities
+from activities.deliver import RESEND_UNCERTAIN_AFTER, DeliveryActivities
 from carecast.channels.base import ProviderError, ProviderReceipt
 from carecast.channels.outbox import OutboxProvider
 from carecast.intake.controls import control_campaign
@@ -354,3 +354,55 @@ def test_a_providers_error_reaches_temporal_without_the_addresses_in_it(engine, 
     assert "415" not in said and "bob@" not in said
     [row] = deliveries(sessions)
     assert "ada@example.com" in row.status_history[-1]["error"]  # the store keeps what the provider said
+
+
+class NoAnswerProvider:
+    """Takes each message, but answers the first `silent` hand-overs only after the client gave up."""
+
+    name = "no-answer"
+    idempotent = False
+
+    def __init__(self, silent: int) -> None:
+        self.silent = silent
+        self.taken = []
+
+    def send(self, message):
+        self.taken.append(message.delivery_id)
+        if len(self.taken) <= self.silent:
+            raise ProviderError("did not answer after the request was sent: ReadTimeout", kind="uncertain")
+        return ProviderReceipt(self.name, f"m-{len(self.taken)}")
+
+
+def test_an_uncertain_marketing_message_is_never_sent_again_and_still_counts(engine, sessions, tmp_path, printed):
+    provider = NoAnswerProvider(silent=1)
+    deliver = activities(engine, sessions, tmp_path, printed, rules=TWO_A_DAY, provider=provider).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+    first = run(deliver, request(category="marketing"))
+    again = run(deliver, request(category="marketing"))  # a retry of the same step
+    assert (first.status, first.reason) == (again.status, again.reason) == ("uncertain", "no_answer")
+    assert provider.taken == [first.delivery_id]
+    [row] = deliveries(sessions)
+    assert row.sent_at is not None  # it may be out: it counts toward caps
+    assert [h["status"] for h in row.status_history] == ["reserved", "sending", "uncertain"]
+
+
+@pytest.mark.parametrize(("silent", "outcome"), [(1, "sent"), (2, "uncertain")])
+def test_an_uncertain_confirmation_is_sent_once_more_after_a_delay(
+    engine, sessions, tmp_path, printed, silent, outcome
+):
+    provider = NoAnswerProvider(silent)
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+    with pytest.raises(ApplicationError) as first:
+        run(deliver, request(category="transactional"))
+    assert (first.value.type, first.value.next_retry_delay) == ("ProviderUncertain", RESEND_UNCERTAIN_AFTER)
+    assert not first.value.non_retryable
+    second = run(deliver, request(category="transactional"))  # Temporal's retry, after the delay
+    third = run(deliver, request(category="transactional"))  # any later retry hands nothing over
+    assert second.status == third.status == outcome
+    assert len(provider.taken) == 2  # at most one duplicate, never more
+    [row] = deliveries(sessions)
+    statuses = [h["status"] for h in row.status_history]
+    assert statuses == ["reserved", "sending", "uncertain", "sending", outcome]  # both attempts on record

@@ -159,3 +159,28 @@ async def test_a_number_twilio_says_opted_out_is_suppressed_and_the_step_falls_b
     assert len(fakes.received_by("twilio")) == 1  # asked once, never again
     with sessions() as session:
         assert session.scalars(select(Suppression.reason).where(Suppression.address == opted_out)).all() == ["stop"]
+
+
+async def test_an_apology_sendgrid_took_but_did_not_answer_is_sent_once_more_and_no_more(
+    wired, time_skipping_env, engine, sessions
+):
+    fakes, settings = wired
+    settings = replace(settings, provider_timeout_seconds=0.5)
+    client = time_skipping_env.client
+    await deploy_and_add(time_skipping_env, sessions, settings, "c-1", "ada@example.com", phone=None)
+    fakes.fail_next("sendgrid", 202, delay=1.5)  # accepted, but the answer comes after the client gave up
+    started = []
+    try:
+        async with carecast_worker(client, settings, engine, build_provider(settings)) as worker, worker:
+            started.append(await start_delay_journey(client, sessions, settings, "c-1"))
+            await deliver_after_the_first_follow_up(time_skipping_env, sessions, settings, "c-1", started[0])
+            outcome = await client.get_workflow_handle_for(JourneyWorkflow.run, started[0]).result()
+    finally:
+        await terminate_running(client, started)
+
+    sends = [(s.step_id, s.status) for s in outcome.history if s.step_id in ("apologise", "follow_up")]
+    assert sends == [("apologise", "sent"), ("follow_up", "sent")]
+    apology, follow_up = deliveries(sessions)
+    assert [h["status"] for h in apology.status_history] == ["reserved", "sending", "uncertain", "sending", "sent"]
+    received = [r.body["custom_args"]["delivery_id"] for r in fakes.received_by("sendgrid")]
+    assert received == [str(apology.id), str(apology.id), str(follow_up.id)]  # one duplicate, owned up to

@@ -42,18 +42,21 @@ class BroadcastCounters:
     deferred: int = 0
     failed: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    uncertain: int = 0  # handed over with no answer: maybe out, never sent again (marketing)
 
     def add(self, other: BroadcastCounters) -> None:
         self.audience += other.audience
         self.sent += other.sent
         self.deferred += other.deferred
         self.failed += other.failed
+        self.uncertain += other.uncertain
         for reason, count in other.skipped.items():
             self.skipped[reason] = self.skipped.get(reason, 0) + count
 
     def summary(self) -> str:
         skipped = sum(self.skipped.values())
-        return f"{self.sent} sent, {skipped} skipped, {self.deferred} deferred, {self.failed} failed"
+        summary = f"{self.sent} sent, {skipped} skipped, {self.deferred} deferred, {self.failed} failed"
+        return summary + (f", {self.uncertain} uncertain" if self.uncertain else "")
 
 
 @dataclass(frozen=True)

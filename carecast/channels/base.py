@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-ErrorKind = Literal["temporary", "rejected", "invalid_address", "unsubscribed", "auth"]
+ErrorKind = Literal["temporary", "rejected", "invalid_address", "unsubscribed", "auth", "uncertain"]
 
 ChannelName = Literal["email", "sms", "voice"]
 CHANNELS: tuple[ChannelName, ...] = ("email", "sms", "voice")
@@ -63,6 +63,8 @@ class ProviderError(Exception):
       invalid_address  the address cannot receive messages: suppress it, choose again
       unsubscribed     the recipient opted out at the provider (Twilio 21610): suppress, choose again
       auth             our credentials were refused: the operator must act; do not retry
+      uncertain        the request went out and no answer came: it may have been taken (never
+                       retried blindly; the deliver activity decides by category)
     """
 
     def __init__(self, message: str, *, kind: ErrorKind = "temporary", retry_after: float | None = None) -> None:

@@ -16,6 +16,7 @@ with a 400, so the one bad address gets its own error and the others go.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from collections.abc import Sequence
@@ -144,8 +145,14 @@ class SendGridEmail:
             response = self.client.send(mail)
         except HTTPError as exc:
             raise map_http_error(exc) from None
-        except (URLError, TimeoutError, ConnectionError) as exc:
-            raise ProviderError(f"SendGrid did not answer: {exc}") from None
+        except URLError as exc:
+            # urllib wraps what fails while connecting and sending: the request never arrived whole.
+            raise ProviderError(f"SendGrid could not be reached: {exc.reason}") from None
+        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            # Sent, and no answer (a read timeout, a reset): SendGrid may have taken it.
+            raise ProviderError(
+                f"SendGrid did not answer after the request was sent: {exc!r}", kind="uncertain"
+            ) from None
         message_id = response.headers.get("X-Message-Id") if response.headers else None
         return ProviderReceipt(self.name, message_id or "")
 

@@ -16,6 +16,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from carecast.channels.base import OutboundMessage, ProviderError, ProviderReceipt
 
@@ -105,7 +106,24 @@ class _TwilioChannel:
         except TwilioRestException as exc:
             raise self._error(exc) from None
         except requests.RequestException as exc:
-            raise ProviderError(f"Twilio did not answer: {exc}") from None
+            if never_left(exc):
+                raise ProviderError(f"Twilio could not be reached: {exc}") from None
+            raise ProviderError(f"Twilio did not answer after the request was sent: {exc}", kind="uncertain") from None
+
+
+def never_left(exc: requests.RequestException) -> bool:
+    """Whether a failed request surely never reached Twilio (no connection was made), so sending again is safe.
+
+    requests.ConnectionError covers both a connection never made and one dropped after the
+    request went out; only the first is safe to repeat.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ReadTimeout):
+        return False
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # a MaxRetryError names what went wrong
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError, NameResolutionError))
 
 
 class TwilioSms(_TwilioChannel):
