@@ -167,13 +167,14 @@ async def test_an_apology_sendgrid_took_but_did_not_answer_is_sent_once_more_and
     fakes, settings = wired
     settings = replace(settings, provider_timeout_seconds=0.5)
     client = time_skipping_env.client
-    await deploy_and_add(time_skipping_env, sessions, settings, "c-1", "ada@example.com", phone=None)
+    contact = f"c-{uuid.uuid4().hex[:8]}"  # the test server is shared: a workflow id of this test's own
+    await deploy_and_add(time_skipping_env, sessions, settings, contact, "ada@example.com", phone=None)
     fakes.fail_next("sendgrid", 202, delay=1.5)  # accepted, but the answer comes after the client gave up
     started = []
     try:
         async with carecast_worker(client, settings, engine, build_provider(settings)) as worker, worker:
-            started.append(await start_delay_journey(client, sessions, settings, "c-1"))
-            await deliver_after_the_first_follow_up(time_skipping_env, sessions, settings, "c-1", started[0])
+            started.append(await start_delay_journey(client, sessions, settings, contact))
+            await deliver_after_the_first_follow_up(time_skipping_env, sessions, settings, contact, started[0])
             outcome = await client.get_workflow_handle_for(JourneyWorkflow.run, started[0]).result()
     finally:
         await terminate_running(client, started)
