@@ -11,9 +11,11 @@ here too; callers turn every inbound SMS into an `sms_replied` event.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -111,7 +113,8 @@ def apply_sendgrid_events(
             continue
         status, _ = SENDGRID_EVENTS[kind]
         suppression = _sendgrid_suppression(kind, event)
-        _note(delivery, kind, status, reason=event.get("reason"), url=event.get("url"))
+        url = without_tokens(str(event["url"])) if event.get("url") else None
+        _note(delivery, kind, status, reason=event.get("reason"), url=url)
         contact = session.get(Contact, delivery.contact_id)
         if suppression and contact is not None and contact.email:
             add_suppression(session, "email", contact.email, suppression, f"sendgrid:{kind}")
@@ -120,6 +123,22 @@ def apply_sendgrid_events(
         summary.applied += 1
         summary.statuses[kind] = summary.statuses.get(kind, 0) + 1
     return summary
+
+
+# Query parameters whose values are credentials; their names are kept, their values are not.
+SECRET_PARAMETER = re.compile(r"token|sig|signature|key|auth|code|session|secret|password", re.IGNORECASE)
+
+
+def without_tokens(url: str) -> str:
+    """A clicked URL as stored: carecast's own `/u/<token>` link and secret-looking parameters masked.
+
+    A preference-center token is a credential for the contact's choices: kept in a
+    delivery's history it would open them to anyone who can read the store.
+    """
+    parts = urlsplit(url)
+    path = re.sub(r"/u/[^/]+", "/u/[token]", parts.path)
+    query = [(k, "[token]" if SECRET_PARAMETER.search(k) else v) for k, v in parse_qsl(parts.query, True)]
+    return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query, safe="[]"), ""))
 
 
 def _sendgrid_suppression(kind: str, event: Mapping[str, Any]) -> str | None:

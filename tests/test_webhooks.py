@@ -247,3 +247,12 @@ async def test_an_event_that_names_only_an_address_still_suppresses_and_opts_out
     assert reasons == ([suppression] if suppression else [])
     if check:
         assert getattr(prefs, check[0]) == check[1]
+
+
+async def test_a_clicked_link_is_stored_without_the_tokens_in_it(wired, sessions):
+    delivery_id = add_delivery(sessions)
+    clicked = "https://care.example.com/u/eyJjIjoiYy0xIn0.c2ln?utm_source=email&auth_token=s3cret#top"
+    wired.fakes.sendgrid.post_events([event(delivery_id, "click", "ev-click", url=clicked)])
+    assert await wired.flush() == [200]
+    [click] = [h for h in delivery(sessions, delivery_id).status_history if h["event"] == "click"]
+    assert click["url"] == "https://care.example.com/u/[token]?utm_source=email&auth_token=[token]"
