@@ -74,6 +74,8 @@ RESEND_AFTER_UNCERTAINTY = {"transactional", "care"}
 # struggling); `uncertain` with this reason is the one state a row leaves FINAL for.
 RESEND_UNCERTAIN_AFTER = timedelta(minutes=2)
 RESEND_DUE = "no_answer_resend_due"
+# Refused credentials: tried again after 30 s, 1 min, 2 min, … at most every 15 minutes, until the hold deadline.
+AUTH_RETRY_FIRST, AUTH_RETRY_MOST = timedelta(seconds=30), timedelta(minutes=15)
 ONE_CLICK_CATEGORIES = {"marketing", "care"}
 # How the address is suppressed when a provider says it cannot or must not receive messages.
 SUPPRESSION_REASONS = {"invalid_address": "invalid_address", "unsubscribed": "stop"}
@@ -382,7 +384,10 @@ class DeliveryActivities:
             now,
         )
         if isinstance(decision, Skip):
-            _record(row, "skipped", reason=decision.reason)
+            if decision.reason == "expired" and row.status_history and row.status_history[-1].get("kind") == "auth":
+                _record(row, "failed", reason="provider_auth_failed")  # it waited its whole hold for a fix
+            else:
+                _record(row, "skipped", reason=decision.reason)
             return _Pending(row, None)
         if isinstance(decision, Defer):
             _record(row, "deferred", reason=decision.reason, until=decision.until.isoformat())
@@ -586,7 +591,12 @@ class DeliveryActivities:
             add_suppression(session, message.channel, message.to, reason, f"provider:{error.kind}")
             return ApplicationError(said, type="AddressRefused", next_retry_delay=timedelta(seconds=1))
         if error.kind == "auth":
-            log.error("%s — no message on this channel can go out until this is fixed", said)
+            # A configuration slip waits to be fixed rather than lose the message: retried with a capped
+            # backoff until the message's hold deadline (its max_hold), then failed with this reason.
+            attempt = activity.info().attempt if activity.in_activity() else 1
+            delay = min(AUTH_RETRY_FIRST * 2 ** (attempt - 1), AUTH_RETRY_MOST)
+            log.error("%s — messages on this channel wait (next try in %s) until this is fixed", said, delay)
+            return ApplicationError(said, type=ERROR_TYPES["auth"], next_retry_delay=delay)
         delay = timedelta(seconds=error.retry_after) if error.retry_after else None
         return ApplicationError(
             said, non_retryable=not error.retryable, type=ERROR_TYPES[error.kind], next_retry_delay=delay

@@ -141,7 +141,7 @@ def test_a_provider_that_cannot_be_reached_is_retried(provider):
     assert "could not be reached" in str(error.value)
 
 
-def test_refused_credentials_are_for_the_operator_and_not_retried(fakes):
+def test_refused_credentials_name_the_setting_the_operator_must_fix(fakes):
     with pytest.raises(ProviderError) as email_error:
         sendgrid(fakes, key="SG.wrong").send(EMAIL)
     with pytest.raises(ProviderError) as sms_error:

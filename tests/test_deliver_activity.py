@@ -406,3 +406,44 @@ def test_an_uncertain_confirmation_is_sent_once_more_after_a_delay(
     [row] = deliveries(sessions)
     statuses = [h["status"] for h in row.status_history]
     assert statuses == ["reserved", "sending", "uncertain", "sending", outcome]  # both attempts on record
+
+
+class RefusedKeyProvider:
+    """A provider whose key the operator got wrong: every hand-over refused as SendGrid refuses it."""
+
+    name = "refused-key"
+    idempotent = False
+
+    def send(self, message):
+        raise ProviderError("SendGrid refused the API key (401): check SENDGRID_API_KEY", kind="auth")
+
+
+def test_a_refused_key_holds_the_message_until_it_is_fixed_then_it_goes(engine, sessions, tmp_path, printed):
+    began = utcnow()
+    waiting = request(category="transactional", held_since=began, max_hold_seconds=2 * 86400)
+    with sessions.begin() as session:
+        add_contact(session)
+    refused = activities(engine, sessions, tmp_path, printed, provider=RefusedKeyProvider()).deliver
+    with pytest.raises(ApplicationError) as failure:
+        run(refused, waiting)
+    assert (failure.value.type, failure.value.non_retryable) == ("ProviderAuthFailed", False)
+    assert failure.value.next_retry_delay == timedelta(seconds=30)
+    fixed = activities(engine, sessions, tmp_path, printed, clock=lambda: began + timedelta(hours=5)).deliver
+    assert run(fixed, waiting).status == "sent"  # the worker restarted with the right key, hours later
+    assert len(printed) == 1
+
+
+def test_a_refused_key_not_fixed_within_the_hold_fails_the_message_with_that_reason(
+    engine, sessions, tmp_path, printed
+):
+    began = utcnow()
+    waiting = request(category="transactional", held_since=began, max_hold_seconds=2 * 86400)
+    with sessions.begin() as session:
+        add_contact(session)
+    refused = activities(engine, sessions, tmp_path, printed, provider=RefusedKeyProvider()).deliver
+    with pytest.raises(ApplicationError):
+        run(refused, waiting)
+    late = activities(engine, sessions, tmp_path, printed, provider=RefusedKeyProvider(),
+                      clock=lambda: began + timedelta(days=2, minutes=1)).deliver  # fmt: skip
+    result = run(late, waiting)
+    assert (result.status, result.reason) == ("failed", "provider_auth_failed")

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from activities import deliver as deliver_activity
 from carecast.api.app import create_app
 from carecast.fakes.server import FakeProviders
 from carecast.intake.ingest import ingest_event
@@ -185,3 +186,36 @@ async def test_an_apology_sendgrid_took_but_did_not_answer_is_sent_once_more_and
     assert [h["status"] for h in apology.status_history] == ["reserved", "sending", "uncertain", "sending", "sent"]
     received = [r.body["custom_args"]["delivery_id"] for r in fakes.received_by("sendgrid")]
     assert received == [str(apology.id), str(apology.id), str(follow_up.id)]  # one duplicate, owned up to
+
+
+async def test_an_apology_waits_out_a_wrong_sendgrid_key_and_goes_once_it_is_fixed(
+    wired, time_skipping_env, engine, sessions, monkeypatch
+):
+    fakes, settings = wired
+    monkeypatch.setattr(deliver_activity, "AUTH_RETRY_FIRST", timedelta(seconds=1))  # the test server waits for real
+    client = time_skipping_env.client
+    contact = f"c-{uuid.uuid4().hex[:8]}"
+    await deploy_and_add(time_skipping_env, sessions, settings, contact, "ada@example.com", phone=None)
+    started = []
+    try:
+        wrong = replace(settings, sendgrid_api_key="SG.a-slip-of-the-operator")
+        async with carecast_worker(client, wrong, engine, build_provider(wrong)) as worker, worker:
+            with time_skipping_env.auto_time_skipping_disabled():
+                started.append(await start_delay_journey(client, sessions, settings, contact))
+
+                async def refused():
+                    return [r.status for r in fakes.received_by("sendgrid")]
+
+                await eventually(refused, lambda statuses: statuses[:1] == [401], attempts=200)
+        # The operator fixes the key and restarts the worker: the apology goes out on its next try.
+        async with carecast_worker(client, settings, engine, build_provider(settings)) as worker, worker:
+            with time_skipping_env.auto_time_skipping_disabled():
+                await eventually(lambda: asyncio.to_thread(deliveries, sessions),
+                                 lambda rows: rows and rows[0].status == "sent", attempts=400)  # fmt: skip
+    finally:
+        await terminate_running(client, started)
+
+    [apology] = deliveries(sessions)
+    assert [h["status"] for h in apology.status_history][-2:] == ["sending", "sent"]
+    assert any(h.get("kind") == "auth" for h in apology.status_history)  # the refusals are on record
+    assert [r.status for r in fakes.received_by("sendgrid")][-1] == 202
