@@ -74,6 +74,9 @@ RESEND_AFTER_UNCERTAINTY = {"transactional", "care"}
 # struggling); `uncertain` with this reason is the one state a row leaves FINAL for.
 RESEND_UNCERTAIN_AFTER = timedelta(minutes=2)
 RESEND_DUE = "no_answer_resend_due"
+# An attempt starts no hand-over later than this before its own start-to-close deadline, so that one begun
+# in time (CARECAST_PROVIDER_TIMEOUT, 10 s by default, must stay below it) ends before a retry may begin.
+HANDOVER_MARGIN = timedelta(seconds=15)
 # Refused credentials: tried again after 30 s, 1 min, 2 min, … at most every 15 minutes, until the hold deadline.
 AUTH_RETRY_FIRST, AUTH_RETRY_MOST = timedelta(seconds=30), timedelta(minutes=15)
 ONE_CLICK_CATEGORIES = {"marketing", "care"}
@@ -123,6 +126,17 @@ def _record(row: _Row, status: str, reason: str | None = None, **details: Any) -
     row.reason = reason
     row.status_history = [*row.status_history, _history(status, reason=reason, **details)]
     row.changed = True
+
+
+def _attempt_left() -> timedelta:
+    """How long this attempt may still begin a hand-over: to its start-to-close deadline, less HANDOVER_MARGIN."""
+    if not activity.in_activity():
+        return DELIVER_TIMEOUT
+    info = activity.info()
+    if info.start_to_close_timeout is None:
+        return DELIVER_TIMEOUT
+    deadline = info.started_time + info.start_to_close_timeout
+    return max(deadline - utcnow() - HANDOVER_MARGIN, timedelta(0))
 
 
 def _result(row: _Row) -> DeliverResult:
@@ -278,9 +292,10 @@ class DeliveryActivities:
         outcomes: list[Outcome | None] = [None] * len(requests)
         # The house rules now, once for the batch: a limit tightened by a deploy applies to the next message.
         rules = self.rules()
+        hand_over_by = self.clock() + _attempt_left()
         claimed = self._claim_all(requests, outcomes, rules)
         if claimed:
-            self._send_all(claimed, outcomes, rules)
+            self._send_all(claimed, outcomes, rules, hand_over_by)
         return outcomes  # type: ignore[return-value]
 
     # 1. decide and claim, under the contacts' locks
@@ -526,11 +541,17 @@ class DeliveryActivities:
                     time.sleep(wait)
                 yield chunk
 
-    def _send_all(self, claimed: list[_Claimed], outcomes: list, rules: HouseRules) -> None:
+    def _send_all(self, claimed: list[_Claimed], outcomes: list, rules: HouseRules, hand_over_by: datetime) -> None:
         handed: dict[int, ProviderReceipt | Exception] = {}
         for chunk in self._paced_chunks(claimed, rules):
             sendable = [c for c in chunk if isinstance(c.message, OutboundMessage)]
-            for claim, answer in zip(sendable, hand_over(self.provider, [c.message for c in sendable]), strict=True):
+            if self.clock() >= hand_over_by:
+                # Past the attempt's deadline a retry may already be sending these: hand nothing over.
+                late = ProviderError("the attempt ran out of time before the hand-over")
+                answers: list = [late] * len(sendable)
+            else:
+                answers = hand_over(self.provider, [c.message for c in sendable])
+            for claim, answer in zip(sendable, answers, strict=True):
                 handed[claim.index] = answer
             for claim in chunk:
                 if isinstance(claim.message, TemplateError):

@@ -39,3 +39,17 @@ def deploy(session, templates_dir, *campaigns):
     return deploy_files(session, paths, Path(templates_dir)) + [
         deploy_campaign(session, c, build_bundle(c, Path(templates_dir), house)) for c in models
     ]
+
+
+def deliver_attempt():
+    """An activity environment for `deliver`: an attempt that started now, with the deadline a journey gives it."""
+    from dataclasses import replace
+
+    from temporalio.testing import ActivityEnvironment
+
+    from carecast.store.models import utcnow
+    from workflows.journey.contract import DELIVER_TIMEOUT
+
+    environment = ActivityEnvironment()
+    environment.info = replace(environment.info, started_time=utcnow(), start_to_close_timeout=DELIVER_TIMEOUT)
+    return environment

@@ -1,6 +1,7 @@
 """The deliver activity: the policy under the contact's lock, one message per idempotency key."""
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from email import message_from_bytes
 from pathlib import Path
@@ -8,7 +9,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.deliver import RESEND_UNCERTAIN_AFTER, DeliveryActivities
 from carecast.channels.base import ProviderError, ProviderReceipt
@@ -18,7 +18,7 @@ from carecast.policy.model import CapRule, EmailIdentity, HouseRules, QuietHours
 from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateRenderer
 from carecast.store.models import Delivery, Preferences, Suppression, utcnow
-from tests.factories import add_contact
+from tests.factories import add_contact, deliver_attempt
 from workflows.journey.contract import DELIVER_TIMEOUT, DeliverInput
 
 pytestmark = pytest.mark.store
@@ -67,7 +67,7 @@ def deliver(engine, sessions, tmp_path, printed):
 
 
 def run(deliver, req):
-    return ActivityEnvironment().run(deliver, req)
+    return deliver_attempt().run(deliver, req)
 
 
 def deliveries(sessions):
@@ -447,3 +447,17 @@ def test_a_refused_key_not_fixed_within_the_hold_fails_the_message_with_that_rea
                       clock=lambda: began + timedelta(days=2, minutes=1)).deliver  # fmt: skip
     result = run(late, waiting)
     assert (result.status, result.reason) == ("failed", "provider_auth_failed")
+
+
+def test_an_attempt_past_its_deadline_hands_nothing_over(sessions, engine, tmp_path, printed):
+    provider = CountingProvider()
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+    late = deliver_attempt()  # its start-to-close deadline is now: a retry may be sending this very message
+    late.info = replace(late.info, started_time=utcnow() - DELIVER_TIMEOUT)
+    with pytest.raises(ApplicationError, match="ran out of time before the hand-over") as failure:
+        late.run(deliver, request(category="care"))
+    assert not failure.value.non_retryable and provider.sent == []
+    [row] = deliveries(sessions)
+    assert (row.status, row.sent_at) == ("reserved", None)

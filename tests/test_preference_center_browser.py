@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import async_playwright
-from temporalio.testing import ActivityEnvironment
 
 from activities.deliver import DeliveryActivities
 from carecast.api.app import create_app
@@ -21,7 +20,7 @@ from carecast.channels.outbox import OutboxProvider
 from carecast.policy.model import HouseRules
 from carecast.render.templates import TemplateRenderer
 from carecast.store.models import Preferences
-from tests.factories import add_contact
+from tests.factories import add_contact, deliver_attempt
 from tests.serving import serve
 from workflows.journey.contract import DeliverInput
 
@@ -87,7 +86,7 @@ async def test_a_customer_changes_channel_and_quiet_hours_and_the_next_message_f
             sessions, TemplateRenderer(ROOT / "templates"), OutboxProvider(tmp_path / "outbox", echo=lambda _: None),
             HouseRules(default_timezone="UTC"), settings.link_signer(), clock=lambda: at,
         )  # fmt: skip
-        return ActivityEnvironment().run(activities.deliver, care_message(n))
+        return deliver_attempt().run(activities.deliver, care_message(n))
 
     during = deliver_at(12, 1)
     assert (during.status, during.reason, during.deferred_until_local) == (
