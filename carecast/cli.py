@@ -27,11 +27,13 @@ events_app = typer.Typer(help="Events that start and steer journeys.", no_args_i
 contacts_app = typer.Typer(help="Contacts and their preferences.", no_args_is_help=True)
 broadcast_app = typer.Typer(help="Start and steer broadcasts.", no_args_is_help=True)
 campaign_app = typer.Typer(help="Hold, stop and start a campaign's journeys and sends.", no_args_is_help=True)
+deliveries_app = typer.Typer(help="Messages that need a human: uncertain or failed.", no_args_is_help=True)
 app.add_typer(broadcast_app, name="broadcast")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(contacts_app, name="contacts")
+app.add_typer(deliveries_app, name="deliveries")
 
 
 def _settings() -> Settings:
@@ -573,6 +575,37 @@ def contacts_audit_saves(
         _say(f'{len(found)} contact(s) to review (README: "Saves to review after the one-click defect")')
     else:
         _say("no preference-center save looks like the one-click defect")
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    status: Annotated[
+        list[str] | None, typer.Option("--status", help="uncertain or failed (repeat for both; default both)")
+    ] = None,
+    campaign: Annotated[str | None, typer.Option("--campaign", help="only this campaign's")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many, newest first")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON array instead of one line each")] = False,
+) -> None:
+    """List the messages that need a human, newest first: uncertain (maybe out) and failed (not out), with why."""
+    from carecast.delivery.attention import NEEDS_A_HUMAN, needing_attention
+    from carecast.store.db import make_sessionmaker
+
+    statuses = tuple(status or NEEDS_A_HUMAN)
+    unknown = sorted(set(statuses) - set(NEEDS_A_HUMAN))
+    if unknown:
+        _fail(f"--status {', '.join(unknown)}: use {' or '.join(NEEDS_A_HUMAN)}")
+    engine = _store(_settings())
+    try:
+        with make_sessionmaker(engine)() as session:
+            found = needing_attention(session, statuses, campaign, limit)
+    finally:
+        engine.dispose()
+    if as_json:
+        _say(json.dumps([dict(vars(a), updated_at=a.updated_at.isoformat()) for a in found], indent=2))
+        return
+    for attention in found:
+        _say(attention.line())
+    _say(f"{len(found)} message(s) need a human" if found else "no message needs a human")
 
 
 def _relay(settings: Settings, engine, signals: list[int], what: str) -> None:
