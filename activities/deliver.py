@@ -139,6 +139,10 @@ def _attempt_left() -> timedelta:
     return max(deadline - utcnow() - HANDOVER_MARGIN, timedelta(0))
 
 
+def _was_uncertain(row: _Row) -> bool:
+    return any(entry.get("status") == "uncertain" for entry in row.status_history)
+
+
 def _result(row: _Row) -> DeliverResult:
     return DeliverResult(delivery_id=row.id, status=row.status, channel=row.channel, reason=row.reason)
 
@@ -292,7 +296,9 @@ class DeliveryActivities:
         outcomes: list[Outcome | None] = [None] * len(requests)
         # The house rules now, once for the batch: a limit tightened by a deploy applies to the next message.
         rules = self.rules()
-        hand_over_by = self.clock() + _attempt_left()
+        # Other attempts take a `sending` row for a crashed one's DELIVER_TIMEOUT after its claim: no hand-over
+        # after that (less the margin), nor after this attempt's own deadline.
+        hand_over_by = self.clock() + min(_attempt_left(), DELIVER_TIMEOUT - HANDOVER_MARGIN)
         claimed = self._claim_all(requests, outcomes, rules)
         if claimed:
             self._send_all(claimed, outcomes, rules, hand_over_by)
@@ -330,9 +336,11 @@ class DeliveryActivities:
                 contact = contacts.get(request.contact_id)
                 decision = self._decide(request, row, contact, prefs, suppressed, counted, holds, rules, now)
                 if isinstance(decision, Send):
-                    resend = row.status == "uncertain"
+                    # A second hand-over of a message that may be out already (left uncertain, or by a crashed
+                    # attempt): whatever comes of it, there is no third.
+                    resend = row.status in ("uncertain", "sending") or _was_uncertain(row)
                     if row.status != "sending":
-                        if not resend:  # an uncertain row counts already
+                        if row.status != "uncertain":  # an uncertain row counts already
                             counted[request.contact_id].append(SentDelivery(now, request.category, decision.channel))
                         row.channel, row.sent_at = decision.channel, now  # _record marks it changed
                         _record(row, "sending", channel=decision.channel, resend=resend or None)
@@ -399,7 +407,7 @@ class DeliveryActivities:
             now,
         )
         if isinstance(decision, Skip):
-            if decision.reason == "expired" and row.status_history and row.status_history[-1].get("kind") == "auth":
+            if decision.reason == "expired" and any(entry.get("kind") == "auth" for entry in row.status_history):
                 _record(row, "failed", reason="provider_auth_failed")  # it waited its whole hold for a fix
             else:
                 _record(row, "skipped", reason=decision.reason)
@@ -589,12 +597,12 @@ class DeliveryActivities:
 
     def _uncertain(self, claim: _Claimed, error: ProviderError) -> tuple[dict[str, Any], Outcome]:
         """No answer after the request went out: resent once if it must arrive, never if it is marketing."""
-        said = scrub(str(error), claim.message.to)
+        said = scrub(str(error), claim.message.to)  # for Temporal; the store keeps the provider's own words
         if claim.category in RESEND_AFTER_UNCERTAINTY and not claim.resend and not self.provider.idempotent:
-            record = _uncertain(claim, RESEND_DUE, said)
+            record = _uncertain(claim, RESEND_DUE, str(error))
             delay = RESEND_UNCERTAIN_AFTER
             return record, ApplicationError(said, type="ProviderUncertain", next_retry_delay=delay)
-        record = _uncertain(claim, "no_answer", said)
+        record = _uncertain(claim, "no_answer", str(error))
         return record, DeliverResult(
             delivery_id=claim.delivery_id, status="uncertain", channel=claim.message.channel, reason="no_answer"
         )
@@ -615,7 +623,7 @@ class DeliveryActivities:
             # A configuration slip waits to be fixed rather than lose the message: retried with a capped
             # backoff until the message's hold deadline (its max_hold), then failed with this reason.
             attempt = activity.info().attempt if activity.in_activity() else 1
-            delay = min(AUTH_RETRY_FIRST * 2 ** (attempt - 1), AUTH_RETRY_MOST)
+            delay = min(AUTH_RETRY_FIRST * 2 ** min(attempt - 1, 10), AUTH_RETRY_MOST)
             log.error("%s — messages on this channel wait (next try in %s) until this is fixed", said, delay)
             return ApplicationError(said, type=ERROR_TYPES["auth"], next_retry_delay=delay)
         delay = timedelta(seconds=error.retry_after) if error.retry_after else None

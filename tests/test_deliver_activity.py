@@ -1,5 +1,6 @@
 """The deliver activity: the policy under the contact's lock, one message per idempotency key."""
 
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
@@ -461,3 +462,64 @@ def test_an_attempt_past_its_deadline_hands_nothing_over(sessions, engine, tmp_p
     assert not failure.value.non_retryable and provider.sent == []
     [row] = deliveries(sessions)
     assert (row.status, row.sent_at) == ("reserved", None)
+
+
+def test_a_key_refused_all_day_waits_at_most_the_longest_backoff(sessions, engine, tmp_path, printed):
+    deliver = activities(engine, sessions, tmp_path, printed, provider=RefusedKeyProvider()).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+    fiftieth = deliver_attempt()
+    fiftieth.info = replace(fiftieth.info, attempt=50)
+    with pytest.raises(ApplicationError) as failure:
+        fiftieth.run(deliver, request(category="transactional", held_since=utcnow(), max_hold_seconds=2 * 86400))
+    assert failure.value.next_retry_delay == timedelta(minutes=15)
+
+
+def test_a_confirmation_a_crashed_attempt_may_have_sent_is_not_sent_a_third_time(sessions, engine, tmp_path, printed):
+    provider = NoAnswerProvider(silent=1)
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+        session.add(crashed_mid_send("transactional"))  # the first hand-over: maybe out
+    result = run(deliver, request(category="transactional"))  # the resend, which gets no answer either
+    again = run(deliver, request(category="transactional"))
+    assert result.status == again.status == "uncertain" and len(provider.taken) == 1
+
+
+class FlakyThenSilentProvider(NoAnswerProvider):
+    """No answer to the first hand-over, a 503 to the resend, then no answer again."""
+
+    def send(self, message):
+        self.taken.append(message.delivery_id)
+        if len(self.taken) == 2:
+            raise ProviderError("503 from provider")
+        raise ProviderError("did not answer after the request was sent", kind="uncertain")
+
+
+def test_a_resend_refused_outright_does_not_earn_the_message_another(sessions, engine, tmp_path, printed):
+    provider = FlakyThenSilentProvider(silent=0)
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+    for _ in range(2):  # uncertain, resend due; then the resend meets a 503 (never left)
+        with pytest.raises(ApplicationError):
+            run(deliver, request(category="care"))
+    last = run(deliver, request(category="care"))  # the resend again, no answer: the end of it
+    assert (last.status, last.reason) == ("uncertain", "no_answer")
+    assert run(deliver, request(category="care")).status == "uncertain" and len(provider.taken) == 3
+
+
+class BrokenProvider:
+    name = "broken"
+    idempotent = False
+
+    def send(self, message):
+        raise ssl.SSLError("record layer failure")  # what a TLS failure mid-answer raises
+
+
+def test_a_failure_the_channel_did_not_foresee_leaves_the_message_uncertain(sessions, engine, tmp_path, printed):
+    deliver = activities(engine, sessions, tmp_path, printed, provider=BrokenProvider()).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+    result = run(deliver, request(category="marketing"))
+    assert (result.status, result.reason) == ("uncertain", "no_answer")

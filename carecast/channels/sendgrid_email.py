@@ -148,7 +148,7 @@ class SendGridEmail:
         except URLError as exc:
             # urllib wraps what fails while connecting and sending: the request never arrived whole.
             raise ProviderError(f"SendGrid could not be reached: {exc.reason}") from None
-        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException) as exc:  # a read timeout, a reset, TLS failing mid-answer
             # Sent, and no answer (a read timeout, a reset): SendGrid may have taken it.
             raise ProviderError(
                 f"SendGrid did not answer after the request was sent: {exc!r}", kind="uncertain"
