@@ -51,19 +51,25 @@ def iso(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def test_moving_into_a_stage_starts_its_journey_and_leaving_it_ends_it(
-    time_skipping_env, settings, engine, sessions, tmp_path
-):
+async def win_back_folder(env, settings, sessions, tmp_path):
+    """The lifecycle and the win-back campaign, deployed from a folder of the test's own: settings, queue, now."""
     campaigns = tmp_path / "campaigns"
     campaigns.mkdir()
     (campaigns / "lifecycle.yaml").write_text(LIFECYCLE)
     (campaigns / "come_back.yaml").write_text(WIN_BACK)
     task_queue = f"lifecycle-{uuid.uuid4().hex[:6]}"
     settings = replace(settings, campaigns_dir=campaigns, task_queue=task_queue)
-    client = time_skipping_env.client
-    now = await time_skipping_env.get_current_time()
     with sessions.begin() as session:
         deploy(session, settings.templates_dir, campaigns / "come_back.yaml")
+    return settings, task_queue, await env.get_current_time()
+
+
+async def test_moving_into_a_stage_starts_its_journey_and_leaving_it_ends_it(
+    time_skipping_env, settings, engine, sessions, tmp_path
+):
+    settings, task_queue, now = await win_back_folder(time_skipping_env, settings, sessions, tmp_path)
+    client = time_skipping_env.client
+    with sessions.begin() as session:
         add_contact(session, "c-old", attributes={"first_name": "Ola", "last_order_at": iso(now - timedelta(days=120))})
         add_contact(session, "c-new", attributes={"first_name": "Nia", "last_order_at": iso(now - timedelta(days=3))})
         add_contact(session, "c-none", attributes={"first_name": "Nor"})
@@ -125,16 +131,9 @@ def test_a_stage_without_a_rule_must_come_last(tmp_path):
 async def test_a_retried_recompute_still_announces_the_moves_its_first_attempt_made(
     time_skipping_env, settings, engine, sessions, tmp_path, monkeypatch
 ):
-    campaigns = tmp_path / "campaigns"
-    campaigns.mkdir()
-    (campaigns / "lifecycle.yaml").write_text(LIFECYCLE)
-    (campaigns / "come_back.yaml").write_text(WIN_BACK)
-    task_queue = f"lifecycle-{uuid.uuid4().hex[:6]}"
-    settings = replace(settings, campaigns_dir=campaigns, task_queue=task_queue)
+    settings, task_queue, now = await win_back_folder(time_skipping_env, settings, sessions, tmp_path)
     client = time_skipping_env.client
-    now = await time_skipping_env.get_current_time()
     with sessions.begin() as session:
-        deploy(session, settings.templates_dir, campaigns / "come_back.yaml")
         add_contact(session, "c-old", attributes={"first_name": "Ola", "last_order_at": iso(now - timedelta(days=120))})
     monkeypatch.setattr(record, "FAST_PATH_LEASE", timedelta(0))  # the worker's relay loop may take rows at once
     send, failed = Relay.send, []
