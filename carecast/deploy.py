@@ -21,6 +21,8 @@ from temporalio.client import (
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
     ScheduleSpec,
     ScheduleState,
     ScheduleUpdate,
@@ -125,6 +127,9 @@ def desired_schedule(campaign: Campaign, version: int, task_queue: str) -> Sched
             static_summary=f"{campaign.id} broadcast · v{version} · {when}",
         ),
         spec=spec,
+        # A contact-local run may still hold deferred messages when the next quarter hour fires for the next
+        # zones: it must start all the same (Temporal's default, SKIP, would leave those zones out).
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.ALLOW_ALL if local else ScheduleOverlapPolicy.SKIP),
         state=ScheduleState(note=f"{campaign.name} v{version} ({campaign.content_hash()[:12]})"),
     )
 
@@ -133,7 +138,7 @@ LIFECYCLE_SCHEDULE = "lifecycle/recompute"
 
 
 async def _ensure(client: Client, schedule_id_: str, wanted: Schedule, label: str) -> list[Change]:
-    """Creates the schedule, or updates it when its note (what it runs) or paused state differ."""
+    """Creates the schedule, or updates it when its note (what it runs), overlap policy or paused state differ."""
     handle = client.get_schedule_handle(schedule_id_)
     try:
         current = await handle.describe()
@@ -145,7 +150,8 @@ async def _ensure(client: Client, schedule_id_: str, wanted: Schedule, label: st
         except ScheduleAlreadyRunningError:  # created by a concurrent deploy
             return []
         return [Change(label, f"schedule created: {wanted.state.note}")]
-    if current.schedule.state.note == wanted.state.note and not current.schedule.state.paused:
+    same_policy = current.schedule.policy.overlap == wanted.policy.overlap
+    if current.schedule.state.note == wanted.state.note and not current.schedule.state.paused and same_policy:
         return []
 
     def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:

@@ -1,18 +1,25 @@
 """carecast deploy against a real dev server: versions by content, schedules in step, idempotent."""
 
+import asyncio
 import shutil
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from temporalio.client import ScheduleBackfill, ScheduleOverlapPolicy, ScheduleUpdate, ScheduleUpdateInput
 
 from carecast.campaign.house_rules import load_house_rules
 from carecast.campaign.load import load_campaigns
+from carecast.channels.outbox import OutboxProvider
 from carecast.deploy import deploy_versions, schedule_id, sync_schedules
 from carecast.store.models import CampaignVersion
+from carecast.worker import carecast_worker
+from workflows.broadcast import BroadcastWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +94,48 @@ async def test_a_campaign_removed_from_the_folder_is_deactivated_and_its_schedul
     assert changes == [f"{campaign_id:<22} removed from the folder: deactivated", f"{campaign_id:<22} schedule paused"]
     schedule = await client.get_schedule_handle(schedule_id(campaign_id)).describe()
     assert schedule.schedule.state.paused
+
+
+async def test_a_contact_local_broadcast_fires_for_the_next_zones_while_a_run_still_holds_messages(
+    dev_server_env, sessions, folder
+):
+    target, campaign_id = folder
+    client = dev_server_env.client
+    await deploy(client, sessions, target, "carecast")
+    handle = client.get_schedule_handle(schedule_id(campaign_id))
+    assert (await handle.describe()).schedule.policy.overlap == ScheduleOverlapPolicy.ALLOW_ALL
+
+    def as_deployed_before(update: ScheduleUpdateInput) -> ScheduleUpdate:  # what earlier deploys created
+        update.description.schedule.policy.overlap = ScheduleOverlapPolicy.SKIP
+        return ScheduleUpdate(schedule=update.description.schedule)
+
+    await handle.update(as_deployed_before)
+    changes = await deploy(client, sessions, target, "carecast")
+    assert any(line.startswith(f"{campaign_id:<22} schedule updated") for line in changes)
+    assert (await handle.describe()).schedule.policy.overlap == ScheduleOverlapPolicy.ALLOW_ALL
+
+
+async def test_a_late_fire_judges_the_contacts_local_time_when_it_was_due(
+    dev_server_env, settings, engine, sessions, folder
+):
+    target, campaign_id = folder
+    client, task_queue = dev_server_env.client, f"deploy-{uuid.uuid4().hex[:6]}"
+    await deploy(client, sessions, target, task_queue)
+    handle = client.get_schedule_handle(schedule_id(campaign_id))
+    await handle.pause(note="only the backfill below runs")
+    now = datetime.now(UTC)
+    due = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0) - timedelta(hours=3)
+    # A fire three hours late, as a catch-up after downtime starts it.
+    await handle.backfill(ScheduleBackfill(start_at=due - timedelta(seconds=1), end_at=due + timedelta(seconds=1),
+                                           overlap=ScheduleOverlapPolicy.ALLOW_ALL))  # fmt: skip
+    settings = replace(settings, campaigns_dir=target, task_queue=task_queue)
+    provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
+    async with carecast_worker(client, settings, engine, provider) as worker, worker:
+        for _ in range(100):
+            actions = (await handle.describe()).info.recent_actions
+            if actions:
+                break
+            await asyncio.sleep(0.1)
+        [fired] = actions
+        state = await client.get_workflow_handle_for(BroadcastWorkflow.run, fired.action.workflow_id).result()
+    assert state.as_of == due  # not when it happened to start

@@ -21,6 +21,7 @@ from temporalio import workflow
 # Data classes cross the sandbox as they are, so their datetime fields decode to real datetimes.
 with workflow.unsafe.imports_passed_through():
     from workflows import broadcast_contract as contract
+    from workflows import search_attributes as sa
     from workflows.broadcast_contract import (
         BROADCAST_WORKFLOW,
         BroadcastInput,
@@ -72,7 +73,9 @@ class BroadcastWorkflow:
             self._state.paused = self._state.paused or early.paused
             self._state.cancelled = self._state.cancelled or early.cancelled
         state = self._state
-        state.as_of = as_of = state.as_of or workflow.info().start_time
+        # A late or catch-up fire of a schedule judges its audience (contacts' local times) when it was due.
+        due = workflow.info().typed_search_attributes.get(sa.SCHEDULED_START)
+        state.as_of = as_of = state.as_of or due or workflow.info().start_time
         run_id = workflow.info().workflow_id
         if state.total is None:
             state.total = await workflow.execute_activity(

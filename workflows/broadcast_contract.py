@@ -100,7 +100,7 @@ class RetryDeferredResult:
 class BroadcastState:
     """Carried across continue-as-new, and what the `progress` query returns."""
 
-    as_of: datetime | None = None  # when the broadcast began; its audience is evaluated at this moment
+    as_of: datetime | None = None  # when it was due (a schedule's fire) or began: its audience is judged then
     total: int | None = None
     cursor: str | None = None
     pages: int = 0

@@ -9,3 +9,6 @@ CAMPAIGN_STEP = SearchAttributeKey.for_keyword("CampaignStep")
 CATEGORY = SearchAttributeKey.for_keyword("Category")
 
 ALL = (CAMPAIGN_ID, CAMPAIGN_VERSION, CONTACT_ID, CAMPAIGN_STEP, CATEGORY)
+
+# Set by Temporal on a run a schedule started: when the schedule meant it to start.
+SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
