@@ -1,4 +1,4 @@
-"""Activities of a broadcast: count the audience, send a page, retry what the policy deferred.
+"""Activities of a broadcast: count the audience, send a page, send again what waited for its time.
 
 Each contact goes through the same `deliver` as a journey step (policy under the
 contact's lock, idempotency key per broadcast run and contact), so a retried
@@ -37,9 +37,11 @@ from workflows.broadcast_contract import (
     RetryDeferredInput,
     RetryDeferredResult,
 )
-from workflows.journey.contract import DeliverInput, DeliverResult
+from workflows.journey.contract import DeliverInput
 
 STEP_ID = "send"
+# A message whose address a provider refused is tried on the next channel at once, up to this many times.
+CHANNEL_ROUNDS = 3
 
 
 @lru_cache(maxsize=1)
@@ -115,30 +117,47 @@ class BroadcastActivities:
             reply_to=campaign.sender.reply_to if campaign.sender else None,
         )  # fmt: skip
 
-    def _send_all(self, requests: list[DeliverInput]) -> tuple[BroadcastCounters, list[DeliverResult]]:
-        """The whole page through one deliver_batch: one locked claim, parallel hand-over, one record."""
-        counters, results = BroadcastCounters(), []
+    def _send_all(self, requests: list[DeliverInput]) -> BroadcastCounters:
+        """The whole page through deliver_batch: one locked claim, parallel hand-over, one record.
+
+        A message whose address the provider refused goes again at once (the address is
+        suppressed now, so the policy picks the next allowed channel, or skips it); one the
+        provider could not take for now (429, 5xx, a refused key, no answer and due its one
+        resend) waits in the ledger for its `retry_at`, and the run's retry pass sends it then.
+        The rest of the page goes on either way.
+        """
+        counters = BroadcastCounters()
         busy = 0
-        for outcome in self.delivery.deliver_batch(requests) if requests else []:
-            if isinstance(outcome, ApplicationError):
-                busy += outcome.type == "ConcurrentAttempt"
-                counters.failed += outcome.type != "ConcurrentAttempt"
-                continue
-            results.append(outcome)
-            if outcome.status == "sent":
-                counters.sent += 1
-            elif outcome.status == "deferred":
-                counters.deferred += 1
-            elif outcome.status == "skipped":
-                counters.skipped[outcome.reason] = counters.skipped.get(outcome.reason, 0) + 1
-            elif outcome.status == "uncertain":
-                counters.uncertain += 1
-            else:
-                counters.failed += 1
+        for round_ in range(CHANNEL_ROUNDS):
+            refused = []
+            outcomes = self.delivery.deliver_batch(requests) if requests else []
+            for request, outcome in zip(requests, outcomes, strict=True):
+                if isinstance(outcome, ApplicationError):
+                    if outcome.type == "AddressRefused" and round_ < CHANNEL_ROUNDS - 1:
+                        refused.append(request)
+                    elif outcome.type == "ConcurrentAttempt":
+                        busy += 1
+                    elif outcome.non_retryable:
+                        counters.failed += 1
+                    else:
+                        counters.deferred += 1
+                elif outcome.status == "sent":
+                    counters.sent += 1
+                elif outcome.status == "deferred":
+                    counters.deferred += 1
+                elif outcome.status == "skipped":
+                    counters.skipped[outcome.reason] = counters.skipped.get(outcome.reason, 0) + 1
+                elif outcome.status == "uncertain":
+                    counters.uncertain += 1
+                else:
+                    counters.failed += 1
+            requests = refused
+            if not requests:
+                break
         if busy:
             # A crashed attempt left these mid-send; the retried page returns what the others recorded.
             raise ApplicationError(f"{busy} sends are held by an earlier attempt; retrying the page", type="Busy")
-        return counters, results
+        return counters
 
     @activity.defn(name=PAGE_END)
     def page_end(self, page: BroadcastPageInput) -> str | None:
@@ -166,20 +185,27 @@ class BroadcastActivities:
         default_zone = self.rules().default_timezone
         chosen = [cid for cid, timezone, phone in rows if self._in_local_time(page, timezone, phone, default_zone)]
         requests = [self._request(deployed, page.run_id, cid, page.as_of, page.asked_at) for cid in chosen]
-        counters, _ = self._send_all(requests)
+        counters = self._send_all(requests)
         counters.audience = len(chosen)
         return BroadcastPageResult(last_contact_id=rows[-1][0] if rows else None, rows=len(rows), counters=counters)
 
     @activity.defn(name=RETRY_DEFERRED)
     def retry_deferred(self, retry: RetryDeferredInput) -> RetryDeferredResult:
+        """Sends up to `limit` of the run's waiting messages whose time has come, earliest first."""
+        now = max(filter(None, (self.delivery.clock(), retry.asked_at)))
+        waits = (Delivery.workflow_id == retry.run_id, Delivery.retry_at.is_not(None))
         with self.sessions() as session:
             deployed = self._campaign(session, retry.campaign_id, retry.version)
-            deferred = session.scalars(
-                select(Delivery.contact_id).where(Delivery.workflow_id == retry.run_id, Delivery.status == "deferred")
+            due = session.scalars(
+                select(Delivery.contact_id)
+                .where(*waits, Delivery.retry_at <= now)
+                .order_by(Delivery.retry_at, Delivery.id)
+                .limit(retry.limit)
             ).all()
-        requests = [self._request(deployed, retry.run_id, cid, retry.as_of, retry.asked_at) for cid in deferred]
-        counters, results = self._send_all(requests)
-        still = [r.deferred_until for r in results if r.status == "deferred" and r.deferred_until]
-        resolved = len(requests) - counters.deferred
-        counters.deferred = -resolved
-        return RetryDeferredResult(counters=counters, next_at=min(still) if still else None)
+        activity.heartbeat("claiming")
+        requests = [self._request(deployed, retry.run_id, cid, retry.as_of, retry.asked_at) for cid in due]
+        counters = self._send_all(requests)
+        with self.sessions() as session:
+            waiting, next_at = session.execute(select(func.count(), func.min(Delivery.retry_at)).where(*waits)).one()
+        counters.deferred = 0  # `waiting` says how many wait now
+        return RetryDeferredResult(counters=counters, next_at=next_at, waiting=waiting, more=len(due) == retry.limit)

@@ -32,7 +32,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
@@ -44,6 +44,7 @@ from temporalio.exceptions import ApplicationError
 
 from carecast.channels.base import OutboundMessage, Provider, ProviderError, ProviderReceipt
 from carecast.channels.handover import hand_over
+from carecast.channels.router import unconfigured_channels
 from carecast.channels.scrub import scrub
 from carecast.contacts.suppressions import add_suppression
 from carecast.contacts.views import contact_facts, contact_view, frequency_limit, preference_view
@@ -79,10 +80,14 @@ RESEND_DUE = "no_answer_resend_due"
 HANDOVER_MARGIN = timedelta(seconds=15)
 # Refused credentials: tried again after 30 s, 1 min, 2 min, … at most every 15 minutes, until the hold deadline.
 AUTH_RETRY_FIRST, AUTH_RETRY_MOST = timedelta(seconds=30), timedelta(minutes=15)
+# A 429 or 5xx without Retry-After, in a broadcast (a journey's step follows Temporal's retry policy).
+PROVIDER_RETRY_FIRST, PROVIDER_RETRY_MOST = timedelta(seconds=10), timedelta(minutes=15)
 ONE_CLICK_CATEGORIES = {"marketing", "care"}
 # How the address is suppressed when a provider says it cannot or must not receive messages.
 SUPPRESSION_REASONS = {"invalid_address": "invalid_address", "unsubscribed": "stop"}
 ERROR_TYPES = {"temporary": "ProviderUnavailable", "rejected": "ProviderRejected", "auth": "ProviderAuthFailed"}
+# A message that waited its whole hold for the operator's fix fails with the reason of what it waited for.
+WAITED_FOR = {"auth": "provider_auth_failed", "unconfigured": "provider_not_configured"}
 
 log = logging.getLogger("carecast.deliver")
 
@@ -107,23 +112,26 @@ class _Row:
     reason: str | None = None
     channel: str | None = None
     sent_at: datetime | None = None
+    retry_at: datetime | None = None
     status_history: list[dict[str, Any]] = field(default_factory=list)
     columns: dict[str, Any] | None = None  # the fixed columns of a row not yet inserted
     changed: bool = False
 
 
 ROW_COLUMNS = (Delivery.id, Delivery.idempotency_key, Delivery.status, Delivery.reason, Delivery.channel,
-               Delivery.sent_at, Delivery.status_history)  # fmt: skip
+               Delivery.sent_at, Delivery.retry_at, Delivery.status_history)  # fmt: skip
 
 
 def _loaded(row) -> _Row:
-    return _Row(row.idempotency_key, row.status, row.id, row.reason, row.channel, row.sent_at,
+    return _Row(row.idempotency_key, row.status, row.id, row.reason, row.channel, row.sent_at, row.retry_at,
                 list(row.status_history or []))  # fmt: skip
 
 
-def _record(row: _Row, status: str, reason: str | None = None, **details: Any) -> None:
+def _record(row: _Row, status: str, reason: str | None = None, retry_at: datetime | None = None, **details) -> None:
+    """A new status for the row; `retry_at` when it waits to be tried again (cleared otherwise)."""
     row.status = status
     row.reason = reason
+    row.retry_at = retry_at
     row.status_history = [*row.status_history, _history(status, reason=reason, **details)]
     row.changed = True
 
@@ -184,7 +192,8 @@ NEXT_DELIVERY_IDS = text("SELECT nextval(pg_get_serial_sequence('deliveries', 'i
 
 def _insert_values(row: _Row, now: datetime) -> dict[str, Any]:
     values = dict(row.columns, idempotency_key=row.key, status=row.status, reason=row.reason, channel=row.channel,
-                  sent_at=row.sent_at, status_history=row.status_history, created_at=now, updated_at=now)  # fmt: skip
+                  sent_at=row.sent_at, retry_at=row.retry_at, status_history=row.status_history, created_at=now,
+                  updated_at=now)  # fmt: skip
     if row.id is not None:
         values["id"] = row.id
     return values
@@ -195,15 +204,15 @@ UPDATE_ROW = (
     .where(Delivery.id == bindparam("b_id"))
     .values(
         status=bindparam("b_status"), reason=bindparam("b_reason"), channel=bindparam("b_channel"),
-        sent_at=bindparam("b_sent_at"), status_history=bindparam("b_history", type_=Delivery.status_history.type),
-        updated_at=bindparam("b_updated_at"),
+        sent_at=bindparam("b_sent_at"), retry_at=bindparam("b_retry_at"),
+        status_history=bindparam("b_history", type_=Delivery.status_history.type), updated_at=bindparam("b_updated_at"),
     )
 )  # fmt: skip
 
 
 def _update_values(row: _Row) -> dict:
     return dict(b_id=row.id, b_status=row.status, b_reason=row.reason, b_channel=row.channel, b_sent_at=row.sent_at,
-                b_history=row.status_history, b_updated_at=utcnow())  # fmt: skip
+                b_retry_at=row.retry_at, b_history=row.status_history, b_updated_at=utcnow())  # fmt: skip
 
 
 @dataclass
@@ -213,6 +222,7 @@ class _Claimed:
     message: OutboundMessage
     category: str
     resend: bool = False  # the second and last attempt of a message the provider left uncertain
+    refusals: int = 0  # how often a provider refused it for now before (429, 5xx, a refused key): the backoff
 
 
 # A provider's callback may have come before the record (its news is newer than "sent"): a
@@ -221,7 +231,7 @@ RECORD_SENT = (
     update(Delivery.__table__)
     .where(Delivery.id == bindparam("b_id"))
     .values(
-        status=case((Delivery.status == "sending", "sent"), else_=Delivery.status),
+        status=case((Delivery.status == "sending", "sent"), else_=Delivery.status), retry_at=None,
         status_history=json_append(Delivery.status_history, bindparam("b_entry", type_=JsonDocument)),
         provider=bindparam("b_provider"), provider_message_id=bindparam("b_message_id"),
         segments=bindparam("b_segments"), updated_at=bindparam("b_updated_at"),
@@ -231,7 +241,7 @@ RECORD_NOT_SENT = (
     update(Delivery.__table__)
     .where(Delivery.id == bindparam("b_id"))
     .values(
-        status=bindparam("b_status"), reason=bindparam("b_reason"), sent_at=None,
+        status=bindparam("b_status"), reason=bindparam("b_reason"), sent_at=None, retry_at=bindparam("b_retry_at"),
         status_history=json_append(Delivery.status_history, bindparam("b_entry", type_=JsonDocument)),
         updated_at=bindparam("b_updated_at"),
     )
@@ -249,20 +259,21 @@ RECORD_UNCERTAIN = (
     update(Delivery.__table__)
     .where(Delivery.id == bindparam("b_id"), Delivery.status == "sending")
     .values(
-        status="uncertain", reason=bindparam("b_reason"),
+        status="uncertain", reason=bindparam("b_reason"), retry_at=bindparam("b_retry_at"),
         status_history=json_append(Delivery.status_history, bindparam("b_entry", type_=JsonDocument)),
         updated_at=bindparam("b_updated_at"),
     )
 )  # fmt: skip
 
 
-def _uncertain(claim: _Claimed, reason: str, error: str) -> dict[str, Any]:
-    return dict(b_id=claim.delivery_id, b_reason=reason, b_updated_at=utcnow(),
+def _uncertain(claim: _Claimed, reason: str, error: str, retry_at: datetime | None) -> dict[str, Any]:
+    return dict(b_id=claim.delivery_id, b_reason=reason, b_retry_at=retry_at, b_updated_at=utcnow(),
                 b_entry=_history("uncertain", reason=reason, channel=claim.message.channel, error=error))  # fmt: skip
 
 
-def _not_sent(claim: _Claimed, status: str, reason: str | None, **details: Any) -> dict[str, Any]:
-    return dict(b_id=claim.delivery_id, b_status=status, b_reason=reason,
+def _not_sent(claim: _Claimed, status: str, reason: str | None, retry_at: datetime | None = None,
+              **details: Any) -> dict[str, Any]:  # fmt: skip
+    return dict(b_id=claim.delivery_id, b_status=status, b_reason=reason, b_retry_at=retry_at,
                 b_entry=_history(status, reason=reason, **details), b_updated_at=utcnow())  # fmt: skip
 
 
@@ -300,6 +311,9 @@ class DeliveryActivities:
         # after that (less the margin), nor after this attempt's own deadline.
         hand_over_by = self.clock() + min(_attempt_left(), DELIVER_TIMEOUT - HANDOVER_MARGIN)
         claimed = self._claim_all(requests, outcomes, rules)
+        unconfigured = {o.message for o in outcomes if getattr(o, "type", None) == "ProviderNotConfigured"}
+        for error in sorted(unconfigured):
+            log.error("%s — messages that only it may carry wait until this is fixed", error)
         if claimed:
             self._send_all(claimed, outcomes, rules, hand_over_by)
         return outcomes  # type: ignore[return-value]
@@ -361,6 +375,7 @@ class DeliveryActivities:
                 self._render_or_fail(requests[index], row.id, facts[contact.id], decision, events),
                 requests[index].category,
                 resend,
+                refusals=sum(1 for entry in row.status_history if entry.get("kind")),
             )
             for index, row, contact, decision, resend in claims
         ]
@@ -380,8 +395,8 @@ class DeliveryActivities:
 
     def _decide(self, request, row, contact, prefs, suppressed, counted, holds, rules, now) -> _Pending | Send:
         """What happens to one message: a Send to claim, or an outcome that is already settled."""
-        if row.status == "uncertain" and row.reason == RESEND_DUE and contact is not None:
-            return Send(row.channel, self._address(contact, row.channel))  # the one resend, as decided before
+        if row.status == "uncertain" and row.reason == RESEND_DUE:
+            return self._resend(request, row, contact, prefs, suppressed, holds, rules, now, left_as="no_answer")
         if row.status in FINAL:
             return _Pending(row, None)
         if row.status == "sending":
@@ -390,31 +405,67 @@ class DeliveryActivities:
             if request.category not in RESEND_AFTER_UNCERTAINTY and not self.provider.idempotent:
                 _record(row, "uncertain", reason="crashed_while_sending")
                 return _Pending(row, None)
-            return Send(row.channel, self._address(contact, row.channel))  # resend, as decided before
+            left_as = "crashed_while_sending"
+            return self._resend(request, row, contact, prefs, suppressed, holds, rules, now, left_as=left_as)
         if request.holdout:
             _record(row, "holdout", reason="holdout")
             return _Pending(row, None)
         if contact is None:
             _record(row, "skipped", reason="unknown_contact")
             return _Pending(row, None)
-        decision = decide(
-            self._message(request, holds.get(request.campaign_id)),
-            contact_view(contact),
-            preference_view(prefs.get(contact.id)),
-            suppressed,
-            counted[contact.id],
-            rules,
-            now,
-        )
+        message = self._message(request, holds.get(request.campaign_id))
+        facts = (contact_view(contact), preference_view(prefs.get(contact.id)), suppressed, counted[contact.id], rules)
+        decision = decide(message, *facts, now)
+        missing = unconfigured_channels(self.provider)
+        if isinstance(decision, Send) and decision.channel in missing:
+            # Passed over as a channel without consent is; if no other channel may carry it, it waits for the fix.
+            usable = tuple(c for c in message.channels if c not in missing)
+            other = decide(replace(message, channels=usable), *facts, now) if usable else None
+            if other is None or isinstance(other, Skip):
+                return self._await_configuration(row, decision.channel, missing[decision.channel], now)
+            decision = other
         if isinstance(decision, Skip):
-            if decision.reason == "expired" and any(entry.get("kind") == "auth" for entry in row.status_history):
-                _record(row, "failed", reason="provider_auth_failed")  # it waited its whole hold for a fix
+            waited_for = next(
+                (WAITED_FOR[e["kind"]] for e in reversed(row.status_history) if e.get("kind") in WAITED_FOR), None
+            )
+            if decision.reason == "expired" and waited_for:
+                _record(row, "failed", reason=waited_for)  # it waited its whole hold for a fix
             else:
                 _record(row, "skipped", reason=decision.reason)
             return _Pending(row, None)
         if isinstance(decision, Defer):
-            _record(row, "deferred", reason=decision.reason, until=decision.until.isoformat())
+            _record(row, "deferred", decision.reason, decision.until, until=decision.until.isoformat())
             return _Pending(row, None, deferred=self._deferred_result(decision, contact, now, rules))
+        return decision
+
+    @staticmethod
+    def _await_configuration(row: _Row, channel: str, setting: str, now: datetime) -> _Pending:
+        """No configured provider may carry the message: it waits, as for a refused key, until its hold deadline."""
+        error = f"no provider is configured for {channel}: set {setting}"
+        delay = _backoff(AUTH_RETRY_FIRST, AUTH_RETRY_MOST, sum(1 for entry in row.status_history if entry.get("kind")))
+        _record(row, "reserved", None, now + delay, error=error, kind="unconfigured")
+        return _Pending(row, ApplicationError(error, type="ProviderNotConfigured", next_retry_delay=delay))
+
+    def _resend(self, request, row, contact, prefs, suppressed, holds, rules, now, left_as: str) -> _Pending | Send:
+        """The one resend of a message that may be out already, if the policy still lets it go now.
+
+        Asked on the row's own channel: a STOP, a withdrawn consent, a suppression or the
+        campaign's stop since then withholds it for good (the row stays uncertain, as `left_as`);
+        quiet hours or a pause defer it. Caps are not asked: the message counts already.
+        """
+        if contact is None:
+            _record(row, "uncertain", reason=left_as, withheld="unknown_contact")
+            return _Pending(row, None)
+        message = replace(self._message(request, holds.get(request.campaign_id)), channels=(row.channel,))
+        decision = decide(message, contact_view(contact), preference_view(prefs.get(contact.id)), suppressed, (),
+                          rules, now)  # fmt: skip
+        if isinstance(decision, Skip):
+            _record(row, "uncertain", reason=left_as, withheld=decision.reason)
+            return _Pending(row, None)
+        if isinstance(decision, Defer):
+            _record(row, "uncertain", RESEND_DUE, decision.until, until=decision.until.isoformat())
+            deferred = self._deferred_result(decision, contact, now, rules) | {"reason": decision.reason}
+            return _Pending(row, None, deferred=deferred)
         return decision
 
     def _message(self, request: DeliverInput, hold: str | None) -> Message:
@@ -581,9 +632,13 @@ class DeliveryActivities:
                     not_sent.append(_not_sent(claim, "failed", "template_error", error=str(outcome)))
                     outcomes[claim.index] = ApplicationError(str(outcome), non_retryable=True, type="TemplateError")
                 elif isinstance(outcome, ProviderError):
-                    # Known not to be out: back to reserved, and it no longer counts toward caps.
-                    not_sent.append(_not_sent(claim, "reserved", None, error=str(outcome), kind=outcome.kind))
-                    outcomes[claim.index] = self._provider_failure(session, claim.message, outcome)
+                    failure, retry_at = self._provider_failure(session, claim, outcome)
+                    error, kind = str(outcome), outcome.kind
+                    if failure.non_retryable:  # refused as it is: trying again would not change the answer
+                        not_sent.append(_not_sent(claim, "failed", "provider_rejected", error=error, kind=kind))
+                    else:  # known not to be out: back to reserved, and it no longer counts toward caps
+                        not_sent.append(_not_sent(claim, "reserved", None, retry_at, error=error, kind=kind))
+                    outcomes[claim.index] = failure
                 else:
                     sent.append(_sent(claim, outcome))
                     channel = claim.message.channel
@@ -599,37 +654,48 @@ class DeliveryActivities:
         """No answer after the request went out: resent once if it must arrive, never if it is marketing."""
         said = scrub(str(error), claim.message.to)  # for Temporal; the store keeps the provider's own words
         if claim.category in RESEND_AFTER_UNCERTAINTY and not claim.resend and not self.provider.idempotent:
-            record = _uncertain(claim, RESEND_DUE, str(error))
             delay = RESEND_UNCERTAIN_AFTER
+            record = _uncertain(claim, RESEND_DUE, str(error), self.clock() + delay)
             return record, ApplicationError(said, type="ProviderUncertain", next_retry_delay=delay)
-        record = _uncertain(claim, "no_answer", str(error))
+        record = _uncertain(claim, "no_answer", str(error), None)
         return record, DeliverResult(
             delivery_id=claim.delivery_id, status="uncertain", channel=claim.message.channel, reason="no_answer"
         )
 
-    @staticmethod
-    def _provider_failure(session: Session, message: OutboundMessage, error: ProviderError) -> ApplicationError:
-        """What Temporal does about a provider's refusal; a refused address is suppressed first.
+    def _provider_failure(
+        self, session: Session, claim: _Claimed, error: ProviderError
+    ) -> tuple[ApplicationError, datetime | None]:
+        """What Temporal does about a provider's refusal, and when the message may be tried again.
 
-        With the address suppressed, the retry asks the policy again: it picks the step's
-        next channel (an email after a STOP by SMS) or skips the message as suppressed.
+        A refused address is suppressed first; with it suppressed, the retry asks the policy
+        again: it picks the step's next channel (an email after a STOP by SMS) or skips the
+        message as suppressed. A journey's step is retried by Temporal; a broadcast's retry
+        pass takes the message again at its `retry_at`.
         """
+        message = claim.message
         said = scrub(str(error), message.to)  # Temporal keeps failures in the history: no addresses there
+        now = self.clock()
         if error.kind in SUPPRESSION_REASONS:
             reason = SUPPRESSION_REASONS[error.kind]
             add_suppression(session, message.channel, message.to, reason, f"provider:{error.kind}")
-            return ApplicationError(said, type="AddressRefused", next_retry_delay=timedelta(seconds=1))
+            again = timedelta(seconds=1)
+            return ApplicationError(said, type="AddressRefused", next_retry_delay=again), now + again
         if error.kind == "auth":
             # A configuration slip waits to be fixed rather than lose the message: retried with a capped
             # backoff until the message's hold deadline (its max_hold), then failed with this reason.
             attempt = activity.info().attempt if activity.in_activity() else 1
-            delay = min(AUTH_RETRY_FIRST * 2 ** min(attempt - 1, 10), AUTH_RETRY_MOST)
+            delay = _backoff(AUTH_RETRY_FIRST, AUTH_RETRY_MOST, max(attempt - 1, claim.refusals))
             log.error("%s — messages on this channel wait (next try in %s) until this is fixed", said, delay)
-            return ApplicationError(said, type=ERROR_TYPES["auth"], next_retry_delay=delay)
-        delay = timedelta(seconds=error.retry_after) if error.retry_after else None
-        return ApplicationError(
-            said, non_retryable=not error.retryable, type=ERROR_TYPES[error.kind], next_retry_delay=delay
-        )
+            return ApplicationError(said, type=ERROR_TYPES["auth"], next_retry_delay=delay), now + delay
+        if not error.retryable:
+            return ApplicationError(said, non_retryable=True, type=ERROR_TYPES[error.kind]), None
+        told = timedelta(seconds=error.retry_after) if error.retry_after else None
+        delay = told or _backoff(PROVIDER_RETRY_FIRST, PROVIDER_RETRY_MOST, claim.refusals)
+        return ApplicationError(said, type=ERROR_TYPES[error.kind], next_retry_delay=told), now + delay
+
+
+def _backoff(first: timedelta, most: timedelta, tries_before: int) -> timedelta:
+    return min(first * 2 ** min(tries_before, 10), most)
 
 
 @dataclass
@@ -645,5 +711,5 @@ class _Pending:
             return self.error
         result = _result(self.row)
         if self.deferred:
-            result = DeliverResult(**{**result.__dict__, **self.deferred})
+            result = DeliverResult(**{**result.__dict__, "status": "deferred", **self.deferred})
         return result

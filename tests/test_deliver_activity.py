@@ -14,6 +14,8 @@ from temporalio.exceptions import ApplicationError
 from activities.deliver import RESEND_UNCERTAIN_AFTER, DeliveryActivities
 from carecast.channels.base import ProviderError, ProviderReceipt
 from carecast.channels.outbox import OutboxProvider
+from carecast.channels.router import ChannelRouter, Unconfigured
+from carecast.contacts.suppressions import add_suppression
 from carecast.intake.controls import control_campaign
 from carecast.policy.model import CapRule, EmailIdentity, HouseRules, QuietHours
 from carecast.render.links import LinkSigner
@@ -523,3 +525,87 @@ def test_a_failure_the_channel_did_not_foresee_leaves_the_message_uncertain(sess
         add_contact(session)
     result = run(deliver, request(category="marketing"))
     assert (result.status, result.reason) == ("uncertain", "no_answer")
+
+
+def test_a_resend_is_withheld_when_the_address_was_suppressed_meanwhile(engine, sessions, tmp_path, printed):
+    provider = NoAnswerProvider(silent=1)
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+    with pytest.raises(ApplicationError):
+        run(deliver, request(category="transactional", channels=("email",)))
+    with sessions.begin() as session:  # the customer reported the first copy as spam before the resend was due
+        add_suppression(session, "email", "ada@example.com", "spam_complaint", "sendgrid:spamreport")
+    again = run(deliver, request(category="transactional", channels=("email",)))
+    assert (again.status, again.reason) == ("uncertain", "no_answer")
+    assert len(provider.taken) == 1
+    [row] = deliveries(sessions)
+    assert row.retry_at is None and row.status_history[-1]["withheld"] == "suppressed"
+
+
+def test_a_care_resend_waits_for_quiet_hours_to_end(engine, sessions, tmp_path, printed):
+    provider = NoAnswerProvider(silent=1)
+    quiet_nights = HouseRules(default_timezone="UTC", quiet_hours=QuietHours(time(21, 0), time(8, 0)))
+    now = [datetime(2026, 6, 10, 20, 59, tzinfo=UTC)]
+    deliver = activities(engine, sessions, tmp_path, printed, quiet_nights, provider, clock=lambda: now[0]).deliver
+    with sessions.begin() as session:
+        add_contact(session, timezone="UTC", sms_consent=True)
+    care = request(category="care", channels=("sms",))
+    with pytest.raises(ApplicationError):
+        run(deliver, care)
+    now[0] += RESEND_UNCERTAIN_AFTER  # 21:01: quiet hours have begun
+    waiting = run(deliver, care)
+    assert (waiting.status, waiting.reason) == ("deferred", "quiet_hours")
+    assert waiting.deferred_until == datetime(2026, 6, 11, 8, 0, tzinfo=UTC)
+    [row] = deliveries(sessions)
+    assert (row.status, row.retry_at) == ("uncertain", waiting.deferred_until)
+    now[0] = waiting.deferred_until
+    assert run(deliver, care).status == "sent"
+    assert len(provider.taken) == 2
+
+
+def sms_unconfigured(tmp_path, printed):
+    email = OutboxProvider(tmp_path / "outbox", echo=printed.append)
+    return ChannelRouter({"email": email, "sms": Unconfigured("sms", "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")})
+
+
+def test_a_channel_without_a_provider_is_passed_over_for_the_next(engine, sessions, tmp_path, printed):
+    provider = sms_unconfigured(tmp_path, printed)
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
+    with sessions.begin() as session:
+        add_contact(session, sms_consent=True, preferred=("sms",))
+    result = run(deliver, request(category="transactional", channels=("sms", "email")))
+    assert (result.status, result.channel) == ("sent", "email")
+
+
+def test_a_message_only_an_unconfigured_channel_may_carry_waits_for_the_fix_and_names_it(
+    engine, sessions, tmp_path, printed, caplog
+):
+    began = utcnow()
+    waiting = request(category="transactional", channels=("sms",), held_since=began, max_hold_seconds=2 * 86400)
+    with sessions.begin() as session:
+        add_contact(session, sms_consent=True)
+    unconfigured = activities(engine, sessions, tmp_path, printed, provider=sms_unconfigured(tmp_path, printed))
+    with pytest.raises(ApplicationError) as failure:
+        run(unconfigured.deliver, waiting)
+    assert (failure.value.type, failure.value.non_retryable) == ("ProviderNotConfigured", False)
+    assert failure.value.next_retry_delay == timedelta(seconds=30)
+    assert "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in caplog.text
+    [row] = deliveries(sessions)
+    assert (row.status, row.sent_at) == ("reserved", None) and row.retry_at is not None
+    fixed = activities(engine, sessions, tmp_path, printed, clock=lambda: began + timedelta(hours=5)).deliver
+    assert run(fixed, waiting).status == "sent"  # the operator set the Twilio keys and restarted the worker
+
+
+def test_a_message_that_waited_its_whole_hold_for_a_provider_fails_naming_why(engine, sessions, tmp_path, printed):
+    began = utcnow()
+    waiting = request(category="transactional", channels=("sms",), held_since=began, max_hold_seconds=2 * 86400)
+    with sessions.begin() as session:
+        add_contact(session, sms_consent=True)
+    provider = sms_unconfigured(tmp_path, printed)
+    with pytest.raises(ApplicationError):
+        run(activities(engine, sessions, tmp_path, printed, provider=provider).deliver, waiting)
+    late = activities(engine, sessions, tmp_path, printed, provider=provider,
+                      clock=lambda: began + timedelta(days=2, minutes=1)).deliver  # fmt: skip
+    result = run(late, waiting)
+    assert (result.status, result.reason) == ("failed", "provider_not_configured")

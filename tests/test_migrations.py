@@ -84,3 +84,24 @@ def test_enrolments_made_before_routing_get_what_their_own_version_listens_to(em
     assert (entry_key, workflow_id) == (entry_key_of("A#1"), "journey/apology/c-1/A#1")
     listens = json.loads(listens_to) if isinstance(listens_to, str) else listens_to
     assert listens == ["order_delivered", "order_placed", "replied"]
+
+
+def test_messages_deferred_before_retry_at_are_due_at_once_after_the_upgrade(empty_engine):
+    from sqlalchemy import text
+
+    upgrade(empty_engine, "0007")
+    with empty_engine.begin() as connection:
+        for key, status in (("k-deferred", "deferred"), ("k-sent", "sent")):
+            connection.execute(
+                text(
+                    "INSERT INTO deliveries (idempotency_key, workflow_id, campaign_id, campaign_version, category, "
+                    "step_id, contact_id, status, status_history, created_at, updated_at) VALUES (:key, 'broadcast/"
+                    "offer/r1', 'offer', 1, 'marketing', 'send', 'c-1', :status, '[]', '2026-11-02 00:00:00', "
+                    "'2026-11-02 00:00:00')"
+                ),
+                {"key": key, "status": status},
+            )
+    upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        rows = dict(connection.execute(text("SELECT idempotency_key, retry_at FROM deliveries")).all())
+    assert rows["k-deferred"] is not None and rows["k-sent"] is None

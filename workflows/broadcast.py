@@ -176,25 +176,43 @@ class BroadcastWorkflow:
         self._show()
 
     async def _retry_deferred(self, broadcast: BroadcastInput, run_id: str, as_of: datetime) -> None:
+        """Sends the messages that wait (deferred by the policy, refused for now by a provider) when they may go.
+
+        A pass sends at most a page of those due; a paused run waits before the next pass, and
+        the run continues as new every `pages_per_run` passes, so a long wait keeps a small history.
+        """
         state = self._state
+        passes = 0
         while state.counters.deferred and not state.cancelled:
+            await workflow.wait_condition(lambda: not state.paused or state.cancelled)
+            if state.cancelled:
+                break
             retried: RetryDeferredResult = await workflow.execute_activity(
                 contract.retry_deferred,
-                RetryDeferredInput(broadcast.campaign_id, broadcast.version, run_id, as_of, workflow.now()),
+                RetryDeferredInput(
+                    broadcast.campaign_id, broadcast.version, run_id, as_of, workflow.now(), broadcast.page_size
+                ),
                 start_to_close_timeout=PAGE_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                summary="send the deferred messages that may go now",
+                summary="send the waiting messages that may go now",
             )
             state.counters.add(retried.counters)
+            if retried.waiting is not None:
+                state.counters.deferred = retried.waiting
             self._show()
+            passes += 1
             if retried.next_at is None:
                 break
+            if passes >= broadcast.pages_per_run:
+                workflow.continue_as_new(dataclasses.replace(broadcast, state=state))
+            if retried.more:
+                continue
             wait = max(retried.next_at - workflow.now(), timedelta(seconds=1))
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     lambda: state.cancelled,
                     timeout=wait,
-                    timeout_summary=f"{state.counters.deferred} deferred messages wait for their time",
+                    timeout_summary=f"{state.counters.deferred} messages wait for their time",
                 )
 
     def _show(self, final: bool = False) -> None:

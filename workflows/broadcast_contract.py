@@ -39,7 +39,7 @@ class BroadcastInput:
 class BroadcastCounters:
     audience: int = 0  # contacts the audience query matched so far
     sent: int = 0
-    deferred: int = 0
+    deferred: int = 0  # waiting to be tried again: held by the policy, or refused for now by the provider
     failed: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     uncertain: int = 0  # handed over with no answer: maybe out, never sent again (marketing)
@@ -87,13 +87,16 @@ class RetryDeferredInput:
     run_id: str
     as_of: datetime  # when the run began: deferred messages have been held since then
     asked_at: datetime | None = None
+    limit: int = 1000  # messages a pass sends at most; `more` says whether others are due already
 
 
 @dataclass
 class RetryDeferredResult:
-    # What became of the deferred messages this time: `deferred` counts down by those resolved.
+    # What became of the messages this pass sent. Before `waiting`, `deferred` counted down by those resolved.
     counters: BroadcastCounters
-    next_at: datetime | None  # when the earliest still-deferred message may go
+    next_at: datetime | None  # when the earliest message still waiting may go
+    waiting: int | None = None  # messages of the run waiting for their time, after this pass
+    more: bool = False  # this pass sent its limit: more may be due now
 
 
 @dataclass

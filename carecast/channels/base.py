@@ -62,7 +62,8 @@ class ProviderError(Exception):
       rejected         this message can never go as it is; do not retry
       invalid_address  the address cannot receive messages: suppress it, choose again
       unsubscribed     the recipient opted out at the provider (Twilio 21610): suppress, choose again
-      auth             our credentials were refused: the operator must act; do not retry
+      auth             our credentials were refused: the message waits for the operator's fix (tried
+                       again with a backoff until its hold deadline)
       uncertain        the request went out and no answer came: it may have been taken (never
                        retried blindly; the deliver activity decides by category)
     """

@@ -21,6 +21,12 @@ class Unconfigured:
         raise ProviderError(f"no provider is configured for {self.channel}: set {self.setting}", kind="auth")
 
 
+def unconfigured_channels(provider: Provider) -> dict[str, str]:
+    """The channels no provider is configured for, each with the setting that would configure it."""
+    providers = getattr(provider, "providers", {})
+    return {channel: p.setting for channel, p in providers.items() if isinstance(p, Unconfigured)}
+
+
 class ChannelRouter:
     name = "router"
 

@@ -285,7 +285,7 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_contact_sent", "contact_id", "sent_at"),  # caps count a contact's recent sends
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
-        Index("ix_deliveries_workflow_status", "workflow_id", "status"),  # a run's deferred messages
+        Index("ix_deliveries_workflow_retry", "workflow_id", "retry_at"),  # a broadcast run's messages due a retry
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -306,6 +306,9 @@ class Delivery(Base):
     status_history: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument, default=list)
     sent_at: Mapped[datetime | None] = mapped_column(
         UtcDateTime, doc="when the policy let it go out; frequency caps count from here"
+    )
+    retry_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, doc="while it waits to be tried again (deferred, refused for now, a resend due): not before this"
     )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
