@@ -18,19 +18,22 @@ page (`deliver_batch`, up to a thousand), so both keep the same guarantees:
    reset after sending): marketing is never sent again; transactional and care are
    sent once more, after RESEND_UNCERTAIN_AFTER, both attempts in the history.
 
-A row already final is returned as recorded. A row found `sending` for longer
-than an attempt may last (DELIVER_TIMEOUT) means a crash between handing the
-message over and recording it: nobody can know whether the provider took it,
-so it is resolved by category (transactional and care: send again; marketing:
-`uncertain`) unless the provider is idempotent. A younger `sending` row belongs
-to a live attempt: this one is retried later (ConcurrentAttempt).
+A row already final is returned as recorded. A claim is a lease: the `sending`
+row's `retry_at` says until when the attempt may hand it over (DELIVER_TIMEOUT,
+plus twice what the send rates need for a page), and no attempt hands over past
+its lease or its own deadline. A `sending` row whose lease is over means a crash
+between handing the message over and recording it: nobody can know whether the
+provider took it, so it is resolved by category (transactional and care: send
+again, under a new lease; marketing: `uncertain`) unless the provider is
+idempotent. A row still under lease belongs to a live attempt: this one is
+retried later (ConcurrentAttempt).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -145,6 +148,13 @@ def _attempt_left() -> timedelta:
         return DELIVER_TIMEOUT
     deadline = info.started_time + info.start_to_close_timeout
     return max(deadline - utcnow() - HANDOVER_MARGIN, timedelta(0))
+
+
+def _lease(channels: Sequence[str], rules: HouseRules) -> timedelta:
+    """How long claimed messages are one attempt's: DELIVER_TIMEOUT, plus twice what their send rates need
+    (pages running side by side share each channel's rate), so a slow voice page is not cut short."""
+    pacing = sum(n / rules.send_rates[c] for c, n in Counter(channels).items() if rules.send_rates.get(c))
+    return DELIVER_TIMEOUT + 2 * timedelta(seconds=pacing)
 
 
 def _was_uncertain(row: _Row) -> bool:
@@ -307,10 +317,11 @@ class DeliveryActivities:
         outcomes: list[Outcome | None] = [None] * len(requests)
         # The house rules now, once for the batch: a limit tightened by a deploy applies to the next message.
         rules = self.rules()
-        # Other attempts take a `sending` row for a crashed one's DELIVER_TIMEOUT after its claim: no hand-over
-        # after that (less the margin), nor after this attempt's own deadline.
-        hand_over_by = self.clock() + min(_attempt_left(), DELIVER_TIMEOUT - HANDOVER_MARGIN)
-        claimed = self._claim_all(requests, outcomes, rules)
+        attempt_ends = self.clock() + _attempt_left()
+        claimed, lease_ends = self._claim_all(requests, outcomes, rules)
+        # Other attempts take a claimed message once its lease is over: no hand-over after that (less the
+        # margin), nor after this attempt's own deadline.
+        hand_over_by = min(attempt_ends, lease_ends - HANDOVER_MARGIN)
         unconfigured = {o.message for o in outcomes if getattr(o, "type", None) == "ProviderNotConfigured"}
         for error in sorted(unconfigured):
             log.error("%s — messages that only it may carry wait until this is fixed", error)
@@ -320,7 +331,10 @@ class DeliveryActivities:
 
     # 1. decide and claim, under the contacts' locks
 
-    def _claim_all(self, requests: Sequence[DeliverInput], outcomes: list, rules: HouseRules) -> list[_Claimed]:
+    def _claim_all(
+        self, requests: Sequence[DeliverInput], outcomes: list, rules: HouseRules
+    ) -> tuple[list[_Claimed], datetime]:
+        """The messages this attempt claimed (rendered, or the render's error), and when its lease on them ends."""
         contact_ids = sorted({r.contact_id for r in requests})
         claims: list[tuple[int, _Row, Contact, Send]] = []
         with self.sessions.begin() as session:
@@ -361,6 +375,9 @@ class DeliveryActivities:
                     claims.append((index, row, contact, decision, resend))
                 else:
                     outcomes[index] = decision
+            lease_ends = now + _lease([decision.channel for *_, decision, _ in claims], rules)
+            for _, row, *_ in claims:
+                row.retry_at, row.changed = lease_ends, True  # a `sending` row's retry_at is the end of its lease
             _write(session, rows.values())  # and the new rows learn their ids
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, _Pending):
@@ -378,7 +395,7 @@ class DeliveryActivities:
                 refusals=sum(1 for entry in row.status_history if entry.get("kind")),
             )
             for index, row, contact, decision, resend in claims
-        ]
+        ], lease_ends
 
     @staticmethod
     def _new_row(request: DeliverInput) -> _Row:
@@ -400,7 +417,7 @@ class DeliveryActivities:
         if row.status in FINAL:
             return _Pending(row, None)
         if row.status == "sending":
-            if now - row.sent_at < DELIVER_TIMEOUT:
+            if now < (row.retry_at or row.sent_at + DELIVER_TIMEOUT):  # rows claimed before leases: a minute
                 return _Pending(row, _busy(row))  # a live attempt is sending it right now
             if request.category not in RESEND_AFTER_UNCERTAINTY and not self.provider.idempotent:
                 _record(row, "uncertain", reason="crashed_while_sending")

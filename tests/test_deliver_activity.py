@@ -609,3 +609,43 @@ def test_a_message_that_waited_its_whole_hold_for_a_provider_fails_naming_why(en
                       clock=lambda: began + timedelta(days=2, minutes=1)).deliver  # fmt: skip
     result = run(late, waiting)
     assert (result.status, result.reason) == ("failed", "provider_not_configured")
+
+
+class WorkerDied(BaseException):
+    """What the activity sees of a SIGKILL: nothing after this point runs."""
+
+
+class DyingProvider:
+    name = "dying"
+    idempotent = False
+
+    def send(self, message):
+        raise WorkerDied
+
+
+def test_a_slow_pages_claim_is_its_own_until_its_send_rate_could_have_handed_it_over(
+    engine, sessions, tmp_path, printed
+):
+    slow_sms = HouseRules(default_timezone="UTC", send_rates={"sms": 1})
+    began = utcnow()
+    page = [request(n, category="care", channels=("sms",)) for n in range(30)]
+    with sessions.begin() as session:
+        add_contact(session, sms_consent=True)
+    dying = activities(engine, sessions, tmp_path, printed, slow_sms, DyingProvider(), clock=lambda: began)
+    with pytest.raises(WorkerDied):
+        dying.deliver_batch(page)
+    leases = {row.retry_at for row in deliveries(sessions)}
+    assert {row.status for row in deliveries(sessions)} == {"sending"}
+    assert len(leases) == 1 and leases.pop() >= began + DELIVER_TIMEOUT + timedelta(seconds=60)  # 30 at 1/s, twice
+    provider = CountingProvider()
+    retry = activities(
+        engine,
+        sessions,
+        tmp_path,
+        printed,
+        slow_sms,
+        provider,
+        clock=lambda: began + DELIVER_TIMEOUT + timedelta(seconds=30),
+    )
+    outcomes = retry.deliver_batch(page)  # the page's retry, while the first attempt could still be handing over
+    assert {o.type for o in outcomes} == {"ConcurrentAttempt"} and provider.sent == []
