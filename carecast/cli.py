@@ -608,6 +608,51 @@ def deliveries_list(
     _say(f"{len(found)} message(s) need a human" if found else "no message needs a human")
 
 
+@deliveries_app.command("resend")
+def deliveries_resend(
+    delivery_id: Annotated[int, typer.Argument(help="a delivery id from `carecast deliveries list`")],
+    wait: Annotated[float, typer.Option("--wait", min=0, help="seconds to wait for the outcome")] = 30,
+) -> None:
+    """Send an uncertain or failed transactional or care message again, once, through the workers.
+
+    For when you have checked that it did not arrive. The policy is asked again (consent,
+    suppressions, quiet hours); running this twice sends it once.
+    """
+    from temporalio.client import WorkflowFailureError
+
+    from carecast.delivery.resend import ResendError, resend_request, start_resend
+    from carecast.store.db import make_sessionmaker
+
+    settings = _settings()
+    engine = _store(settings)
+    try:
+        with make_sessionmaker(engine)() as session:
+            request = resend_request(session, delivery_id, datetime.now(UTC))
+    except ResendError as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+
+    async def work(client):
+        handle, started = await start_resend(client, settings.task_queue, request)
+        if not started:
+            _say(f"delivery {delivery_id} was resent before, by {handle.id}; its outcome:")
+        try:
+            return handle.id, await asyncio.wait_for(handle.result(), wait)
+        except TimeoutError:
+            return handle.id, None
+        except WorkflowFailureError as exc:
+            _fail(f"{handle.id} failed: {exc.cause}")
+
+    workflow_id, result = _run_temporal(settings, work)
+    if result is None:
+        _say(f"started    {workflow_id}: no outcome yet (is a worker running?); follow it in the Temporal UI")
+        return
+    how = f" by {result.channel}" if result.channel and result.status == "sent" else ""
+    why = f" ({result.reason})" if result.reason else ""
+    _say(f"{result.status}{how}{why}: delivery {result.delivery_id}, {workflow_id}")
+
+
 def _relay(settings: Settings, engine, signals: list[int], what: str) -> None:
     """Tells Temporal what a command wrote to the outbox; when it does not answer, the worker's relay will."""
     from carecast.intake.relay import Relay

@@ -32,6 +32,7 @@ from workflows.broadcast import BroadcastWorkflow
 from workflows.journey.workflow import JourneyWorkflow
 from workflows.legacy.journey_v1 import JourneyWorkflowV1
 from workflows.lifecycle import LifecycleWorkflow
+from workflows.resend import ResendWorkflow
 
 ACTIVITY_THREADS = 16
 
@@ -60,7 +61,7 @@ async def carecast_worker(
                 client,
                 task_queue=settings.task_queue,
                 # JourneyWorkflowV1 runs only the journeys started before the `Journey` type, to their end.
-                workflows=[JourneyWorkflow, JourneyWorkflowV1, BroadcastWorkflow, LifecycleWorkflow],
+                workflows=[JourneyWorkflow, JourneyWorkflowV1, BroadcastWorkflow, LifecycleWorkflow, ResendWorkflow],
                 activities=[
                     delivery.deliver,
                     steps.next_local_time,

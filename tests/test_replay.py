@@ -5,8 +5,8 @@ through `workflow.patched`, or a new workflow type with the old one kept until i
 runs finish (the first journey type, JourneyWorkflow, is kept so in
 workflows/legacy/). Record new histories with
 
-    CARECAST_RECORD_HISTORIES=1 .venv/bin/pytest \
-        tests/test_journey_steps.py tests/test_broadcast.py tests/test_journey_routing.py
+    CARECAST_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_journey_steps.py tests/test_broadcast.py \
+        tests/test_journey_routing.py tests/test_deliveries_resend.py
 
 (histories of a branch no run takes any more, such as BroadcastWorkflow_before_parallel_pages_*,
 are kept as they are).
@@ -28,6 +28,7 @@ from workflows.broadcast import PARALLEL_PAGES, BroadcastWorkflow
 from workflows.journey.workflow import JourneyWorkflow
 from workflows.legacy.journey_v1 import JourneyWorkflowV1
 from workflows.lifecycle import LifecycleWorkflow
+from workflows.resend import ResendWorkflow
 
 HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"))
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
@@ -35,7 +36,7 @@ WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 
 def test_there_are_histories_of_every_workflow_kind():
     kinds = {path.name.split("_")[0] for path in HISTORIES}
-    assert {"Journey", "JourneyWorkflow", "BroadcastWorkflow", "LifecycleWorkflow"} <= kinds
+    assert {"Journey", "JourneyWorkflow", "BroadcastWorkflow", "LifecycleWorkflow", "Resend"} <= kinds
 
 
 def patches_in_code() -> dict[str, set[str]]:
@@ -89,5 +90,5 @@ def patches(path: Path) -> set[str]:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays_without_nondeterminism(path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    workflows = [JourneyWorkflow, JourneyWorkflowV1, BroadcastWorkflow, LifecycleWorkflow]
+    workflows = [JourneyWorkflow, JourneyWorkflowV1, BroadcastWorkflow, LifecycleWorkflow, ResendWorkflow]
     await Replayer(workflows=workflows, data_converter=DATA_CONVERTER).replay_workflow(history)
