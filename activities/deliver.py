@@ -372,6 +372,8 @@ class DeliveryActivities:
                             counted[request.contact_id].append(SentDelivery(now, request.category, decision.channel))
                         row.channel, row.sent_at = decision.channel, now  # _record marks it changed
                         _record(row, "sending", channel=decision.channel, resend=resend or None)
+                    else:  # taken over from an attempt that died mid-send: its history shows the second hand-over
+                        _record(row, "sending", channel=row.channel, resend=True)
                     claims.append((index, row, contact, decision, resend))
                 else:
                     outcomes[index] = decision

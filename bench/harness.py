@@ -108,6 +108,54 @@ def worker_process(env: dict[str, str]):
         process.wait(timeout=30)
 
 
+def worker_environment(settings: Settings, url: str, temporal_address: str, fake_url: str | None) -> dict[str, str]:
+    """What a `carecast worker` process of the benchmark's world is started with."""
+    return {
+        "PATH": os.environ.get("PATH", ""), "CARECAST_HOME": str(settings.home), "CARECAST_DATABASE_URL": url,
+        "CARECAST_TEMPORAL_ADDRESS": temporal_address,
+        "CARECAST_TASK_QUEUE": settings.task_queue, "CARECAST_CAMPAIGNS_DIR": str(settings.campaigns_dir),
+        "CARECAST_TEMPLATES_DIR": str(settings.templates_dir), "CARECAST_SECRET_KEY": "bench",
+        "CARECAST_OUTBOX_DIR": str(settings.outbox_dir),
+        "CARECAST_PROVIDER_TIMEOUT": str(settings.provider_timeout_seconds),
+        **({"SENDGRID_API_KEY": "SG.fake-key", "SENDGRID_API_HOST": fake_url} if fake_url else {}),
+    }  # fmt: skip
+
+
+class WorkerPool:
+    """`carecast worker` processes on one task queue. `kill_one` ends the oldest with SIGKILL — no
+    goodbye, as a crash or an OOM kill — and starts another in its place."""
+
+    def __init__(self, env: dict[str, str], count: int) -> None:
+        self.env, self.count = env, count
+        self.processes: list[subprocess.Popen] = []
+
+    def __enter__(self) -> WorkerPool:
+        self.processes = [self._spawn() for _ in range(self.count)]
+        return self
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(BIN / "carecast"), "worker"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def kill_one(self) -> int:
+        victim = self.processes.pop(0)
+        victim.kill()
+        victim.wait()
+        self.processes.append(self._spawn())
+        return victim.pid
+
+    def __exit__(self, *exc) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 @contextmanager
 def store_world(database_url: str | None, campaigns: dict[str, str], templates: dict[str, str]):
     """A migrated store (SQLite in a temp folder, or a scratch database on `database_url`'s server)
@@ -163,14 +211,7 @@ async def bench_world(
             provider = build_provider(settings)
         else:
             provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
-        worker_env = {
-            "PATH": os.environ.get("PATH", ""), "CARECAST_HOME": str(settings.home), "CARECAST_DATABASE_URL": url,
-            "CARECAST_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-            "CARECAST_TASK_QUEUE": settings.task_queue, "CARECAST_CAMPAIGNS_DIR": str(settings.campaigns_dir),
-            "CARECAST_TEMPLATES_DIR": str(settings.templates_dir), "CARECAST_SECRET_KEY": "bench",
-            "CARECAST_OUTBOX_DIR": str(settings.outbox_dir),
-            **({"SENDGRID_API_KEY": "SG.fake-key", "SENDGRID_API_HOST": fake_url} if fake_url else {}),
-        }  # fmt: skip
+        worker_env = worker_environment(settings, url, env.client.service_client.config.target_host, fake_url)
         for _ in range(workers - 1):
             stack.enter_context(worker_process(worker_env))
         try:

@@ -649,3 +649,14 @@ def test_a_slow_pages_claim_is_its_own_until_its_send_rate_could_have_handed_it_
     )
     outcomes = retry.deliver_batch(page)  # the page's retry, while the first attempt could still be handing over
     assert {o.type for o in outcomes} == {"ConcurrentAttempt"} and provider.sent == []
+
+
+def test_a_message_resent_after_a_crash_mid_send_says_so_in_its_history(engine, sessions, tmp_path, printed):
+    provider = CountingProvider()
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+        session.add(crashed_mid_send("care"))
+    assert run(deliver, request(category="care")).status == "sent"
+    [row] = deliveries(sessions)
+    assert [(h["status"], h.get("resend")) for h in row.status_history] == [("sending", True), ("sent", None)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ class Received:
     body: Any  # the JSON document (SendGrid) or the form fields (Twilio)
     errors: list[str]
     status: int = 0
+    answered_after: float = 0.0  # seconds an injected failure held the answer back
 
 
 @dataclass
@@ -40,7 +42,8 @@ class Callback:
 
 @dataclass
 class Journal:
-    """`keep`: how many received requests to remember (None: all); `owes_callbacks`: False drops them."""
+    """`keep`: how many received requests to remember (None: all); `owes_callbacks`: False drops them;
+    `chaos`: asked for a failure (or None) for each valid request that no queued failure answers."""
 
     keep: int | None = None
     owes_callbacks: bool = True
@@ -48,6 +51,7 @@ class Journal:
     failures: dict[str, deque[InjectedFailure]] = field(default_factory=dict)
     callbacks: deque[Callback] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    chaos: Callable[[str], InjectedFailure | None] | None = None
 
     def __post_init__(self) -> None:
         self.received = deque(maxlen=self.keep)
@@ -60,7 +64,9 @@ class Journal:
     def next_failure(self, provider: str) -> InjectedFailure | None:
         with self.lock:
             queue = self.failures.get(provider)
-            return queue.popleft() if queue else None
+            if queue:
+                return queue.popleft()
+        return self.chaos(provider) if self.chaos is not None else None
 
     def fail_next(self, provider: str, failure: InjectedFailure, times: int = 1) -> None:
         with self.lock:

@@ -117,11 +117,11 @@ class FakeSendGrid:
         except ValueError:
             body = None
         received = self.journal.record(Received("sendgrid", request.url.path, headers, body, errors))
-        response = await self._answer(headers, errors, body)
+        response = await self._answer(headers, errors, body, received)
         received.status = response.status_code
         return response
 
-    async def _answer(self, headers: dict[str, str], errors: list[str], body: Any) -> Response:
+    async def _answer(self, headers: dict[str, str], errors: list[str], body: Any, received: Received) -> Response:
         if headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "The provided authorization grant is invalid, expired, or revoked")
         if errors:
@@ -130,6 +130,7 @@ class FakeSendGrid:
             return _error(400, "Does not contain a valid address.", bad)
         failure = self.journal.next_failure("sendgrid")
         if failure is not None:
+            received.answered_after = failure.delay
             await asyncio.sleep(failure.delay)
         if failure is not None and failure.status >= 400:
             response = _error(failure.status, "too many requests" if failure.status == 429 else "told to fail")
