@@ -81,6 +81,8 @@ RESEND_DUE = "no_answer_resend_due"
 # An attempt starts no hand-over later than this before its own start-to-close deadline, so that one begun
 # in time (CARECAST_PROVIDER_TIMEOUT, 10 s by default, must stay below it) ends before a retry may begin.
 HANDOVER_MARGIN = timedelta(seconds=15)
+# A batch records what its hand-overs came to at least this often: what a crash leaves in doubt.
+RECORD_EVERY = timedelta(seconds=0.5)
 # Refused credentials: tried again after 30 s, 1 min, 2 min, … at most every 15 minutes, until the hold deadline.
 AUTH_RETRY_FIRST, AUTH_RETRY_MOST = timedelta(seconds=30), timedelta(minutes=15)
 # A 429 or 5xx without Retry-After, in a broadcast (a journey's step follows Temporal's retry policy).
@@ -155,6 +157,11 @@ def _lease(channels: Sequence[str], rules: HouseRules) -> timedelta:
     (pages running side by side share each channel's rate), so a slow voice page is not cut short."""
     pacing = sum(n / rules.send_rates[c] for c, n in Counter(channels).items() if rules.send_rates.get(c))
     return DELIVER_TIMEOUT + 2 * timedelta(seconds=pacing)
+
+
+def _resend_under_way(row: _Row) -> bool:
+    """Whether the row's current hand-over is already its one resend."""
+    return bool(next((e for e in reversed(row.status_history) if e.get("status") == "sending"), {}).get("resend"))
 
 
 def _was_uncertain(row: _Row) -> bool:
@@ -421,7 +428,8 @@ class DeliveryActivities:
         if row.status == "sending":
             if now < (row.retry_at or row.sent_at + DELIVER_TIMEOUT):  # rows claimed before leases: a minute
                 return _Pending(row, _busy(row))  # a live attempt is sending it right now
-            if request.category not in RESEND_AFTER_UNCERTAINTY and not self.provider.idempotent:
+            no_resend = request.category not in RESEND_AFTER_UNCERTAINTY or _resend_under_way(row)
+            if no_resend and not self.provider.idempotent:  # marketing, or the one resend may be out already
                 _record(row, "uncertain", reason="crashed_while_sending")
                 return _Pending(row, None)
             left_as = "crashed_while_sending"
@@ -620,7 +628,10 @@ class DeliveryActivities:
                 yield chunk
 
     def _send_all(self, claimed: list[_Claimed], outcomes: list, rules: HouseRules, hand_over_by: datetime) -> None:
-        handed: dict[int, ProviderReceipt | Exception] = {}
+        """Hands the claimed messages over chunk by chunk and records what happened at least every RECORD_EVERY,
+        so a worker that dies in the middle of a page leaves only its last unrecorded chunks in doubt."""
+        handed: list[tuple[_Claimed, ProviderReceipt | Exception]] = []
+        done, recorded_at = 0, time.monotonic()
         for chunk in self._paced_chunks(claimed, rules):
             sendable = [c for c in chunk if isinstance(c.message, OutboundMessage)]
             if self.clock() >= hand_over_by:
@@ -629,20 +640,24 @@ class DeliveryActivities:
                 answers: list = [late] * len(sendable)
             else:
                 answers = hand_over(self.provider, [c.message for c in sendable])
-            for claim, answer in zip(sendable, answers, strict=True):
-                handed[claim.index] = answer
-            for claim in chunk:
-                if isinstance(claim.message, TemplateError):
-                    handed[claim.index] = claim.message  # never reaches a provider
+            handed += zip(sendable, answers, strict=True)
+            handed += [(c, c.message) for c in chunk if isinstance(c.message, TemplateError)]  # reached no provider
+            done += len(chunk)
             if len(claimed) > 1 and activity.in_activity():
                 # A page tells Temporal it is alive. A journey's single message does not: a
                 # heartbeat from an activity thread waits for the worker's event loop.
-                activity.heartbeat(len(handed))
-        # 3. record what happened, in one transaction, without reading the rows back
+                activity.heartbeat(done)
+            if time.monotonic() - recorded_at >= RECORD_EVERY.total_seconds():
+                self._record_handed(handed, outcomes)
+                handed, recorded_at = [], time.monotonic()
+        if handed:
+            self._record_handed(handed, outcomes)
+
+    def _record_handed(self, handed: list[tuple[_Claimed, ProviderReceipt | Exception]], outcomes: list) -> None:
+        """3. records what happened, in one transaction, without reading the rows back."""
         sent, not_sent, uncertain = [], [], []
         with self.sessions.begin() as session:
-            for claim in claimed:
-                outcome = handed[claim.index]
+            for claim, outcome in handed:
                 if isinstance(outcome, ProviderError) and outcome.kind == "uncertain":
                     record, outcomes[claim.index] = self._uncertain(claim, outcome)
                     uncertain.append(record)

@@ -1,6 +1,8 @@
 """The deliver activity: the policy under the contact's lock, one message per idempotency key."""
 
 import ssl
+import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
@@ -660,3 +662,46 @@ def test_a_message_resent_after_a_crash_mid_send_says_so_in_its_history(engine, 
     assert run(deliver, request(category="care")).status == "sent"
     [row] = deliveries(sessions)
     assert [(h["status"], h.get("resend")) for h in row.status_history] == [("sending", True), ("sent", None)]
+
+
+def test_a_resend_cut_short_by_a_crash_is_never_followed_by_a_third_copy(engine, sessions, tmp_path, printed):
+    provider = CountingProvider()
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+        resend_died = crashed_mid_send("transactional")
+        resend_died.status_history = [{"status": "sending"}, {"status": "uncertain", "reason": "no_answer_resend_due"},
+                                      {"status": "sending", "resend": True}]  # fmt: skip
+        session.add(resend_died)
+    result = run(deliver, request(category="transactional"))
+    assert (result.status, result.reason) == ("uncertain", "crashed_while_sending")
+    assert provider.sent == []
+
+
+class DiesAfter:
+    """A provider that takes `lives` messages, then the worker dies mid-page."""
+
+    name = "dies-after"
+    idempotent = False
+
+    def __init__(self, lives: int) -> None:
+        self.lives, self.lock = lives, threading.Lock()
+
+    def send(self, message):
+        with self.lock:
+            self.lives -= 1
+            if self.lives < 0:
+                raise WorkerDied
+        return ProviderReceipt(self.name, f"m-{message.delivery_id}")
+
+
+def test_a_page_that_dies_midway_leaves_only_its_unrecorded_chunks_in_doubt(engine, sessions, tmp_path, printed):
+    paced = HouseRules(default_timezone="UTC", send_rates={"email": 100})  # a second's burst, then 10 every 0.1 s
+    page = [request(n, category="marketing", channels=("email",)) for n in range(200)]
+    with sessions.begin() as session:
+        add_contact(session)
+    dying = activities(engine, sessions, tmp_path, printed, paced, DiesAfter(170))
+    with pytest.raises(WorkerDied):
+        dying.deliver_batch(page)
+    statuses = Counter(row.status for row in deliveries(sessions))
+    assert statuses["sent"] >= 100 and statuses["sending"] == 200 - statuses["sent"]
