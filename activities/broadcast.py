@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deliver import DeliveryActivities
+from carecast.delivery import ledger
 from carecast.filters.model import parse_filter
 from carecast.filters.sql import to_sql
 from carecast.policy.local_time import wall
@@ -25,7 +26,7 @@ from carecast.policy.model import HouseRules, rules_source
 from carecast.policy.send_windows import compile_window
 from carecast.policy.timezones import contact_zone, zone
 from carecast.store.campaigns import DeployedVersion, stored_version
-from carecast.store.models import Contact, Delivery
+from carecast.store.models import Contact
 from workflows.broadcast_contract import (
     BROADCAST_PAGE,
     COUNT_AUDIENCE,
@@ -193,19 +194,13 @@ class BroadcastActivities:
     def retry_deferred(self, retry: RetryDeferredInput) -> RetryDeferredResult:
         """Sends up to `limit` of the run's waiting messages whose time has come, earliest first."""
         now = max(filter(None, (self.delivery.clock(), retry.asked_at)))
-        waits = (Delivery.workflow_id == retry.run_id, Delivery.retry_at.is_not(None))
         with self.sessions() as session:
             deployed = self._campaign(session, retry.campaign_id, retry.version)
-            due = session.scalars(
-                select(Delivery.contact_id)
-                .where(*waits, Delivery.retry_at <= now)
-                .order_by(Delivery.retry_at, Delivery.id)
-                .limit(retry.limit)
-            ).all()
+            due = ledger.due(session, retry.run_id, now, retry.limit)
         activity.heartbeat("claiming")
         requests = [self._request(deployed, retry.run_id, cid, retry.as_of, retry.asked_at) for cid in due]
         counters = self._send_all(requests)
         with self.sessions() as session:
-            waiting, next_at = session.execute(select(func.count(), func.min(Delivery.retry_at)).where(*waits)).one()
+            waiting, next_at = ledger.waiting(session, retry.run_id)
         counters.deferred = 0  # `waiting` says how many wait now
         return RetryDeferredResult(counters=counters, next_at=next_at, waiting=waiting, more=len(due) == retry.limit)

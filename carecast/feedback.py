@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput
 from carecast.contacts.suppressions import add_suppression, normalised_address
 from carecast.contacts.writer import write_contacts
+from carecast.delivery import ledger
 from carecast.store.models import Contact, Delivery, ProviderEvent, Suppression, utcnow
 from carecast.store.writes import upsert
 
@@ -70,10 +71,14 @@ def _first_time(session: Session, provider: str, event_id: str, kind: str, deliv
 
 
 def _note(delivery: Delivery, kind: str, status: str | None, **details: Any) -> None:
+    """Joins the provider's news to the delivery's history; it moves the status only where the ledger allows
+    (news of a message never handed over, say a `skipped` one, is noted and changes nothing)."""
+    if status is not None and not ledger.may_move(delivery.status, status):
+        status = None
     entry = {"status": status or delivery.status, "event": kind, "at": utcnow().isoformat()}
     entry.update({k: v for k, v in details.items() if v not in (None, "")})
     if status is not None:
-        delivery.status = status
+        delivery.status, delivery.retry_at = status, None  # the provider has it: nothing waits any more
     delivery.status_history = [*(delivery.status_history or []), entry]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from carecast.store.models import Contact, Preferences
@@ -53,3 +54,15 @@ def deliver_attempt():
     environment = ActivityEnvironment()
     environment.info = replace(environment.info, started_time=utcnow(), start_to_close_timeout=DELIVER_TIMEOUT)
     return environment
+
+
+def cli_environment(tmp_path, database_url: str, temporal_env, task_queue: str) -> dict[str, str]:
+    """The environment a `carecast` command runs in against a test's store, dev server and task queue."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARECAST_")}
+    env.update(
+        CARECAST_HOME=str(tmp_path / "home"),
+        CARECAST_DATABASE_URL=database_url,
+        CARECAST_TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
+        CARECAST_TASK_QUEUE=task_queue,
+    )
+    return env

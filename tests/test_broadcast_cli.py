@@ -1,7 +1,6 @@
 """`carecast broadcast start|status` against a real dev server and worker."""
 
 import asyncio
-import os
 import subprocess
 import sys
 import uuid
@@ -12,7 +11,7 @@ import pytest
 
 from carecast.channels.outbox import OutboxProvider
 from carecast.worker import carecast_worker
-from tests.factories import add_contact, deploy
+from tests.factories import add_contact, cli_environment, deploy
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +40,7 @@ async def test_start_then_status_until_completed(dev_server_env, settings, datab
         for n in range(3):
             add_contact(session, f"v-{n}", attributes={"first_name": "Vi", "vip": True})
         add_contact(session, "not-vip")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARECAST_")}
-    env.update(
-        CARECAST_HOME=str(tmp_path / "home"),
-        CARECAST_DATABASE_URL=database_url,
-        CARECAST_TEMPORAL_ADDRESS=dev_server_env.client.service_client.config.target_host,
-        CARECAST_TASK_QUEUE=settings.task_queue,
-    )
+    env = cli_environment(tmp_path, database_url, dev_server_env, settings.task_queue)
     provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
     async with carecast_worker(dev_server_env.client, settings, engine, provider) as worker, worker:
         code, out, err = await cli(env, "start", campaign_id)

@@ -1,7 +1,6 @@
 """`carecast campaign pause|resume|stop|start|status` against a real dev server and worker."""
 
 import asyncio
-import os
 import subprocess
 import sys
 import uuid
@@ -18,7 +17,7 @@ from carecast.intake.ingest import ingest_event
 from carecast.intake.record import IncomingEvent
 from carecast.store.models import Delivery
 from carecast.worker import carecast_worker
-from tests.factories import add_contact, deploy
+from tests.factories import add_contact, cli_environment, deploy
 from workflows.journey.workflow import JourneyWorkflow
 
 pytestmark = pytest.mark.integration
@@ -63,13 +62,7 @@ async def test_pause_holds_sends_resume_releases_them_stop_ends_the_journeys(
     with sessions.begin() as session:
         deploy(session, settings.templates_dir, campaigns / f"{campaign_id}.yaml")
         add_contact(session, contact)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARECAST_")}
-    env.update(
-        CARECAST_HOME=str(tmp_path / "home"),
-        CARECAST_DATABASE_URL=database_url,
-        CARECAST_TEMPORAL_ADDRESS=dev_server_env.client.service_client.config.target_host,
-        CARECAST_TASK_QUEUE=settings.task_queue,
-    )
+    env = cli_environment(tmp_path, database_url, dev_server_env, settings.task_queue)
     client = dev_server_env.client
 
     async def sent():

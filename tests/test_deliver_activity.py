@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
 
-from activities.deliver import RESEND_UNCERTAIN_AFTER, DeliveryActivities
+from activities.deliver import DeliveryActivities
 from carecast.channels.base import ProviderError, ProviderReceipt
 from carecast.channels.outbox import OutboxProvider
 from carecast.channels.router import ChannelRouter, Unconfigured
 from carecast.contacts.suppressions import add_suppression
+from carecast.delivery.answers import RESEND_UNCERTAIN_AFTER
 from carecast.intake.controls import control_campaign
 from carecast.policy.model import CapRule, EmailIdentity, HouseRules, QuietHours
 from carecast.render.links import LinkSigner

@@ -13,7 +13,7 @@ import pytest
 from carecast.channels.outbox import OutboxProvider
 from carecast.store.models import Delivery, Enrolment, Event, utcnow
 from carecast.worker import carecast_worker
-from tests.factories import add_contact, deploy
+from tests.factories import add_contact, cli_environment, deploy
 from tests.skipping import record_history
 
 pytestmark = pytest.mark.integration
@@ -42,13 +42,7 @@ def delivery(n, category, status, campaign_id="order_confirmation", step_id="con
 @pytest.fixture
 def environment(dev_server_env, settings, database_url, tmp_path):
     settings = replace(settings, task_queue=f"resend-{uuid.uuid4().hex[:6]}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARECAST_")}
-    env.update(
-        CARECAST_HOME=str(tmp_path / "home"),
-        CARECAST_DATABASE_URL=database_url,
-        CARECAST_TEMPORAL_ADDRESS=dev_server_env.client.service_client.config.target_host,
-        CARECAST_TASK_QUEUE=settings.task_queue,
-    )
+    env = cli_environment(tmp_path, database_url, dev_server_env, settings.task_queue)
     return settings, env
 
 
