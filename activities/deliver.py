@@ -38,7 +38,7 @@ from carecast.delivery import ledger
 from carecast.delivery.answers import Claimed, read_answer
 from carecast.delivery.claim import Facts, Outcome, Settled, decide_message, suppressed_addresses
 from carecast.delivery.compose import Composer
-from carecast.delivery.ledger import Row, Status, move
+from carecast.delivery.ledger import CLAIMED, HANDING_OVER, Row, Status, move
 from carecast.policy.decision import Send
 from carecast.policy.frequency import count_window
 from carecast.policy.model import HouseRules, SentDelivery, rules_source
@@ -124,13 +124,14 @@ class DeliveryActivities:
                 # A second hand-over of a message that may be out already (left uncertain, or by a crashed
                 # attempt): whatever comes of it, there is no third.
                 resend = row.status in (Status.UNCERTAIN, Status.SENDING) or row.ever(status=Status.UNCERTAIN)
+                how_far = CLAIMED if len(requests) > 1 else HANDING_OVER
                 if row.status == Status.SENDING:  # taken over from an attempt that died mid-send
-                    move(row, Status.SENDING, channel=row.channel, resend=True)
+                    move(row, Status.SENDING, how_far, channel=row.channel, resend=True)
                 else:
                     if row.status != Status.UNCERTAIN:  # an uncertain row counts already
                         facts.counted[request.contact_id].append(SentDelivery(now, request.category, decision.channel))
                     row.channel, row.sent_at = decision.channel, now
-                    move(row, Status.SENDING, channel=decision.channel, resend=resend or None)
+                    move(row, Status.SENDING, how_far, channel=decision.channel, resend=resend or None)
                 claims.append((index, row, decision, resend))
             lease_ends = now + _lease([decision.channel for _, _, decision, _ in claims], rules)
             for _, row, _, _ in claims:
@@ -187,6 +188,9 @@ class DeliveryActivities:
                 # Past the lease or the attempt's deadline a retry may already be sending these: hand nothing over.
                 answers: list = [ProviderError("the attempt ran out of time before the hand-over")] * len(sendable)
             else:
+                if len(claimed) > 1:
+                    with self.sessions.begin() as session:
+                        ledger.mark_handing_over(session, [c.delivery_id for c in sendable])
                 answers = hand_over(self.provider, [c.message for c in sendable])
             handed += zip(sendable, answers, strict=True)
             handed += [(c, c.message) for c in chunk if isinstance(c.message, TemplateError)]  # reached no provider

@@ -84,6 +84,22 @@ LATE = 3.0
 WAITING = ("reserved", "sending", "deferred")
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What the run sends and which faults it injects (the defaults: the full benchmark)."""
+
+    contacts: int = 20_000
+    journeys: int = 500
+    stream_seconds: float = 30  # the journeys' events are spread over this long
+    kills: int = 5
+    chaos_seconds: float = 45  # late and refused answers, from the start
+    late: float = 0.2
+    unavailable: float = 0.2
+    burst: bool = True
+    database: bool = True
+    temporal_restart: bool = True
+
+
 @dataclass
 class Chaos:
     """Decides, for each SendGrid request while it is on, whether it is answered late, refused, or served."""
@@ -285,9 +301,10 @@ async def settled(client: Client, sessions, broadcast_id: str, journeys: int) ->
     return len(rows) >= journeys and not any(status in WAITING or retry_at for status, retry_at in rows)
 
 
-async def run(contacts: int, journeys: int, kills: int, chaos_seconds: float, database_url: str | None,
-              deadline: float = 900) -> bool:  # fmt: skip
-    chaos = Chaos()
+async def run(plan: Plan, database_url: str | None, deadline: float = 900) -> tuple[bool, dict[str, Tally]]:
+    """Whether the targets held, and the counts per category."""
+    contacts, journeys = plan.contacts, plan.journeys
+    chaos = Chaos(late=plan.late, unavailable=plan.unavailable)
     with (
         store_world(database_url, CAMPAIGNS, TEMPLATES) as (settings, engine, url),
         FakeProviders(callbacks=False) as fakes,
@@ -312,15 +329,20 @@ async def run(contacts: int, journeys: int, kills: int, chaos_seconds: float, da
                 faults = Faults(began, workers, fakes, chaos, engine)
                 faults.temporal = (temporal, settings)
                 broadcast_id = await start_broadcast(client, settings.task_queue, campaign, version, "faults")
-                faults.say(f"broadcast to {contacts:,} started; {journeys} journeys over 30 s; chaos on")
-                kill_times = [3 + n * (40 / max(kills, 1)) for n in range(kills)]
-                timeline = [faults.at(t, faults.kill_worker) for t in kill_times] + [
-                    faults.at(6, faults.rate_limit_burst),
-                    faults.at(12, faults.database_fault),
-                    faults.at(20, faults.restart_temporal),
-                    faults.at(chaos_seconds, faults.end_chaos),
+                span = plan.stream_seconds
+                faults.say(f"broadcast to {contacts:,} started; {journeys} journeys over {span:.0f} s; chaos on")
+                timeline = [
+                    faults.at(3 + n * (span * 4 / 3) / plan.kills, faults.kill_worker) for n in range(plan.kills)
                 ]
-                await asyncio.gather(stream_events(client, sessions, settings.task_queue, journeys, 30), *timeline)
+                timeline.append(faults.at(plan.chaos_seconds, faults.end_chaos))
+                if plan.burst:
+                    timeline.append(faults.at(span / 5, faults.rate_limit_burst))
+                if plan.database:
+                    timeline.append(faults.at(span * 2 / 5, faults.database_fault))
+                if plan.temporal_restart:
+                    timeline.append(faults.at(span * 2 / 3, faults.restart_temporal))
+                stream = stream_events(client, sessions, settings.task_queue, journeys, span)
+                await asyncio.gather(stream, *timeline)
                 while not await settled(client, sessions, broadcast_id, journeys):
                     if time.monotonic() - began > deadline:
                         faults.say(f"not settled after {deadline:.0f} s: what still waits counts as lost")
@@ -334,7 +356,8 @@ async def run(contacts: int, journeys: int, kills: int, chaos_seconds: float, da
         intended = {"marketing": contacts, "transactional": (journeys + 1) // 2, "care": journeys // 2}
         print(f"database            {engine.dialect.name}")
         print(f"requests to SendGrid {len(fakes.received)}, against its description: {len(invalid)} invalid")
-        return report(tally(sessions, fakes, intended)) and not invalid
+        tallies = tally(sessions, fakes, intended)
+        return report(tallies) and not invalid, tallies
 
 
 def main() -> None:
@@ -345,7 +368,8 @@ def main() -> None:
     parser.add_argument("--chaos", type=float, default=45, help="seconds of late, refused and failed answers")
     parser.add_argument("--database-url")
     args = parser.parse_args()
-    held = asyncio.run(run(args.contacts, args.journeys, args.kills, args.chaos, args.database_url))
+    plan = Plan(contacts=args.contacts, journeys=args.journeys, kills=args.kills, chaos_seconds=args.chaos)
+    held, _ = asyncio.run(run(plan, args.database_url))
     sys.exit(0 if held else 1)
 
 

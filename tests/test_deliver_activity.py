@@ -704,5 +704,26 @@ def test_a_page_that_dies_midway_leaves_only_its_unrecorded_chunks_in_doubt(engi
     dying = activities(engine, sessions, tmp_path, printed, paced, DiesAfter(170))
     with pytest.raises(WorkerDied):
         dying.deliver_batch(page)
-    statuses = Counter(row.status for row in deliveries(sessions))
+    rows = deliveries(sessions)
+    statuses = Counter(row.status for row in rows)
     assert statuses["sent"] >= 100 and statuses["sending"] == 200 - statuses["sent"]
+    in_doubt = Counter(row.reason for row in rows if row.status == "sending")
+    # handed over since the last record (maybe out): in doubt; the 20 after the fatal chunk of 10 never left
+    assert in_doubt["claimed"] == 20 and in_doubt["handing_over"] == statuses["sending"] - 20
+
+
+@pytest.mark.parametrize("category", ["marketing", "transactional"])
+def test_a_page_claim_that_died_before_its_hand_over_goes_out_once_and_without_doubt(
+    engine, sessions, tmp_path, printed, category
+):
+    provider = CountingProvider()
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+        never_left = crashed_mid_send(category)
+        never_left.reason = "claimed"
+        session.add(never_left)
+    result = run(deliver, request(category=category))
+    assert (result.status, len(provider.sent)) == ("sent", 1)
+    [row] = deliveries(sessions)
+    assert not any(e.get("resend") for e in row.status_history) and row.reason is None

@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from carecast.contacts.views import contact_view, preference_view
 from carecast.delivery.answers import AUTH_RETRY_FIRST, AUTH_RETRY_MOST, RESEND_AFTER_UNCERTAINTY, RESEND_DUE, backoff
-from carecast.delivery.ledger import FINAL, Row, Status, move
+from carecast.delivery.ledger import CLAIMED, FINAL, Row, Status, move
 from carecast.policy.decide import decide
 from carecast.policy.decision import Defer, Send, Skip
 from carecast.policy.model import HouseRules, Message, SentDelivery
@@ -94,11 +94,15 @@ def decide_message(request: DeliverInput, row: Row, facts: Facts) -> Send | Sett
         if facts.now < (row.retry_at or row.sent_at + DELIVER_TIMEOUT):  # rows claimed before leases: a minute
             return Settled(row, ApplicationError(f"delivery {row.id} is being sent by another attempt",
                                                  type="ConcurrentAttempt"))  # fmt: skip
-        no_resend = request.category not in RESEND_AFTER_UNCERTAINTY or row.resend_under_way
-        if no_resend and not facts.idempotent:  # marketing, or the one resend may be out already
-            move(row, Status.UNCERTAIN, "crashed_while_sending")
-            return Settled(row)
-        return _resend(request, row, contact, facts, left_as="crashed_while_sending")
+        if row.reason == CLAIMED:  # its attempt died before handing it over: it never left
+            move(row, Status.RESERVED, "attempt_died_before_hand_over")
+            _uncount(facts, request.contact_id, row.sent_at)
+        else:
+            no_resend = request.category not in RESEND_AFTER_UNCERTAINTY or row.resend_under_way
+            if no_resend and not facts.idempotent:  # marketing, or the one resend may be out already
+                move(row, Status.UNCERTAIN, "crashed_while_sending")
+                return Settled(row)
+            return _resend(request, row, contact, facts, left_as="crashed_while_sending")
     if request.holdout:
         move(row, Status.HOLDOUT, "holdout")
         return Settled(row)
@@ -126,6 +130,15 @@ def decide_message(request: DeliverInput, row: Row, facts: Facts) -> Send | Sett
         move(row, Status.DEFERRED, decision.reason, decision.until, until=decision.until.isoformat())
         return Settled(row, deferred=_deferred(decision, contact, facts))
     return decision
+
+
+def _uncount(facts: Facts, contact_id: str, sent_at: datetime | None) -> None:
+    """A claim that never left no longer counts toward the contact's caps."""
+    counted = facts.counted[contact_id]
+    for n, sent in enumerate(counted):
+        if sent.at == sent_at:
+            del counted[n]
+            return
 
 
 def _ask(message: Message, contact: Contact, facts: Facts, counted: bool = True):

@@ -83,6 +83,12 @@ MOVES: dict[Status, frozenset[Status]] = {
 }
 
 
+# A `sending` row's reason says how far its attempt got: a page's messages are `claimed` until just before
+# their request goes out, then `handing_over`; a single message is `handing_over` from its claim (marking it
+# would cost the confirmation path a transaction). A stale row still `claimed` never left.
+CLAIMED, HANDING_OVER = "claimed", "handing_over"
+
+
 class IllegalMove(Exception):
     """A move MOVES does not allow: a defect in carecast, never a customer's or a provider's doing."""
 
@@ -223,6 +229,7 @@ RECORD_SENT = (
     .where(Delivery.id == bindparam("b_id"))
     .values(
         status=case((Delivery.status == Status.SENDING, Status.SENT.value), else_=Delivery.status), retry_at=None,
+        reason=case((Delivery.status == Status.SENDING, None), else_=Delivery.reason),
         status_history=json_append(Delivery.status_history, bindparam("b_entry", type_=JsonDocument)),
         provider=bindparam("b_provider"), provider_message_id=bindparam("b_message_id"),
         segments=bindparam("b_segments"), updated_at=bindparam("b_updated_at"),
@@ -280,6 +287,15 @@ def record(session: Session, outcomes: Outcomes) -> None:
     ):
         if values:
             session.execute(statement, values)
+
+
+def mark_handing_over(session: Session, delivery_ids: Sequence[int]) -> None:
+    """Just before a page's request goes out: from here on, a crash leaves these messages in doubt."""
+    session.execute(
+        update(Delivery.__table__)
+        .where(one_of(session, Delivery.id, list(delivery_ids)), Delivery.status == Status.SENDING)
+        .values(reason=HANDING_OVER)
+    )
 
 
 def counted(
