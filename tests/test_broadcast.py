@@ -247,3 +247,24 @@ async def test_a_broadcast_message_left_without_an_answer_is_uncertain_and_never
     assert (state.counters.sent, state.counters.uncertain, state.counters.failed) == (4, 1, 0)
     status, _, history = history_of(sessions, "c-001")
     assert status == "uncertain" and [s for s, _ in history].count("sending") == 1
+
+
+async def test_a_pause_while_deferred_messages_wait_holds_them_until_resumed(broadcast, sessions, time_skipping_env):
+    now = await time_skipping_env.get_current_time()
+    start, end = (now.hour - 1) % 24, (now.hour + 2) % 24
+    broadcast.setup(policy=f"timezone: UTC\nquiet_hours: {{start: '{start:02d}:00', end: '{end:02d}:00'}}\n",
+                    contacts=8, wanting=lambda n: True)  # fmt: skip
+    client = time_skipping_env.client
+
+    async def pause_while_waiting(workflow_id):
+        handle = client.get_workflow_handle_for(BroadcastWorkflow.run, workflow_id)
+        await eventually(lambda: handle.query(BroadcastWorkflow.progress), lambda s: s.counters.deferred == 8)
+        await handle.signal(BroadcastWorkflow.pause)
+        await eventually(lambda: handle.query(BroadcastWorkflow.progress), lambda s: s.paused)
+        await time_skipping_env.sleep(timedelta(hours=6))  # quiet hours are long over
+        assert sent_to(sessions) == {}
+        await handle.signal(BroadcastWorkflow.resume)
+
+    _, state = await broadcast(during=pause_while_waiting)
+    assert (state.counters.sent, state.counters.deferred) == (8, 0)
+    assert sent_to(sessions) == {f"c-{n:03d}": 1 for n in range(8)}
