@@ -28,3 +28,8 @@ def test_the_recipient_is_masked_whatever_its_shape():
     assert scrub("no mailbox named ada at example dot com: ada-at-example", "ada-at-example") == (
         "no mailbox named ada at example dot com: [address]"
     )
+
+
+def test_the_recipients_number_is_masked_without_its_plus_too():
+    said = "Attempt to send to unsubscribed recipient 14155550101 (To: +14155550101)"
+    assert scrub(said, "+14155550101") == "Attempt to send to unsubscribed recipient [address] (To: [address])"

@@ -19,4 +19,6 @@ def scrub(text: str, *addresses: str | None) -> str:
     for address in addresses:
         if address:
             text = text.replace(address, "[address]")
+            if address.startswith("+"):  # a number is sometimes echoed without its plus
+                text = text.replace(address[1:], "[address]")
     return PHONE.sub("[phone]", EMAIL.sub("[email]", text))
