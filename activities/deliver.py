@@ -97,7 +97,7 @@ class DeliveryActivities:
         if claimed:
             # Other attempts take a claimed message once its lease is over: no hand-over after that (less
             # the margin), nor after this attempt's own deadline.
-            self._hand_over(claimed, outcomes, rules, min(attempt_ends, lease_ends - HANDOVER_MARGIN))
+            self._hand_over(claimed, outcomes, rules, lease_ends, min(attempt_ends, lease_ends - HANDOVER_MARGIN))
         return outcomes  # type: ignore[return-value]
 
     # 1. decide and claim, under the contacts' locks
@@ -123,7 +123,11 @@ class DeliveryActivities:
                     continue
                 # A second hand-over of a message that may be out already (left uncertain, or by a crashed
                 # attempt): whatever comes of it, there is no third.
-                resend = row.status in (Status.UNCERTAIN, Status.SENDING) or row.ever(status=Status.UNCERTAIN)
+                resend = (
+                    row.status in (Status.UNCERTAIN, Status.SENDING)
+                    or row.ever(status=Status.UNCERTAIN)
+                    or row.ever(resend=True)
+                )
                 how_far = CLAIMED if len(requests) > 1 else HANDING_OVER
                 if row.status == Status.SENDING:  # taken over from an attempt that died mid-send
                     move(row, Status.SENDING, how_far, channel=row.channel, resend=True)
@@ -178,19 +182,20 @@ class DeliveryActivities:
 
     # 2. hand over, outside the lock, and 3. record
 
-    def _hand_over(self, claimed: list[Claimed], outcomes: list, rules: HouseRules, hand_over_by: datetime) -> None:
+    def _hand_over(self, claimed: list[Claimed], outcomes: list, rules: HouseRules, lease: datetime,
+                   hand_over_by: datetime) -> None:  # fmt: skip
         """Hands the claimed messages over chunk by chunk and records what happened at least every RECORD_EVERY."""
         handed: list[tuple[Claimed, ProviderReceipt | Exception]] = []
         done, recorded_at = 0, time.monotonic()
         for chunk in self._paced_chunks(claimed, rules):
             sendable = [c for c in chunk if isinstance(c.message, OutboundMessage)]
+            if len(claimed) > 1 and sendable and self.clock() < hand_over_by:
+                with self.sessions.begin() as session:
+                    ledger.mark_handing_over(session, [c.delivery_id for c in sendable], lease)
             if self.clock() >= hand_over_by:
                 # Past the lease or the attempt's deadline a retry may already be sending these: hand nothing over.
                 answers: list = [ProviderError("the attempt ran out of time before the hand-over")] * len(sendable)
             else:
-                if len(claimed) > 1:
-                    with self.sessions.begin() as session:
-                        ledger.mark_handing_over(session, [c.delivery_id for c in sendable])
                 answers = hand_over(self.provider, [c.message for c in sendable])
             handed += zip(sendable, answers, strict=True)
             handed += [(c, c.message) for c in chunk if isinstance(c.message, TemplateError)]  # reached no provider
@@ -200,10 +205,10 @@ class DeliveryActivities:
                 # heartbeat from an activity thread waits for the worker's event loop.
                 activity.heartbeat(done)
             if time.monotonic() - recorded_at >= RECORD_EVERY.total_seconds():
-                self._record(handed, outcomes)
+                self._record(handed, outcomes, lease)
                 handed, recorded_at = [], time.monotonic()
         if handed:
-            self._record(handed, outcomes)
+            self._record(handed, outcomes, lease)
 
     def _paced_chunks(self, claimed: list[Claimed], rules: HouseRules):
         """The claimed messages in chunks of a tenth of a second's rate, each after its tokens are taken."""
@@ -224,9 +229,9 @@ class DeliveryActivities:
                     time.sleep(wait)
                 yield chunk
 
-    def _record(self, handed: list[tuple[Claimed, ProviderReceipt | Exception]], outcomes: list) -> None:
+    def _record(self, handed: list[tuple[Claimed, ProviderReceipt | Exception]], outcomes: list, lease) -> None:
         attempt = activity.info().attempt if activity.in_activity() else 1
-        recorded = ledger.Outcomes()
+        recorded = ledger.Outcomes(lease)
         with self.sessions.begin() as session:
             for claim, answer in handed:
                 outcomes[claim.index] = read_answer(session, recorded, claim, answer, attempt=attempt,

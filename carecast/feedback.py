@@ -78,6 +78,8 @@ def _note(delivery: Delivery, kind: str, status: str | None, **details: Any) -> 
     entry = {"status": status or delivery.status, "event": kind, "at": utcnow().isoformat()}
     entry.update({k: v for k, v in details.items() if v not in (None, "")})
     if status is not None:
+        if delivery.status == ledger.Status.SENDING:
+            delivery.reason = None  # `claimed` / `handing_over` describe an attempt, which the news settles
         delivery.status, delivery.retry_at = status, None  # the provider has it: nothing waits any more
     delivery.status_history = [*(delivery.status_history or []), entry]
 

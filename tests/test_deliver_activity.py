@@ -53,6 +53,19 @@ class FailingProvider:
         raise ProviderError("503 from provider", kind="temporary" if self.retryable else "rejected")
 
 
+class Clock:
+    """A clock the test moves on, as Temporal's retry delays would."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self):
+        return self.now
+
+    def wait(self, delay: timedelta) -> None:
+        self.now += delay
+
+
 @pytest.fixture
 def printed():
     return []
@@ -397,14 +410,17 @@ def test_an_uncertain_marketing_message_is_never_sent_again_and_still_counts(eng
 def test_an_uncertain_confirmation_is_sent_once_more_after_a_delay(
     engine, sessions, tmp_path, printed, silent, outcome
 ):
-    provider = NoAnswerProvider(silent)
-    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
+    provider, clock = NoAnswerProvider(silent), Clock()
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider, clock=clock).deliver
     with sessions.begin() as session:
         add_contact(session)
     with pytest.raises(ApplicationError) as first:
         run(deliver, request(category="transactional"))
     assert (first.value.type, first.value.next_retry_delay) == ("ProviderUncertain", RESEND_UNCERTAIN_AFTER)
     assert not first.value.non_retryable
+    with pytest.raises(ApplicationError, match="may be tried again"):
+        run(deliver, request(category="transactional"))  # a retry before the delay is told to wait
+    clock.wait(RESEND_UNCERTAIN_AFTER)
     second = run(deliver, request(category="transactional"))  # Temporal's retry, after the delay
     third = run(deliver, request(category="transactional"))  # any later retry hands nothing over
     assert second.status == third.status == outcome
@@ -502,13 +518,14 @@ class FlakyThenSilentProvider(NoAnswerProvider):
 
 
 def test_a_resend_refused_outright_does_not_earn_the_message_another(sessions, engine, tmp_path, printed):
-    provider = FlakyThenSilentProvider(silent=0)
-    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
+    provider, clock = FlakyThenSilentProvider(silent=0), Clock()
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider, clock=clock).deliver
     with sessions.begin() as session:
         add_contact(session)
     for _ in range(2):  # uncertain, resend due; then the resend meets a 503 (never left)
         with pytest.raises(ApplicationError):
             run(deliver, request(category="care"))
+        clock.wait(RESEND_UNCERTAIN_AFTER)
     last = run(deliver, request(category="care"))  # the resend again, no answer: the end of it
     assert (last.status, last.reason) == ("uncertain", "no_answer")
     assert run(deliver, request(category="care")).status == "uncertain" and len(provider.taken) == 3
@@ -531,12 +548,13 @@ def test_a_failure_the_channel_did_not_foresee_leaves_the_message_uncertain(sess
 
 
 def test_a_resend_is_withheld_when_the_address_was_suppressed_meanwhile(engine, sessions, tmp_path, printed):
-    provider = NoAnswerProvider(silent=1)
-    deliver = activities(engine, sessions, tmp_path, printed, provider=provider).deliver
+    provider, clock = NoAnswerProvider(silent=1), Clock()
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider, clock=clock).deliver
     with sessions.begin() as session:
         add_contact(session)
     with pytest.raises(ApplicationError):
         run(deliver, request(category="transactional", channels=("email",)))
+    clock.wait(RESEND_UNCERTAIN_AFTER)
     with sessions.begin() as session:  # the customer reported the first copy as spam before the resend was due
         add_suppression(session, "email", "ada@example.com", "spam_complaint", "sendgrid:spamreport")
     again = run(deliver, request(category="transactional", channels=("email",)))
@@ -727,3 +745,55 @@ def test_a_page_claim_that_died_before_its_hand_over_goes_out_once_and_without_d
     assert (result.status, len(provider.sent)) == ("sent", 1)
     [row] = deliveries(sessions)
     assert not any(e.get("resend") for e in row.status_history) and row.reason is None
+
+
+class Scripted:
+    """Answers each hand-over as scripted (an error to raise, or None for a receipt), then receipts."""
+
+    name = "scripted"
+    idempotent = False
+
+    def __init__(self, *answers) -> None:
+        self.answers, self.taken = list(answers), []
+
+    def send(self, message):
+        self.taken.append(message.delivery_id)
+        answer = self.answers.pop(0) if self.answers else None
+        if answer is not None:
+            raise answer
+        return ProviderReceipt(self.name, f"m-{len(self.taken)}")
+
+
+def test_a_takeover_resend_refused_for_now_is_still_the_one_resend(engine, sessions, tmp_path, printed):
+    unavailable = ProviderError("503", kind="temporary")
+    silent = ProviderError("did not answer after the request was sent", kind="uncertain")
+    provider, clock = Scripted(unavailable, silent), Clock()
+    deliver = activities(engine, sessions, tmp_path, printed, provider=provider, clock=clock).deliver
+    with sessions.begin() as session:
+        add_contact(session)
+        session.add(crashed_mid_send("transactional"))  # the first copy may be out
+    with pytest.raises(ApplicationError, match="503"):
+        run(deliver, request(category="transactional"))  # the resend, refused for now: it never left
+    clock.wait(timedelta(minutes=1))
+    again = run(deliver, request(category="transactional"))  # still the resend: no answer ends it
+    assert (again.status, again.reason) == ("uncertain", "no_answer")
+    clock.wait(RESEND_UNCERTAIN_AFTER)
+    assert run(deliver, request(category="transactional")).status == "uncertain"
+    assert len(provider.taken) == 2  # with the crashed attempt's, two copies at most
+
+
+def test_a_late_record_of_an_attempt_whose_message_was_taken_over_changes_nothing(sessions):
+    from carecast.delivery import ledger
+
+    with sessions.begin() as session:
+        add_contact(session)
+        taken_over = crashed_mid_send("care")
+        taken_over.retry_at = utcnow() + timedelta(minutes=1)  # the newer attempt's lease
+        session.add(taken_over)
+    with sessions.begin() as session:
+        late = ledger.Outcomes(lease=utcnow() - timedelta(minutes=1))  # the first attempt's
+        late.add_not_sent(taken_over.id, ledger.Status.RESERVED, None, error="503", kind="temporary")
+        late.add_uncertain(taken_over.id, "no_answer", None, error="read timed out")
+        ledger.record(session, late)
+    [row] = deliveries(sessions)
+    assert (row.status, row.status_history) == ("sending", [])

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -30,12 +31,13 @@ async def cli(env, *args):
     return process.returncode, out.decode(), err.decode()
 
 
-def delivery(n, category, status, campaign_id="order_confirmation", step_id="confirm_email"):
+def delivery(n, category, status, campaign_id="order_confirmation", step_id="confirm_email", reason="no_answer",
+             retry_at=None):  # fmt: skip
     return Delivery(
         idempotency_key=f"journey/{campaign_id}/c-1/A-{n}/{step_id}/c-1/0",
         workflow_id=f"journey/{campaign_id}/c-1/A-{n}", campaign_id=campaign_id, campaign_version=1,
         category=category, step_id=step_id, contact_id="c-1",
-        channel="email", status=status, reason="no_answer", sent_at=utcnow(), status_history=[],
+        channel="email", status=status, reason=reason, retry_at=retry_at, sent_at=utcnow(), status_history=[],
     )  # fmt: skip
 
 
@@ -72,19 +74,21 @@ async def test_an_uncertain_confirmation_is_resent_once_with_its_orders_data(
 
 
 @pytest.mark.parametrize(
-    ("category", "status", "says"),
+    ("category", "status", "reason", "says"),
     [
-        ("marketing", "uncertain", "only transactional and care messages are resent"),
-        ("transactional", "sent", "only uncertain or failed messages are resent"),
+        ("marketing", "uncertain", "no_answer", "only transactional and care messages are resent"),
+        ("transactional", "sent", None, "only uncertain or failed messages are resent"),
+        ("transactional", "uncertain", "no_answer_resend_due", "is to be sent again automatically"),
     ],
 )
-async def test_marketing_or_a_message_already_sent_is_refused_and_nothing_starts(
-    environment, sessions, category, status, says
+async def test_marketing_a_message_already_sent_or_one_due_its_own_resend_is_refused_and_nothing_starts(
+    environment, sessions, category, status, reason, says
 ):
     _, env = environment
+    retry_at = utcnow() + timedelta(minutes=2) if reason == "no_answer_resend_due" else None
     with sessions.begin() as session:
         add_contact(session)
-        session.add(left := delivery(2, category, status))
+        session.add(left := delivery(2, category, status, reason=reason, retry_at=retry_at))
     code, out, err = await cli(env, str(left.id))
     assert code == 1 and says in err and out == ""
 

@@ -60,3 +60,13 @@ def test_delivered_news_settles_a_confirmation_that_was_waiting_for_its_resend(s
     with sessions() as session:
         row = session.get(Delivery, delivery_id)
         assert (row.status, row.retry_at) == ("delivered", None)  # the resend will find it settled
+
+
+@pytest.mark.store
+def test_news_that_beats_the_record_settles_the_attempts_reason_too(sessions):
+    delivery_id = stored(sessions, "sending", "handing_over", retry_at=utcnow() + timedelta(minutes=1))
+    with sessions.begin() as session:
+        apply_sendgrid_events(session, [{"event": "delivered", "sg_event_id": "e-3", "delivery_id": delivery_id}], {})
+    with sessions() as session:
+        row = session.get(Delivery, delivery_id)
+        assert (row.status, row.reason, row.retry_at) == ("delivered", None, None)

@@ -37,6 +37,9 @@ PAGE_TIMEOUT = timedelta(minutes=10)
 PAGE_END_TIMEOUT = timedelta(seconds=30)
 # Runs started after this change send several pages at once (BroadcastInput.parallel_pages).
 PARALLEL_PAGES = "parallel-pages"
+# Runs started after this change retry what waits a page of due messages at a time, hold while paused, and
+# continue as new every `pages_per_run` passes.
+RETRY_PASSES = "retry-passes"
 # Pages heartbeat every 50 contacts; a worker that dies mid-page is noticed this quickly.
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 
@@ -183,8 +186,11 @@ class BroadcastWorkflow:
         """
         state = self._state
         passes = 0
+        # Runs started before RETRY_PASSES retried while paused and never continued as new in this phase.
+        paged = workflow.patched(RETRY_PASSES)
         while state.counters.deferred and not state.cancelled:
-            await workflow.wait_condition(lambda: not state.paused or state.cancelled)
+            if paged:
+                await workflow.wait_condition(lambda: not state.paused or state.cancelled)
             if state.cancelled:
                 break
             retried: RetryDeferredResult = await workflow.execute_activity(
@@ -203,7 +209,7 @@ class BroadcastWorkflow:
             passes += 1
             if retried.next_at is None:
                 break
-            if passes >= broadcast.pages_per_run:
+            if paged and passes >= broadcast.pages_per_run:
                 workflow.continue_as_new(dataclasses.replace(broadcast, state=state))
             if retried.more:
                 continue

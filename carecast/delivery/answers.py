@@ -36,8 +36,8 @@ RESEND_UNCERTAIN_AFTER = timedelta(minutes=2)
 RESEND_DUE = "no_answer_resend_due"
 # Refused credentials: tried again after 30 s, 1 min, 2 min, … at most every 15 minutes, until the hold deadline.
 AUTH_RETRY_FIRST, AUTH_RETRY_MOST = timedelta(seconds=30), timedelta(minutes=15)
-# A 429 or 5xx without Retry-After, in a broadcast (a journey's step follows Temporal's retry policy).
-PROVIDER_RETRY_FIRST, PROVIDER_RETRY_MOST = timedelta(seconds=10), timedelta(minutes=15)
+# A 429 or 5xx without Retry-After: 2 s, 4 s, … at most every 5 minutes, as a journey's SEND_RETRY policy.
+PROVIDER_RETRY_FIRST, PROVIDER_RETRY_MOST = timedelta(seconds=2), timedelta(minutes=5)
 # How the address is suppressed when a provider says it cannot or must not receive messages.
 SUPPRESSION_REASONS = {"invalid_address": "invalid_address", "unsubscribed": "stop"}
 ERROR_TYPES = {"temporary": "ProviderUnavailable", "rejected": "ProviderRejected", "auth": "ProviderAuthFailed"}
@@ -110,8 +110,8 @@ def _refusal(
     if error.kind in SUPPRESSION_REASONS:
         reason = SUPPRESSION_REASONS[error.kind]
         add_suppression(session, message.channel, message.to, reason, f"provider:{error.kind}")
-        again = timedelta(seconds=1)
-        return ApplicationError(said, type="AddressRefused", next_retry_delay=again), now + again
+        # due at once: the message goes by its next channel (a page asks again within itself)
+        return ApplicationError(said, type="AddressRefused", next_retry_delay=timedelta(seconds=1)), now
     if error.kind == "auth":
         # A configuration slip waits to be fixed rather than lose the message: retried with a capped
         # backoff until the message's hold deadline (its max_hold), then failed with this reason.

@@ -86,6 +86,10 @@ def suppressed_addresses(session: Session, contacts) -> set[tuple[str, str]]:
 def decide_message(request: DeliverInput, row: Row, facts: Facts) -> Send | Settled:
     """A Send to claim, or the message's settled outcome (its row moved in memory)."""
     contact = facts.contacts.get(request.contact_id)
+    if _not_due_yet(row, facts.now):
+        wait = row.retry_at - facts.now
+        return Settled(row, ApplicationError(f"delivery {row.id} may be tried again in {wait}", type="NotDueYet",
+                                             next_retry_delay=wait))  # fmt: skip
     if row.status == Status.UNCERTAIN and row.reason == RESEND_DUE:
         return _resend(request, row, contact, facts, left_as="no_answer")
     if row.status in FINAL:
@@ -130,6 +134,16 @@ def decide_message(request: DeliverInput, row: Row, facts: Facts) -> Send | Sett
         move(row, Status.DEFERRED, decision.reason, decision.until, until=decision.until.isoformat())
         return Settled(row, deferred=_deferred(decision, contact, facts))
     return decision
+
+
+def _not_due_yet(row: Row, now: datetime) -> bool:
+    """A message a provider refused for now (Retry-After, a backoff) or due its resend later waits for its time,
+    however soon a page's retry or a journey's asks again."""
+    if row.retry_at is None or now >= row.retry_at:
+        return False
+    return (row.status == Status.RESERVED and row.refusals > 0) or (
+        row.status == Status.UNCERTAIN and row.reason == RESEND_DUE
+    )
 
 
 def _uncount(facts: Facts, contact_id: str, sent_at: datetime | None) -> None:

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from carecast.policy.model import SentDelivery
 from carecast.store.expressions import json_append, one_of
 from carecast.store.models import Delivery, utcnow
-from carecast.store.types import JsonDocument
+from carecast.store.types import JsonDocument, UtcDateTime
 from carecast.store.writes import bulk_insert
 
 
@@ -236,9 +236,12 @@ RECORD_SENT = (
     )
 )  # fmt: skip
 # Known not to be out (back to reserved, to be tried again) or never to go (failed): no sent_at, not counted.
+# Fenced by the attempt's lease: a late record of an attempt whose message another attempt took over since
+# changes nothing (the row belongs to the newer attempt).
 RECORD_NOT_SENT = (
     update(Delivery.__table__)
-    .where(Delivery.id == bindparam("b_id"))
+    .where(Delivery.id == bindparam("b_id"), Delivery.status == Status.SENDING,
+           Delivery.retry_at == bindparam("b_lease", type_=UtcDateTime))
     .values(
         status=bindparam("b_status"), reason=bindparam("b_reason"), sent_at=None, retry_at=bindparam("b_retry_at"),
         status_history=json_append(Delivery.status_history, bindparam("b_entry", type_=JsonDocument)),
@@ -248,7 +251,8 @@ RECORD_NOT_SENT = (
 # No answer after the request went out: it may be out, so it keeps its sent_at and counts toward caps.
 RECORD_UNCERTAIN = (
     update(Delivery.__table__)
-    .where(Delivery.id == bindparam("b_id"), Delivery.status == Status.SENDING)
+    .where(Delivery.id == bindparam("b_id"), Delivery.status == Status.SENDING,
+           Delivery.retry_at == bindparam("b_lease", type_=UtcDateTime))
     .values(
         status=Status.UNCERTAIN.value, reason=bindparam("b_reason"), retry_at=bindparam("b_retry_at"),
         status_history=json_append(Delivery.status_history, bindparam("b_entry", type_=JsonDocument)),
@@ -259,8 +263,9 @@ RECORD_UNCERTAIN = (
 
 @dataclass
 class Outcomes:
-    """What a batch of hand-overs came to, gathered for one `record`."""
+    """What a batch of hand-overs came to, gathered for one `record`; `lease`: the attempt's claim."""
 
+    lease: datetime
     sent: list[dict[str, Any]] = field(default_factory=list)
     not_sent: list[dict[str, Any]] = field(default_factory=list)
     uncertain: list[dict[str, Any]] = field(default_factory=list)
@@ -272,10 +277,12 @@ class Outcomes:
     def add_not_sent(self, delivery_id: int, status: Status, reason: str | None, retry_at: datetime | None = None,
                      **details: Any) -> None:  # fmt: skip
         self.not_sent.append(dict(b_id=delivery_id, b_status=status.value, b_reason=reason, b_retry_at=retry_at,
+                                  b_lease=self.lease,
                                   b_entry=entry(status, reason=reason, **details), b_updated_at=utcnow()))  # fmt: skip
 
     def add_uncertain(self, delivery_id: int, reason: str, retry_at: datetime | None, **details: Any) -> None:
         self.uncertain.append(dict(b_id=delivery_id, b_reason=reason, b_retry_at=retry_at, b_updated_at=utcnow(),
+                                   b_lease=self.lease,
                                    b_entry=entry(Status.UNCERTAIN, reason=reason, **details)))  # fmt: skip
 
 
@@ -289,11 +296,15 @@ def record(session: Session, outcomes: Outcomes) -> None:
             session.execute(statement, values)
 
 
-def mark_handing_over(session: Session, delivery_ids: Sequence[int]) -> None:
+def mark_handing_over(session: Session, delivery_ids: Sequence[int], lease: datetime) -> None:
     """Just before a page's request goes out: from here on, a crash leaves these messages in doubt."""
     session.execute(
         update(Delivery.__table__)
-        .where(one_of(session, Delivery.id, list(delivery_ids)), Delivery.status == Status.SENDING)
+        .where(
+            one_of(session, Delivery.id, list(delivery_ids)),
+            Delivery.status == Status.SENDING,
+            Delivery.retry_at == lease,
+        )
         .values(reason=HANDING_OVER)
     )
 

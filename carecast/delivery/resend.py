@@ -43,6 +43,9 @@ def resend_request(session: Session, delivery_id: int, now: datetime) -> Deliver
         raise ResendError(f"delivery {delivery_id} is {row.category}: only transactional and care messages are resent")
     if row.status not in RESENDABLE_STATUSES:
         raise ResendError(f"delivery {delivery_id} is {row.status}: only uncertain or failed messages are resent")
+    if row.retry_at is not None:
+        when = f"{row.retry_at:%Y-%m-%d %H:%M}Z"
+        raise ResendError(f"delivery {delivery_id} is to be sent again automatically at {when}; look again after that")
     deployed = stored_version(session, row.campaign_id, row.campaign_version)
     if deployed is None:
         raise ResendError(f"{row.campaign_id} v{row.campaign_version} is no longer stored")

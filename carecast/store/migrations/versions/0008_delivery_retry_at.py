@@ -2,8 +2,8 @@
 
 Set while a message waits to be tried again — deferred by the policy (until the
 time it may go), refused for now by a provider (429, 5xx, a refused key: after a
-backoff), or left uncertain and due its one resend — and cleared once it is
-settled. A broadcast's retry pass reads its run's due messages by
+backoff), or left uncertain and due its one resend — and, on a `sending` row, the
+end of its claim's lease; cleared once it is settled. A broadcast's retry pass reads its run's due messages by
 (workflow_id, retry_at), a page at a time; that index replaces
 (workflow_id, status), which only that pass used.
 
@@ -24,7 +24,8 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("deliveries", sa.Column("retry_at", UtcDateTime(), nullable=True))
-    # Rows deferred before this revision wait until the time their history names, or now if none.
+    # Rows deferred before this revision are due at once: the retry pass asks the policy again, which
+    # defers them anew if their time has not come.
     deferred = sa.table("deliveries", sa.column("status"), sa.column("retry_at", UtcDateTime()))
     op.execute(deferred.update().where(deferred.c.status == "deferred").values(retry_at=sa.func.current_timestamp()))
     op.create_index("ix_deliveries_workflow_retry", "deliveries", ["workflow_id", "retry_at"], unique=False)
