@@ -76,6 +76,7 @@ class Settings:
     twilio_messaging_service_sid: str | None = None
     twilio_from_number: str | None = None
     provider_timeout_seconds: float = 10.0
+    api_docs: bool = False  # /docs, /redoc and /openapi.json, off unless CARECAST_API_DOCS=1
 
     def local_secret(self, name: str, given: str | None) -> str:
         """`given` if set, else a random secret made once and kept in the home folder as `name`.
@@ -136,4 +137,5 @@ class Settings:
             twilio_messaging_service_sid=env.get("TWILIO_MESSAGING_SERVICE_SID") or None,
             twilio_from_number=env.get("TWILIO_FROM_NUMBER") or None,
             provider_timeout_seconds=_float_env(env, "CARECAST_PROVIDER_TIMEOUT", 10.0),
+            api_docs=env.get("CARECAST_API_DOCS") == "1",
         )

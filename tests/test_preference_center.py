@@ -98,8 +98,8 @@ async def test_the_page_speaks_the_contacts_language(center):
 
 @pytest.mark.parametrize(
     "token",
-    ["nonsense", "eyJhIjoxfQ.AAAAAAAAAAAAAAAAAAAAAA", "", "..."],
-    ids=["garbage", "forged-signature", "empty", "dots"],
+    ["nonsense", "eyJhIjoxfQ.AAAAAAAAAAAAAAAAAAAAAA", "", "...", "éé.ü", "eyJhIjoxfQ.AAAAAAAAAAAAAAAAAAAAAé"],
+    ids=["garbage", "forged-signature", "empty", "dots", "non-ascii", "non-ascii-signature"],
 )
 async def test_a_bad_token_is_a_friendly_404(center, token):
     page = await center.get(f"/u/{token}")

@@ -16,6 +16,7 @@ from temporalio.client import Client
 from carecast.api.auth import require_api_key
 from carecast.api.contacts import contacts_router
 from carecast.api.events import events_router
+from carecast.api.guard import Guard
 from carecast.api.preference_center import PreferenceCenter, preference_center_router
 from carecast.api.webhooks import webhooks_router
 from carecast.campaign.house_rules import load_house_rules
@@ -56,7 +57,14 @@ def create_app(
             log.exception("the last settlement could not be written; the workers' relay delivers those rows again")
         engine.dispose()
 
-    app = FastAPI(title="carecast", lifespan=lifespan)
+    # The interactive docs are off unless asked for (CARECAST_API_DOCS=1): they map the API for anyone.
+    docs = (
+        dict(docs_url="/docs", redoc_url="/redoc", openapi_url="/openapi.json")
+        if settings.api_docs
+        else dict(docs_url=None, redoc_url=None, openapi_url=None)
+    )
+    app = FastAPI(title="carecast", lifespan=lifespan, **docs)
+    app.add_middleware(Guard)
     auth = require_api_key(settings.api_key)
     app.include_router(contacts_router(sessions, temporal_client, settings.task_queue, auth))
     app.include_router(events_router(sessions, temporal_client, settings.task_queue, auth))
@@ -67,20 +75,22 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        """Whether the database and Temporal answer; 503 when either does not."""
+        """Whether the database and Temporal answer; 503 when either does not (why: in the server's log)."""
         checks: dict[str, dict[str, Any]] = {}
         try:
             await asyncio.wait_for(asyncio.to_thread(ping, engine), HEALTH_TIMEOUT_SECONDS)
             checks["database"] = {"ok": True}
-        except Exception as exc:  # any failure means "not reachable"; say which
-            checks["database"] = {"ok": False, "error": _describe(exc)}
+        except Exception as exc:  # any failure means "not reachable"; the log says why, the public answer not
+            log.warning("health: the database does not answer: %s", _describe(exc))
+            checks["database"] = {"ok": False}
         try:
             client = await asyncio.wait_for(temporal_client(), HEALTH_TIMEOUT_SECONDS)
             await asyncio.wait_for(client.service_client.check_health(), HEALTH_TIMEOUT_SECONDS)
-            checks["temporal"] = {"ok": True, "address": settings.temporal_address}
+            checks["temporal"] = {"ok": True}
         except Exception as exc:
             clients.pop("temporal", None)
-            checks["temporal"] = {"ok": False, "address": settings.temporal_address, "error": _describe(exc)}
+            log.warning("health: Temporal at %s does not answer: %s", settings.temporal_address, _describe(exc))
+            checks["temporal"] = {"ok": False}
         healthy = all(check["ok"] for check in checks.values())
         return JSONResponse(
             {"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503

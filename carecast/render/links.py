@@ -38,6 +38,8 @@ class LinkSigner:
 
     def read(self, token: str) -> tuple[str, str | None] | None:
         """(contact id, topic) of a genuine token; None for anything else."""
+        if not token.isascii():  # no token we make has anything else, and hmac compares only ASCII text
+            return None
         payload, _, signature = token.partition(".")
         if not payload or not hmac.compare_digest(signature, self._sign(payload)):
             return None
