@@ -114,7 +114,7 @@ def worker_environment(settings: Settings, url: str, temporal_address: str, fake
         "PATH": os.environ.get("PATH", ""), "CARECAST_HOME": str(settings.home), "CARECAST_DATABASE_URL": url,
         "CARECAST_TEMPORAL_ADDRESS": temporal_address,
         "CARECAST_TASK_QUEUE": settings.task_queue, "CARECAST_CAMPAIGNS_DIR": str(settings.campaigns_dir),
-        "CARECAST_TEMPLATES_DIR": str(settings.templates_dir), "CARECAST_SECRET_KEY": "bench",
+        "CARECAST_TEMPLATES_DIR": str(settings.templates_dir), "CARECAST_SECRET_KEY": "bench-" + "s" * 32,
         "CARECAST_OUTBOX_DIR": str(settings.outbox_dir),
         "CARECAST_PROVIDER_TIMEOUT": str(settings.provider_timeout_seconds),
         **({"SENDGRID_API_KEY": "SG.fake-key", "SENDGRID_API_HOST": fake_url} if fake_url else {}),

@@ -15,7 +15,7 @@ from typing import Annotated
 import phonenumbers
 import typer
 
-from carecast.config import ConfigError, Settings
+from carecast.config import ConfigError, Settings, hide_password
 
 app = typer.Typer(
     help="carecast: outbound campaigns and proactive care on Temporal.",
@@ -61,7 +61,7 @@ def _store(settings: Settings):
         _fail(str(exc))
     except Exception as exc:  # the database itself does not answer
         engine.dispose()
-        _fail(f"cannot open the store {settings.database_url}: {str(exc).splitlines()[0]}")
+        _fail(f"cannot open the store {hide_password(settings.database_url)}: {str(exc).splitlines()[0]}")
     return engine
 
 
@@ -465,6 +465,8 @@ def broadcast_status(campaign_id: str) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the store's schema to the newest migration."""
+    from sqlalchemy.exc import OperationalError
+
     from carecast.store.db import make_engine
     from carecast.store.migrate import upgrade
 
@@ -472,9 +474,11 @@ def db_upgrade() -> None:
     engine = make_engine(settings.database_url)
     try:
         upgrade(engine)
+    except OperationalError as exc:  # the database itself does not answer
+        _fail(f"cannot open the store {hide_password(settings.database_url)}: {str(exc.orig).splitlines()[0]}")
     finally:
         engine.dispose()
-    _say(f"store {settings.database_url} is at the newest schema")
+    _say(f"store {hide_password(settings.database_url)} is at the newest schema")
 
 
 @contacts_app.command("import")

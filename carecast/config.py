@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from carecast.render.links import LinkSigner
 
@@ -18,6 +21,38 @@ TASK_QUEUE = "carecast"
 
 class ConfigError(ValueError):
     """An environment variable holds a value carecast cannot use."""
+
+
+# A key or secret shorter than this can be guessed; `python -c "import secrets; print(secrets.token_urlsafe(32))"`.
+MIN_SECRET_LENGTH = 32
+
+
+def _secret_env(env: dict[str, str], name: str) -> str | None:
+    value = env.get(name) or None
+    if value is not None and len(value) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"{name} is {len(value)} characters; use at least {MIN_SECRET_LENGTH}, e.g. the output of "
+            '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+        )
+    return value
+
+
+def _read_secret(path: Path, wait_seconds: float = 5.0) -> str:
+    """A secret file's value; one another process is writing this very moment is waited for, never taken empty."""
+    deadline = time.monotonic() + wait_seconds
+    while not (value := path.read_text().strip()):
+        if time.monotonic() > deadline:
+            raise ConfigError(f"{path} is empty; delete it and carecast makes a new one")
+        time.sleep(0.05)
+    return value
+
+
+def hide_password(url: str) -> str:
+    """A database URL fit to print: its password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can read: print nothing of it but its scheme
+        return url.split(":", 1)[0] + ":…"
 
 
 def _int_env(env: dict[str, str], name: str, default: int) -> int:
@@ -87,11 +122,14 @@ class Settings:
         if given:
             return given
         path = self.home / name
-        if not path.exists():
-            self.home.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(32) + "\n")
-            path.chmod(0o600)
-        return path.read_text().strip()
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:  # created whole or not at all, owner-only from its first byte: two processes starting together agree
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return _read_secret(path)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(32) + "\n")
+        return _read_secret(path)
 
     def link_signer(self) -> LinkSigner:
         return LinkSigner(self.local_secret("secret-key", self.secret_key), self.public_url)
@@ -125,8 +163,8 @@ class Settings:
             templates_dir=Path(env.get("CARECAST_TEMPLATES_DIR", cwd / "templates")).resolve(),
             outbox_dir=Path(env.get("CARECAST_OUTBOX_DIR", home / "outbox")).resolve(),
             temporal_api_key=env.get("CARECAST_TEMPORAL_API_KEY") or None,
-            api_key=env.get("CARECAST_API_KEY") or None,
-            secret_key=env.get("CARECAST_SECRET_KEY") or None,
+            api_key=_secret_env(env, "CARECAST_API_KEY"),
+            secret_key=_secret_env(env, "CARECAST_SECRET_KEY"),
             public_url=env.get("CARECAST_PUBLIC_URL") or f"http://127.0.0.1:{_int_env(env, 'CARECAST_API_PORT', 8000)}",
             sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
             sendgrid_api_host=env.get("SENDGRID_API_HOST") or None,

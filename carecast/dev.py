@@ -26,7 +26,7 @@ from temporalio.client import Client
 from carecast.api.app import create_app
 from carecast.campaign.lifecycle import Lifecycle
 from carecast.campaign.validate import validate_project
-from carecast.config import Settings
+from carecast.config import Settings, hide_password
 from carecast.deploy import Change, deploy_versions, sync_schedules
 from carecast.ports import PortNeed, ensure_free
 from carecast.providers import build_provider, describe_providers
@@ -152,7 +152,7 @@ def prepare_store(settings: Settings, say: Callable[[str], None]) -> tuple[Engin
     """Migrates the store, deploys the campaign folder, seeds demo contacts into an empty store."""
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    say(f"store      {settings.database_url} (migrated)")
+    say(f"store      {hide_password(settings.database_url)} (migrated)")
     report = validate_project(settings.campaigns_dir, settings.templates_dir)
     for problem in report.errors:
         say(f"campaigns  {problem}")

@@ -75,7 +75,7 @@ async def test_killing_the_worker_mid_broadcast_sends_everyone_exactly_once(
         CARECAST_TASK_QUEUE=task_queue,
         CARECAST_CAMPAIGNS_DIR=str(campaigns),
         CARECAST_TEMPLATES_DIR=str(templates),
-        CARECAST_SECRET_KEY="crash-test",
+        CARECAST_SECRET_KEY="crash-test-" + "s" * 32,
     )
     client = dev_server_env.client
     workflow_id = f"broadcast/crash_offer/{uuid.uuid4().hex[:6]}"

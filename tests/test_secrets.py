@@ -1,0 +1,49 @@
+"""Secrets and keys (security review findings 3, 9, 11): made whole and owner-only, never short, never printed."""
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from carecast.config import ConfigError, Settings
+
+CARECAST = str(Path(sys.executable).with_name("carecast"))
+
+
+@pytest.mark.parametrize("name", ["CARECAST_API_KEY", "CARECAST_SECRET_KEY"])
+def test_a_short_key_or_secret_is_refused_naming_the_variable(tmp_path, name):
+    with pytest.raises(ConfigError, match=f"{name} is 1 characters; use at least 32"):
+        Settings.from_env(env={"CARECAST_HOME": str(tmp_path), name: "x"}, cwd=tmp_path)
+    assert Settings.from_env(env={"CARECAST_HOME": str(tmp_path), name: "k" * 32}, cwd=tmp_path)
+
+
+def test_processes_starting_together_make_one_secret_owner_only_and_never_empty(tmp_path):
+    settings = Settings.from_env(env={"CARECAST_HOME": str(tmp_path / "home")}, cwd=tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        made = set(pool.map(lambda _: settings.local_secret("secret-key", None), range(32)))
+    assert len(made) == 1 and len(made.pop()) >= 32
+    assert stat.S_IMODE((tmp_path / "home" / "secret-key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o700
+
+
+def test_a_secret_file_left_empty_is_not_used_as_a_secret(tmp_path):
+    (tmp_path / "secret-key").write_text("")
+    settings = Settings.from_env(env={"CARECAST_HOME": str(tmp_path)}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="is empty; delete it"):
+        settings.local_secret("secret-key", None)
+
+
+def test_a_database_password_is_never_printed(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CARECAST_HOME": str(tmp_path / "home"),
+           "CARECAST_DATABASE_URL": f"postgresql://carecast:s3cret-pw@127.0.0.1:{port}/carecast"}  # fmt: skip
+    done = subprocess.run([CARECAST, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "cannot open the store postgresql://carecast:***@127.0.0.1" in done.stderr
+    assert "s3cret-pw" not in done.stdout + done.stderr
