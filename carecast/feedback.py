@@ -11,6 +11,7 @@ here too; callers turn every inbound SMS into an `sms_replied` event.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,8 +25,11 @@ from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInpu
 from carecast.contacts.suppressions import add_suppression, normalised_address
 from carecast.contacts.writer import write_contacts
 from carecast.delivery import ledger
+from carecast.intake.replies import meaning
 from carecast.store.models import Contact, Delivery, ProviderEvent, Suppression, utcnow
 from carecast.store.writes import upsert
+
+log = logging.getLogger(__name__)
 
 # SendGrid event → (delivery status or None to only note it, suppression reason or None)
 SENDGRID_EVENTS: dict[str, tuple[str | None, str | None]] = {
@@ -51,10 +55,6 @@ TWILIO_STATUSES: dict[str, str | None] = {
 # Twilio ErrorCodes on a failed message that mean the number must not be used again.
 TWILIO_SUPPRESSING_ERRORS = {"21610": "stop", "30005": "invalid_address", "30006": "invalid_address",
                              "21211": "invalid_address", "21614": "invalid_address"}  # fmt: skip
-
-STOP_KEYWORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
-START_KEYWORDS = {"START", "UNSTOP", "YES"}
-HELP_KEYWORDS = {"HELP", "INFO"}
 
 
 @dataclass
@@ -207,25 +207,19 @@ def apply_twilio_status(session: Session, delivery_id: int | None, params: Mappi
     return reported
 
 
-def keyword(body: str) -> str | None:
-    """STOP, START or HELP when the whole reply is one of their keywords (any case), else None."""
-    word = body.strip().strip(".!").upper()
-    for name, words in (("STOP", STOP_KEYWORDS), ("START", START_KEYWORDS), ("HELP", HELP_KEYWORDS)):
-        if word in words:
-            return name
-    return None
-
-
 @dataclass(frozen=True)
 class InboundSms:
     contact_ids: list[str]
-    keyword: str | None
+    keyword: str | None  # STOP, START or HELP (carecast.intake.replies)
     duplicate: bool
+    review: bool = False  # it speaks of stopping without plainly asking: a human should look
 
 
 def apply_inbound_sms(session: Session, message_sid: str, from_number: str, body: str) -> InboundSms:
-    """Records a reply once; STOP revokes SMS consent, START restores it, both with a consent record."""
-    word = keyword(body)
+    """Records a reply once; STOP (or a plain request to stop) revokes SMS consent, START restores it, both
+    with a consent record quoting the words."""
+    said = meaning(body)
+    word, review = (None, True) if said == "REVIEW" else (said, False)
     contact_ids = list(session.scalars(select(Contact.id).where(Contact.phone == from_number).order_by(Contact.id)))
     if not _first_time(session, "twilio", f"{message_sid}:inbound", f"inbound:{word or 'text'}", None):
         return InboundSms(contact_ids, word, duplicate=True)
@@ -245,4 +239,6 @@ def apply_inbound_sms(session: Session, message_sid: str, from_number: str, body
                 Suppression.channel == "sms", Suppression.address == from_number, Suppression.reason == "stop"
             )
         )
-    return InboundSms(contact_ids, word, duplicate=False)
+    if review:
+        log.warning("an SMS reply may ask to stop messages; review it (sms_replied events with review: true)")
+    return InboundSms(contact_ids, word, duplicate=False, review=review)

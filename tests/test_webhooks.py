@@ -256,3 +256,22 @@ async def test_a_clicked_link_is_stored_without_the_tokens_in_it(wired, sessions
     assert await wired.flush() == [200]
     [click] = [h for h in delivery(sessions, delivery_id).status_history if h["event"] == "click"]
     assert click["url"] == "https://care.example.com/u/[token]?utm_source=email&auth_token=[token]"
+
+
+async def test_a_plain_request_to_stop_withdraws_sms_consent_quoting_the_words(wired, sessions):
+    wired.fakes.inbound_sms(PHONE, "Please stop texting me")
+    assert await wired.flush() == [200]
+    with sessions() as session:
+        assert session.get(Preferences, "c-1").sms_consent is False
+        record = session.scalars(select(ConsentRecord)).one()
+    assert (record.granted, record.wording) == (False, "SMS reply: Please stop texting me")
+
+
+async def test_a_reply_that_only_may_mean_stop_is_flagged_for_review_and_changes_nothing(wired, sessions, caplog):
+    wired.fakes.inbound_sms(PHONE, "Can you stop by the shop tomorrow?")
+    assert await wired.flush() == [200]
+    with sessions() as session:
+        assert session.get(Preferences, "c-1").sms_consent is True
+        [reply] = session.scalars(select(Event).where(Event.name == "sms_replied")).all()
+    assert reply.data == {"body": "Can you stop by the shop tomorrow?", "keyword": None, "review": True}
+    assert "review it" in caplog.text

@@ -150,7 +150,7 @@ def _apply_inbound(sessions: sessionmaker[Session], sid: str, sender: str, body:
             return []
         signals: list[int] = []
         for contact_id in inbound.contact_ids:
-            data = {"body": body, "keyword": inbound.keyword}
+            data = {"body": body, "keyword": inbound.keyword, **({"review": True} if inbound.review else {})}
             event = IncomingEvent(f"twilio-{sid}-{contact_id}", contact_id, SMS_REPLIED, utcnow(), data)
             signals += record_event(session, event).signals
         return signals
