@@ -100,3 +100,15 @@ async def test_a_server_without_a_key_refuses_writes_and_says_why(settings, engi
         response = await api.put("/v1/contacts/c-1", json={}, headers=AUTH)
     assert response.status_code == 503
     assert "set CARECAST_API_KEY" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("contact_id", ["ada@example.com", "+14155550101"])
+async def test_an_email_address_or_a_phone_number_as_contact_id_is_refused_naming_the_rule(api, sessions, contact_id):
+    response = await api.put(f"/v1/contacts/{contact_id}", json={}, headers=AUTH)
+    assert response.status_code == 422 and "carry no personal data" in response.text
+    event = {"event_id": "e-1", "contact_id": contact_id, "name": "signed_up", "occurred_at": "2026-12-07T10:00:00Z"}
+    response = await api.post("/v1/events", json=event, headers=AUTH)
+    assert response.status_code == 422 and "carry no personal data" in response.text
+    assert (await api.put("/v1/contacts/4155550101", json={}, headers=AUTH)).status_code == 200  # numeric: fine
+    with sessions() as session:
+        assert session.scalars(select(Contact.id)).all() == ["4155550101"]

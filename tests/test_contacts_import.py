@@ -121,3 +121,11 @@ def test_a_file_that_is_not_utf8_is_refused_with_a_hint(sessions, tmp_path):
     path.write_bytes("id,attr.city\nc-1,Besançon\n".encode("latin-1"))
     with pytest.raises(ImportFileError, match="is not UTF-8 text; save it as CSV UTF-8"):
         import_contacts(sessions, path)
+
+
+def test_an_email_address_as_contact_id_is_refused_by_line(sessions, tmp_path):
+    path = csv_file(tmp_path, "ada@example.com,ada@example.com,,,,,,Ada", "c-2,bo@example.com,,,,,,Bo")
+    report = import_contacts(sessions, path)
+    [refused] = [str(e) for e in report.rejected]
+    assert refused.startswith("line 2 (ada@example.com): id: contact ids may not be an email address")
+    assert count(sessions, Contact) == 1

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 
-from carecast.contacts.schema import CONTACT_ID, ContactFields, ContactInput
+from carecast.contacts.schema import CONTACT_ID, ContactFields, ContactInput, personal_id
 from carecast.contacts.writer import WriteSummary, write_contacts
 from carecast.intake.record import record_stage_moves
 from carecast.intake.relay import relay_now
@@ -31,8 +32,14 @@ def contacts_router(sessions: sessionmaker[Session], temporal, task_queue: str, 
     router = APIRouter(dependencies=[Depends(auth)])
 
     @router.put("/v1/contacts/{contact_id}", response_model=ContactWritten)
-    async def put_contact(body: ContactUpdate, contact_id: str = Path(pattern=CONTACT_ID)) -> ContactWritten:
+    async def put_contact(body: ContactUpdate, contact_id: str = Path(max_length=128)) -> ContactWritten:
         """Fields left out stay as they are; consent changes are logged with `consent_wording`."""
+        try:
+            personal_id(contact_id)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if not re.fullmatch(CONTACT_ID, contact_id):
+            raise HTTPException(422, f"contact id {contact_id!r} must match {CONTACT_ID}")
         fields = ContactFields.model_validate(body.model_dump(exclude_unset=True, exclude={"consent_wording"}))
         item = ContactInput.for_id(contact_id, fields)
         summary, signals = await asyncio.to_thread(_write, sessions, item, body.consent_wording)

@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from carecast.campaign.patterns import IDENTIFIER
-from carecast.contacts.schema import CONTACT_ID, ContactFields, ContactInput
+from carecast.contacts.schema import CONTACT_ID, ContactFields, ContactInput, personal_id
 from carecast.contacts.writer import write_contacts
 from carecast.intake.ingest import ingest_event
 from carecast.intake.record import IncomingEvent, UnknownContactError
@@ -36,6 +36,8 @@ class EventIn(BaseModel):
     create_contact: ContactFields | None = Field(
         default=None, description="create the contact with these fields if it does not exist yet"
     )
+
+    _not_personal = field_validator("contact_id", mode="before")(personal_id)
 
 
 class EventAccepted(BaseModel):

@@ -19,7 +19,23 @@ from carecast.campaign.patterns import CLOCK
 from carecast.channels.base import CHANNELS
 from carecast.policy.timezones import is_known_zone
 
-CONTACT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+# A contact id travels in workflow ids, search attributes and the Temporal UI, which must carry no personal
+# data: so no '@' (an email address as an id) and no leading '+' (a phone number). Numeric ids are fine.
+CONTACT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+NOT_PERSONAL = (
+    "contact ids may not be an email address or a phone number ('@' or a leading '+'): they travel in "
+    "Temporal's workflow ids and UI, which carry no personal data; use your own customer id and put the "
+    "address in `email` or `phone`"
+)
+
+
+def personal_id(value: object) -> object:
+    """Refuses, with the rule, an id that is an email address or a phone number; other values pass on."""
+    if isinstance(value, str) and ("@" in value or value.startswith("+")):
+        raise ValueError(NOT_PERSONAL)
+    return value
+
+
 LIFECYCLE_STAGE = r"^[a-z][a-z0-9_]{0,63}$"
 LOCALE = r"^[a-zA-Z]{2,3}([-_][a-zA-Z0-9]{2,8})*$"
 
@@ -120,6 +136,8 @@ class ContactFields(Strict):
 
 class ContactInput(ContactFields):
     id: str = Field(pattern=CONTACT_ID)
+
+    _not_personal = field_validator("id", mode="before")(personal_id)
 
     @classmethod
     def for_id(cls, contact_id: str, fields: ContactFields) -> ContactInput:
