@@ -129,3 +129,12 @@ def test_an_email_address_as_contact_id_is_refused_by_line(sessions, tmp_path):
     [refused] = [str(e) for e in report.rejected]
     assert refused.startswith("line 2 (ada@example.com): id: contact ids may not be an email address")
     assert count(sessions, Contact) == 1
+
+
+def test_a_cell_with_escape_sequences_or_deep_nesting_is_reported_plainly(sessions, tmp_path):
+    deep = "[" * 50_000 + "]" * 50_000
+    path = csv_file(tmp_path, "c-1,\x1b[31mred\x1b[0m@x,,,,,,Ada", f'c-2,,,,,,"{deep}",Bo')
+    report = import_contacts(sessions, path)
+    first, second = (str(e) for e in report.rejected)
+    assert "\x1b" not in first and "\\x1b[31mred" in first
+    assert second == "line 3 (c-2): preferences: nested too deeply; a preferences object is two levels deep"

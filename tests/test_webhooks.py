@@ -139,7 +139,11 @@ async def test_a_forged_sendgrid_callback_is_403_and_changes_nothing(wired, sess
     assert count(sessions, select(Suppression)) == count(sessions, select(ProviderEvent)) == 0
 
 
-@pytest.mark.parametrize("body", [b'{"event": "delivered"}', b"not json", b'["delivered"]'])
+@pytest.mark.parametrize(
+    "body",
+    [b'{"event": "delivered"}', b"not json", b'["delivered"]', b"[" * 100_000 + b"]" * 100_000],
+    ids=["object", "not-json", "strings", "nested-too-deep"],
+)
 async def test_a_signed_batch_that_is_not_an_array_of_events_is_400_and_changes_nothing(wired, sessions, body):
     callback = wired.fakes.sendgrid.post_events([])
     callback.content = body

@@ -101,7 +101,7 @@ def webhooks_router(
         )
         try:
             events = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than any event is
             events = None
         if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body must be a JSON array of event objects")

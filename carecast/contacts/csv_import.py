@@ -39,8 +39,13 @@ class RowError:
     reason: str
 
     def __str__(self) -> str:
+        """One line fit for a terminal: control characters from the file (escape sequences) shown escaped."""
         who = f" ({self.contact_id})" if self.contact_id else ""
-        return f"line {self.line}{who}: {self.reason}"
+        return _printable(f"line {self.line}{who}: {self.reason}")
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass
@@ -82,6 +87,8 @@ def row_to_input(row: dict[str, str], default_region: str | None) -> ContactInpu
                 values["preferences"] = json.loads(cell)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"preferences: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            except RecursionError:
+                raise ValueError("preferences: nested too deeply; a preferences object is two levels deep") from None
         else:
             values[column] = cell
     if attributes:
