@@ -762,6 +762,9 @@ def main() -> None:
     current", temporalio/sdk-python#300), which would turn a successful command
     into a crash report. Output is flushed first, so nothing is lost.
     """
+    # What carecast writes — the SQLite store, the outbox, secrets, the dev server's history — is the owner's
+    # alone: it holds addresses and keys.
+    os.umask(0o077)
     try:
         app()
         code = 0

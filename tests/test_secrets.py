@@ -47,3 +47,20 @@ def test_a_database_password_is_never_printed(tmp_path):
     done = subprocess.run([CARECAST, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "cannot open the store postgresql://carecast:***@127.0.0.1" in done.stderr
     assert "s3cret-pw" not in done.stdout + done.stderr
+
+
+def test_the_home_store_and_outbox_are_the_owners_alone(tmp_path):
+    from carecast.channels.base import OutboundMessage
+    from carecast.channels.outbox import OutboxProvider
+
+    env = {**os.environ, "CARECAST_HOME": str(tmp_path / "home")}
+    env.pop("CARECAST_DATABASE_URL", None)
+    done = subprocess.run([CARECAST, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "home" / "carecast.db").stat().st_mode) == 0o600
+    outbox = OutboxProvider(tmp_path / "outbox", echo=lambda line: None)
+    outbox.send(OutboundMessage(delivery_id=1, channel="sms", to="+14155550101", contact_id="c-1",
+                                campaign_id="welcome", subject=None, text="Hello", html=None))  # fmt: skip
+    assert stat.S_IMODE((tmp_path / "outbox").stat().st_mode) == 0o700
+    assert stat.S_IMODE(next((tmp_path / "outbox").iterdir()).stat().st_mode) == 0o600

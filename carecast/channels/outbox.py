@@ -9,6 +9,7 @@ same file instead of adding a duplicate.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -53,13 +54,14 @@ class OutboxProvider:
     def send(self, message: OutboundMessage) -> ProviderReceipt:
         now = self.clock()
         path = self.path_for(message)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # messages hold addresses: the owner's only
         if message.channel == "email":
             body = self._email_bytes(message, now)
         else:
             body = f"To: {message.to}\nChannel: {message.channel}\n\n{message.text}\n".encode()
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(body)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
+            file.write(body)
         tmp.replace(path)  # readers never see half a message
         self.echo(summary_line(message, now))
         return ProviderReceipt(provider=self.name, message_id=f"outbox-{message.delivery_id}")
