@@ -131,9 +131,10 @@ def api() -> None:
     import uvicorn
 
     from carecast.api.app import create_app
+    from carecast.api.logs import log_config
 
     settings = _settings()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=log_config())
 
 
 @app.command("fake-providers")
