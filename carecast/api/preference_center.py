@@ -98,7 +98,12 @@ class PreferenceCenter:
         _, strings = strings_for(contact.locale)
         addresses = {"email": contact.email, "sms": contact.phone, "voice": contact.phone}
         channels = [
-            {"name": c, "address": addresses[c], "on": view.consent.get(c, False), "short": strings[f"{c}_short"]}
+            {
+                "name": c,
+                "address": masked(addresses[c]),
+                "on": view.consent.get(c, False),
+                "short": strings[f"{c}_short"],
+            }
             for c in CHANNELS
             if addresses[c]
         ]
@@ -266,3 +271,11 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
         return RedirectResponse(f"/u/{token}?saved=1", status_code=303)
 
     return router
+
+
+def masked(address: str) -> str:
+    """Enough of an address to recognise it, not to learn it from a forwarded link: a•••@example.com, •••0101."""
+    if "@" in address:
+        local, _, domain = address.partition("@")
+        return f"{local[:1]}•••@{domain}"
+    return f"•••{address[-4:]}"
