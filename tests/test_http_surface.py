@@ -56,10 +56,12 @@ async def test_an_oversized_body_is_413_before_it_is_read(api, path, size):
     assert response.status_code == 413 and "too large" in response.text
 
 
-async def test_a_body_without_a_length_that_grows_too_large_is_413_too(api):
+@pytest.mark.parametrize(("kind", "limit"), [("events", 256), ("page", 64)])
+async def test_a_body_without_a_length_that_grows_too_large_is_413_too(api, settings, kind, limit):
     async def chunks():
         for _ in range(300):
             yield b"x" * 1024
 
-    response = await api.post("/v1/events", content=chunks(), headers={"Content-Type": "application/json"})
-    assert response.status_code == 413 and "at most 256 KiB" in response.text
+    path = "/v1/events" if kind == "events" else f"/u/{settings.link_signer().token('c-1')}"
+    response = await api.post(path, content=chunks(), headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 413 and f"at most {limit} KiB" in response.text

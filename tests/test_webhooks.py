@@ -279,3 +279,12 @@ async def test_a_reply_that_only_may_mean_stop_is_flagged_for_review_and_changes
         [reply] = session.scalars(select(Event).where(Event.name == "sms_replied")).all()
     assert reply.data == {"body": "Can you stop by the shop tomorrow?", "keyword": None, "review": True}
     assert "review it" in caplog.text
+
+
+async def test_a_contact_stored_before_the_id_rule_can_still_opt_out(wired, sessions):
+    with sessions.begin() as session:  # an id from before email-shaped ids were refused
+        add_contact(session, "old@example.com", email="old@example.com", phone="+14155550199", sms_consent=True)
+    wired.fakes.inbound_sms("+14155550199", "STOP")
+    assert await wired.flush() == [200]
+    with sessions() as session:
+        assert session.get(Preferences, "old@example.com").sms_consent is False

@@ -6,6 +6,7 @@ import copy
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from uvicorn.config import LOGGING_CONFIG
 
@@ -16,6 +17,7 @@ REDACTED = (
 
 
 def redacted(path: str) -> str:
+    path = unquote(path)  # uvicorn logs the raw path: /%75/<token> reaches the same route as /u/<token>
     for pattern, replacement in REDACTED:
         path = pattern.sub(replacement, path)
     return path

@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
+from carecast.api.guard import BodyTooLarge
 from carecast.api.pages.strings import strings_for
 from carecast.campaign.patterns import CLOCK
 from carecast.channels.base import CHANNELS
@@ -195,6 +196,8 @@ async def read_post(request: Request) -> Posted:
             return Posted({name: form.getlist(name) for name in form}, as_form=True)
         body = (await request.body()).decode("latin-1")  # any bytes: this body can only unsubscribe
         return Posted(parse_qs(body, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS), as_form=False)
+    except BodyTooLarge:
+        raise  # answered 413 by the app
     except (HTTPException, ValueError):  # broken multipart, a file, too many fields
         return Posted({}, as_form=False)
 

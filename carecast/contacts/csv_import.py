@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from carecast.contacts.schema import ContactInput, first_error
+from carecast.contacts.schema import ContactInput, first_error, personal_id
 from carecast.contacts.writer import WriteSummary, write_contacts
 from carecast.intake.record import record_stage_moves
 from carecast.store.models import utcnow
@@ -93,6 +93,10 @@ def row_to_input(row: dict[str, str], default_region: str | None) -> ContactInpu
             values[column] = cell
     if attributes:
         values["attributes"] = attributes
+    try:
+        personal_id(values.get("id"))
+    except ValueError as exc:
+        raise ValueError(f"id: {exc}") from None
     try:
         return ContactInput.model_validate(values, context={"default_region": default_region})
     except ValidationError as exc:

@@ -20,8 +20,10 @@ from carecast.channels.base import CHANNELS
 from carecast.policy.timezones import is_known_zone
 
 # A contact id travels in workflow ids, search attributes and the Temporal UI, which must carry no personal
-# data: so no '@' (an email address as an id) and no leading '+' (a phone number). Numeric ids are fine.
+# data: so a new id has no '@' (an email address as an id) and no leading '+' (a phone number); numeric ids
+# are fine. Ids stored before the rule may have an '@': they are still written to (opt-outs, preferences).
 CONTACT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+STORED_CONTACT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 NOT_PERSONAL = (
     "contact ids may not be an email address or a phone number ('@' or a leading '+'): they travel in "
     "Temporal's workflow ids and UI, which carry no personal data; use your own customer id and put the "
@@ -135,9 +137,9 @@ class ContactFields(Strict):
 
 
 class ContactInput(ContactFields):
-    id: str = Field(pattern=CONTACT_ID)
+    """A contact as carecast writes it; new ids coming in (API, import) also pass `personal_id`."""
 
-    _not_personal = field_validator("id", mode="before")(personal_id)
+    id: str = Field(pattern=STORED_CONTACT_ID)
 
     @classmethod
     def for_id(cls, contact_id: str, fields: ContactFields) -> ContactInput:
