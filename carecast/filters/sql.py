@@ -157,8 +157,12 @@ def _attribute(node: Compare, now: datetime) -> ColumnElement:
     if expected == "boolean":
         is_true = json_true(Contact.attributes, key)
         return and_(present_kind == "boolean", is_true if (node.op == "eq") == operand else not_(is_true))
-    value = json_number(Contact.attributes, key) if expected == "number" else json_text(Contact.attributes, key)
-    return and_(present_kind == expected, _apply(node.op, value, operand))
+    if expected == "number":
+        # Every operand a float: a list's binds take the type of its first item, and PostgreSQL casts each
+        # bind to it, so `in: [0, -1.5]` would compare with -2 (-1.5 cast to an integer).
+        operand = tuple(map(float, operand)) if isinstance(operand, tuple) else float(operand)
+        return and_(present_kind == expected, _apply(node.op, json_number(Contact.attributes, key), operand))
+    return and_(present_kind == expected, _apply(node.op, json_text(Contact.attributes, key), operand))
 
 
 def to_sql(node: Filter, now: datetime) -> ColumnElement:
