@@ -553,6 +553,27 @@ def contacts_suppress(
     _say(f"{channel} {address} {'suppressed' if added else 'was already suppressed'}")
 
 
+@contacts_app.command("revoke-links")
+def contacts_revoke_links(contact_id: Annotated[str, typer.Argument(help="the contact's id")]) -> None:
+    """Retire every preference link sent to a contact so far (a forwarded email, say).
+
+    The old links still unsubscribe, forever; they no longer turn anything on. The page
+    they open offers to send a fresh link to the address on file.
+    """
+    from carecast.contacts.privacy import UnknownContact, revoke_links
+    from carecast.store.db import make_sessionmaker
+
+    engine = _store(_settings())
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            version = revoke_links(session, contact_id)
+    except UnknownContact as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+    _say(f"links of {contact_id} revoked: only links made from now on (version {version}) may turn things on")
+
+
 @contacts_app.command("audit-saves")
 def contacts_audit_saves(
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON array instead of one line per contact")] = False,

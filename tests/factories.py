@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 from pathlib import Path
 
@@ -66,3 +70,11 @@ def cli_environment(tmp_path, database_url: str, temporal_env, task_queue: str) 
         CARECAST_TASK_QUEUE=task_queue,
     )
     return env
+
+
+def legacy_link_token(secret: str, contact_id: str, topic: str | None = None) -> str:
+    """A preference link as carecast made them before links carried their age: base64 JSON and an HMAC."""
+    key = hashlib.sha256(b"carecast links\0" + secret.encode()).digest()
+    payload = base64.urlsafe_b64encode(json.dumps([contact_id, topic]).encode()).rstrip(b"=").decode()
+    signature = base64.urlsafe_b64encode(hmac.digest(key, payload.encode(), "sha256")[:16]).rstrip(b"=").decode()
+    return f"{payload}.{signature}"

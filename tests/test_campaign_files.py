@@ -70,6 +70,7 @@ def test_the_shipped_campaigns_templates_and_rules_are_valid():
     assert [str(p) for p in report.errors + report.warnings] == []
     assert {c.id for c in report.campaigns} == {
         "welcome", "welcome_series", "order_confirmation", "delivery_delay", "back_in_stock", "win_back",
+        "preference_link",
     }  # fmt: skip
 
 

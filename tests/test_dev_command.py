@@ -185,7 +185,7 @@ async def test_a_restart_keeps_the_workflow_history(tmp_path, dev_process, datab
 
     second = dev_process(env)
     second.wait_for("ready")
-    assert any("6 valid, 0 change(s)" in line for line in second.lines)  # nothing redeployed
+    assert any("7 valid, 0 change(s)" in line for line in second.lines)  # nothing redeployed
     [journey] = await list_welcome_journeys(address)
     assert journey.id == "journey/welcome/c1/signup-1"
     again = send_event(env, "c1", "signed_up", "--id", "signup-1")

@@ -2,6 +2,7 @@
 
 import re
 from dataclasses import replace
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -9,8 +10,10 @@ from sqlalchemy import select
 
 from carecast.api.app import create_app
 from carecast.campaign.load import campaign_files
-from carecast.store.models import ConsentRecord, Preferences, utcnow
-from tests.factories import add_contact, deploy
+from carecast.contacts.schema import ContactInput
+from carecast.contacts.writer import write_contacts
+from carecast.store.models import ConsentRecord, Contact, Event, Preferences, utcnow
+from tests.factories import add_contact, deploy, legacy_link_token
 
 pytestmark = pytest.mark.store
 
@@ -29,6 +32,7 @@ def center(settings, engine, sessions):
     app = create_app(settings, engine=engine, temporal=unreachable_temporal)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://carecast")
     client.links = settings.link_signer()
+    client.secret = settings.secret_key
     return client
 
 
@@ -110,12 +114,13 @@ async def test_a_bad_token_is_a_friendly_404(center, token):
 
 
 async def test_an_altered_token_is_refused_and_changes_nothing(center, sessions):
-    genuine = center.links.token("c-1", "offers")
-    payload, _, signature = genuine.partition(".")
-    other = center.links.token("c-fr", "offers").partition(".")[0]
-    response = await center.post(f"/u/{other}.{signature}", content="List-Unsubscribe=One-Click")
-    assert response.status_code == 404
-    assert prefs(sessions, "c-fr").topics == {}
+    genuine, other = center.links.token("c-1", "offers"), center.links.token("c-fr", "offers")
+    middle = len(genuine) // 2
+    swapped = "B" if genuine[middle] == "A" else "A"
+    for altered in (genuine[:middle] + swapped + genuine[middle + 1 :], other[:middle] + genuine[middle:]):
+        response = await center.post(f"/u/{altered}", content="List-Unsubscribe=One-Click")
+        assert response.status_code == 404
+    assert prefs(sessions, "c-fr").topics == {} and prefs(sessions, "c-1").topics == {}
 
 
 async def test_one_click_unsubscribe_of_a_topic_needs_no_login_or_cookie(center, sessions):
@@ -275,3 +280,83 @@ async def test_a_contact_with_many_topics_can_still_save_the_form(center, sessio
     response = await center.post(f"/u/{center.links.token('c-1')}", data=form)
     assert response.status_code == 303
     assert prefs(sessions).topics["topic_59"] is False and prefs(sessions).topics["topic_0"] is True
+
+
+def old_link(center, contact_id="c-1", topic=None, days=91):
+    return center.links.token(contact_id, topic, issued_at=utcnow() - timedelta(days=days))
+
+
+SMS_ON = {**FORM, "consent": ["email", "sms"]}
+
+
+async def test_a_fresh_link_turns_things_on_and_offers_no_new_link(center, sessions):
+    token = center.links.token("c-1", issued_at=utcnow() - timedelta(days=89))
+    page = await center.get(f"/u/{token}")
+    assert 'value="send_link"' not in page.text
+    with sessions.begin() as session:
+        session.get(Preferences, "c-1").sms_consent = False
+    response = await center.post(f"/u/{token}", data=SMS_ON)
+    assert response.status_code == 303 and prefs(sessions).sms_consent is True
+
+
+@pytest.mark.parametrize("made", ["91 days ago", "before links carried their age"])
+async def test_an_old_link_cannot_turn_anything_on_and_saves_nothing(center, sessions, made):
+    token = old_link(center) if made == "91 days ago" else legacy_link_token(center.secret, "c-1")
+    with sessions.begin() as session:
+        session.get(Preferences, "c-1").sms_consent = False
+    before = choices(sessions)
+    page = await center.get(f"/u/{token}")
+    assert "can only turn things off" in page.text and 'value="send_link"' in page.text
+    # SMS on and email off: nothing of it is saved, not even the half that turns something off
+    response = await center.post(f"/u/{token}", data={**SMS_ON, "consent": ["sms"]})
+    assert response.status_code == 403 and "Nothing was saved" in response.text
+    assert choices(sessions) == before and consent_records(sessions) == []
+
+
+async def test_an_old_link_still_turns_things_off(center, sessions, chosen):
+    token = old_link(center, days=400)
+    form = {**FORM, "consent": ["email"], "preferred": "", "quiet_start": "20:00", "quiet_end": "09:00"}
+    response = await center.post(f"/u/{token}", data=form)
+    assert response.status_code == 303
+    saved = prefs(sessions)
+    assert (saved.sms_consent, saved.quiet_hours_start, saved.quiet_hours_end) == (False, "20:00", "09:00")
+
+
+@pytest.mark.parametrize("made", ["years ago", "before links carried their age"])
+async def test_any_old_link_unsubscribes_and_its_manage_link_is_no_fresher(center, sessions, made):
+    if made == "years ago":
+        token = old_link(center, topic="offers", days=3650)
+    else:
+        token = legacy_link_token(center.secret, "c-1", "offers")
+    with sessions.begin() as session:
+        session.get(Preferences, "c-1").sms_consent = False
+    response = await center.post(f"/u/{token}", content="List-Unsubscribe=One-Click")
+    assert response.status_code == 200 and prefs(sessions).topics == {"offers": False}
+    manage = re.search(r'href="(/u/[^"]+)"', response.text).group(1)
+    link = center.links.read(manage.removeprefix("/u/"))
+    assert link.topic is None and not link.may_grant(0, utcnow())
+    assert (await center.post(manage, data=SMS_ON)).status_code == 403
+
+
+async def test_a_new_address_retires_the_links_sent_to_the_old_one(center, sessions):
+    token = center.links.token("c-1")  # fresh, for ada@example.com
+    with sessions.begin() as session:
+        write_contacts(session, [ContactInput(id="c-1", email="grace@example.com")], source="api")
+    with sessions.begin() as session:
+        session.get(Preferences, "c-1").sms_consent = False
+    assert (await center.post(f"/u/{token}", data=SMS_ON)).status_code == 403
+    with sessions() as session:
+        version = session.get(Contact, "c-1").links_version
+    fresh = center.links.token("c-1", version=version)
+    assert (await center.post(f"/u/{fresh}", data=SMS_ON)).status_code == 303
+
+
+async def test_an_old_link_asks_for_a_fresh_one_at_most_once_a_day(center, sessions):
+    token = old_link(center)
+    first = await center.post(f"/u/{token}", data={"action": "send_link"})
+    assert first.status_code == 200 and "We are sending a fresh link" in first.text
+    with sessions() as session:
+        asked = session.scalars(select(Event).where(Event.name == "preference_link_requested")).all()
+    assert [(e.contact_id, "c-1" in e.event_id) for e in asked] == [("c-1", False)]
+    again = await center.post(f"/u/{old_link(center, days=200)}", data={"action": "send_link"})
+    assert "already sent you a fresh link today" in again.text

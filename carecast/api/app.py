@@ -21,6 +21,7 @@ from carecast.api.preference_center import PreferenceCenter, preference_center_r
 from carecast.api.webhooks import webhooks_router
 from carecast.campaign.house_rules import load_house_rules
 from carecast.config import Settings
+from carecast.intake.link_requests import link_requester
 from carecast.intake.settlement import flush
 from carecast.store.db import make_engine, make_sessionmaker, ping
 from carecast.store.house_rules import DeployedHouseRules
@@ -70,7 +71,8 @@ def create_app(
     app.include_router(events_router(sessions, temporal_client, settings.task_queue, auth))
     app.include_router(webhooks_router(settings, sessions, temporal_client))
     rules = DeployedHouseRules(sessions, fallback=load_house_rules(settings.campaigns_dir))
-    center = PreferenceCenter(sessions, settings.link_signer(), rules)
+    request_link = link_requester(sessions, temporal_client, settings.task_queue)
+    center = PreferenceCenter(sessions, settings.link_signer(), rules, request_link)
     app.include_router(preference_center_router(center))
 
     @app.get("/healthz")

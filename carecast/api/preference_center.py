@@ -1,17 +1,19 @@
 """`GET|POST /u/{token}`: the preference center and one-click unsubscribe (RFC 8058).
 
-The signed token is the only key (no login, no cookie): it names the contact
-and, in an unsubscribe link, the topic. The page is plain server-rendered HTML
-that works without JavaScript, in the contact's language. Every change goes
-through the contact writer, so it is logged as consent with source
-`preference_center` (or `one_click` for RFC 8058 posts) and the words shown.
+The sealed token is the only key (no login, no cookie): it names the contact
+and, in an unsubscribe link, the topic. Any genuine link unsubscribes, forever;
+only a fresh one (90 days, not revoked) may turn something on, and an older one
+offers to send a fresh link (carecast/intake/link_requests.py). The page is plain
+server-rendered HTML that works without JavaScript, in the contact's language.
+Every change goes through the contact writer, so it is logged as consent with
+source `preference_center` (or `one_click` for RFC 8058 posts) and the words shown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
@@ -29,12 +31,13 @@ from carecast.api.guard import BodyTooLarge
 from carecast.api.pages.strings import strings_for
 from carecast.campaign.patterns import CLOCK
 from carecast.channels.base import CHANNELS
+from carecast.contacts.grants import grants
 from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput, QuietHoursInput
 from carecast.contacts.views import preference_view
 from carecast.contacts.writer import unsubscribe_wording, write_contacts
 from carecast.policy.model import HouseRules, rules_source
 from carecast.policy.timezones import contact_zone
-from carecast.render.links import LinkSigner
+from carecast.render.links import Link, LinkSigner
 from carecast.store.campaigns import active_versions
 from carecast.store.models import Contact, Preferences, utcnow
 
@@ -59,13 +62,22 @@ def topic_label(name: str) -> str:
     return name.replace("_", " ").replace("-", " ").capitalize()
 
 
+# What asking for a fresh link did: "sent", "already" (asked today) or "unavailable" (nothing sends one).
+LinkRequester = Callable[[str], Awaitable[str]]
+
+
 class PreferenceCenter:
     def __init__(
-        self, sessions: sessionmaker[Session], links: LinkSigner, house_rules: HouseRules | Callable[[], HouseRules]
+        self,
+        sessions: sessionmaker[Session],
+        links: LinkSigner,
+        house_rules: HouseRules | Callable[[], HouseRules],
+        request_link: LinkRequester,
     ) -> None:
         self.sessions = sessions
         self.links = links
         self.rules = rules_source(house_rules)
+        self.request_link = request_link
         self.pages = Environment(loader=FileSystemLoader(PAGES), autoescape=select_autoescape(["j2"]))
 
     @property
@@ -92,8 +104,9 @@ class PreferenceCenter:
         return [Topic(name, topic_label(name), ", ".join(sorted(names))) for name, names in sorted(about.items())]
 
     def render(
-        self, session: Session, contact: Contact, token: str, topic: str | None, rules: HouseRules, **extra: Any
+        self, session: Session, contact: Contact, token: str, link: Link, rules: HouseRules, **extra: Any
     ) -> HTMLResponse:
+        topic = link.topic
         prefs = session.get(Preferences, contact.id)
         view = preference_view(prefs)
         _, strings = strings_for(contact.locale)
@@ -125,6 +138,7 @@ class PreferenceCenter:
             paused_until=f"{paused.astimezone(zone):%Y-%m-%d}" if paused else None,
             pause_choices=PAUSE_CHOICES,
             marketing=view.marketing,
+            may_grant=link.may_grant(contact.links_version, utcnow()),
             errors={},
             saved=False,
         )
@@ -205,12 +219,8 @@ async def read_post(request: Request) -> Posted:
 def preference_center_router(center: PreferenceCenter) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
-    def find(session: Session, token: str) -> tuple[Contact, str | None] | None:
-        return contact_of(session, center.links.read(token))
-
-    def contact_of(session: Session, read: tuple[str, str | None] | None) -> tuple[Contact, str | None] | None:
-        contact = session.get(Contact, read[0]) if read is not None else None
-        return (contact, read[1]) if contact is not None else None
+    def contact_of(session: Session, link: Link | None) -> Contact | None:
+        return session.get(Contact, link.contact_id) if link is not None else None
 
     @router.get("/u/")
     async def no_token() -> Response:
@@ -222,27 +232,38 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
         """A plain `def`: FastAPI runs it in a thread, so the store never blocks the event loop."""
         rules = center.rules()  # the house rules now, once for the request
         with center.sessions() as session:
-            found = find(session, token)
-            if found is None:
+            link = center.links.read(token)
+            contact = contact_of(session, link)
+            if contact is None:
                 return center.not_found()
-            contact, topic = found
-            return center.render(session, contact, token, topic, rules, saved=bool(saved))
+            return center.render(session, contact, token, link, rules, saved=bool(saved))
 
     @router.post("/u/{token}")
     async def change(token: str, request: Request) -> Response:
-        read = center.links.read(token)
-        if read is None:  # a forged link costs no parsing
+        link = center.links.read(token)
+        if link is None:  # a forged link costs no parsing
             return center.not_found()
         posted = await read_post(request)
-        return await asyncio.to_thread(apply, token, read, posted)
+        if posted.action == "send_link" and not posted.one_click:
+            return await send_link(link)
+        return await asyncio.to_thread(apply, token, link, posted)
 
-    def apply(token: str, read: tuple[str, str | None], posted: Posted) -> Response:
+    async def send_link(link: Link) -> Response:
+        """A fresh link, by the contact's own channels, to whoever holds an old one (at most once a day)."""
+        with center.sessions() as session:
+            contact = contact_of(session, link)
+        if contact is None:
+            return center.not_found()
+        outcome = await center.request_link(contact.id)
+        return center.page("link_requested.html.j2", contact.locale, outcome=outcome)
+
+    def apply(token: str, link: Link, posted: Posted) -> Response:
         rules = center.rules()
         with center.sessions.begin() as session:
-            found = contact_of(session, read)
-            if found is None:
+            contact = contact_of(session, link)
+            if contact is None:
                 return center.not_found()
-            contact, topic = found
+            topic = link.topic
             one_click = posted.one_click
             if one_click or posted.action == "unsubscribe_topic":
                 given = PreferencesInput(topics={topic: False}) if topic else PreferencesInput(marketing=False)
@@ -255,16 +276,23 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
                     "unsubscribed.html.j2",
                     contact.locale,
                     topic=Topic(topic, topic_label(topic)) if topic else None,
-                    manage_url=f"/u/{center.links.token(contact.id)}",
+                    # the whole page, by a link as old as this one: an unsubscribe never freshens a link
+                    manage_url=f"/u/{center.links.token(contact.id, None, link.version, link.issued_at)}",
                 )
             if not posted.saves:
                 return center.page("bad_request.html.j2", contact.locale, status=400, manage_url=f"/u/{token}")
             given = center.changes(session, contact, posted.fields)
-            if isinstance(given, str):
-                _, strings = strings_for(contact.locale)
-                errors = {"quiet": strings[given]}
-                return center.render(session, contact, token, topic, rules, errors=errors, status=422)
             _, strings = strings_for(contact.locale)
+            if isinstance(given, str):
+                errors = {"quiet": strings[given]}
+                return center.render(session, contact, token, link, rules, errors=errors, status=422)
+            now = utcnow()
+            if not link.may_grant(contact.links_version, now) and grants(
+                preference_view(session.get(Preferences, contact.id)), given, now
+            ):
+                # nothing is saved: a stale link may turn things off, so the contact can untick what they turned on
+                errors = {"grant": strings["stale_grant"]}
+                return center.render(session, contact, token, link, rules, errors=errors, status=403)
             write_contacts(
                 session,
                 [ContactInput(id=contact.id, preferences=given)],

@@ -70,9 +70,13 @@ def _set(row: Any, field: str, value: Any) -> bool:
 
 def _apply_contact(contact: Contact, item: ContactInput) -> bool:
     changed = False
+    addresses = (contact.email, contact.phone)
     for name in CONTACT_FIELDS:
         if name in item.model_fields_set:
             changed |= _set(contact, name, getattr(item, name))
+    if (contact.email, contact.phone) != addresses:
+        # a link sent to the old address must not turn anything on for the new one
+        contact.links_version += 1
     if item.attributes:
         merged = {**(contact.attributes or {}), **item.attributes}
         changed |= _set(contact, "attributes", merged)
@@ -147,7 +151,7 @@ def write_contacts(
         prefs = preferences.get(item.id)
         old_stage = contact.lifecycle_stage if contact is not None else None
         if contact is None:
-            contact = Contact(id=item.id, attributes={}, created_at=now, updated_at=now)
+            contact = Contact(id=item.id, attributes={}, links_version=0, created_at=now, updated_at=now)
             _apply_contact(contact, item)
             new_contacts.append(_columns(contact))
             summary.created += 1

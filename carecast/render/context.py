@@ -24,13 +24,14 @@ def template_context(
     links: LinkSigner,
     postal_address: str | None = None,
 ) -> dict[str, Any]:
+    version = contact.get("links_version") or 0
     return {
         "contact": {field: contact.get(field) for field in CONTACT_FIELDS}
         | {"attributes": contact.get("attributes") or {}},
         "event": dict(event or {}),
         "campaign": {"id": campaign_id, "name": campaign_name},
-        "unsubscribe_url": links.unsubscribe_url(contact["id"], topic),
-        "preferences_url": links.preferences_url(contact["id"]),
+        "unsubscribe_url": links.unsubscribe_url(contact["id"], topic, version),
+        "preferences_url": links.preferences_url(contact["id"], version),
         # The sender's postal address (policy.yaml email.postal_address), for marketing footers.
         "postal_address": postal_address or "",
     }

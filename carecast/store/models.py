@@ -60,6 +60,9 @@ class Contact(Base):
     lifecycle_stage: Mapped[str | None] = mapped_column(String(64), index=True)
     care_agent: Mapped[str | None] = mapped_column(String(128))
     attributes: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    links_version: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", doc="preference links of an older version may no longer grant"
+    )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

@@ -44,6 +44,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "bad_request_title": "We could not read that",
         "bad_request": "The request did not come from our form. Nothing was changed.",
         "bad_request_link": "Open your choices",
+        "stale": "This link is more than 90 days old, or a newer one replaced it, so it can only turn things off. To turn something on, ask for a fresh link.",
+        "stale_grant": "Nothing was saved: this link can only turn things off. Ask for a fresh link to turn something on.",
+        "send_link": "Send me a fresh link",
+        "link_title": "A fresh link",
+        "link_sent": "We are sending a fresh link to your email or phone. It works for 90 days.",
+        "link_already": "We already sent you a fresh link today. Look for it in your email and text messages.",
+        "link_unavailable": "We cannot send a fresh link just now. Use the link in your latest message from {brand}, or reply to it and we will help.",
     },
     "fr": {
         "title": "Vos messages de {brand}",
@@ -85,6 +92,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "bad_request_title": "Nous n'avons pas pu lire cette demande",
         "bad_request": "La demande ne venait pas de notre formulaire. Rien n'a été modifié.",
         "bad_request_link": "Ouvrir vos choix",
+        "stale": "Ce lien a plus de 90 jours, ou un lien plus récent l'a remplacé : il permet seulement de désactiver. Pour activer quelque chose, demandez un nouveau lien.",
+        "stale_grant": "Rien n'a été enregistré : ce lien permet seulement de désactiver. Demandez un nouveau lien pour activer quelque chose.",
+        "send_link": "M'envoyer un nouveau lien",
+        "link_title": "Un nouveau lien",
+        "link_sent": "Nous envoyons un nouveau lien à votre e-mail ou à votre téléphone. Il est valable 90 jours.",
+        "link_already": "Nous vous avons déjà envoyé un nouveau lien aujourd'hui. Cherchez-le dans vos e-mails et vos SMS.",
+        "link_unavailable": "Nous ne pouvons pas envoyer de nouveau lien pour le moment. Utilisez le lien de votre dernier message de {brand}, ou répondez-y et nous vous aiderons.",
     },
 }
 
