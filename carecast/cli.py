@@ -508,6 +508,7 @@ def contacts_import(
             report = import_contacts(
                 make_sessionmaker(engine),
                 file,
+                address_key=settings.address_key(),
                 default_region=default_region.upper() if default_region else None,
                 progress=lambda rows_read: bar.update(task, completed=rows_read),
             )
@@ -572,6 +573,74 @@ def contacts_revoke_links(contact_id: Annotated[str, typer.Argument(help="the co
     finally:
         engine.dispose()
     _say(f"links of {contact_id} revoked: only links made from now on (version {version}) may turn things on")
+
+
+@contacts_app.command("export")
+def contacts_export(contact_id: Annotated[str, typer.Argument(help="the contact's id")]) -> None:
+    """Print everything carecast keeps about a contact as JSON (GDPR article 15, right of access).
+
+    The contact, their preferences, the consent trail with the words shown, suppressions of
+    their addresses, their events, their journeys and the messages sent to them.
+    """
+    from carecast.contacts.privacy import UnknownContact, export
+    from carecast.store.db import make_sessionmaker
+
+    engine = _store(_settings())
+    try:
+        with make_sessionmaker(engine)() as session:
+            data = export(session, contact_id)
+    except UnknownContact as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+    _say(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@contacts_app.command("forget")
+def contacts_forget(
+    contact_id: Annotated[str, typer.Argument(help="the contact's id")],
+    yes: Annotated[bool, typer.Option("--yes", help="do it without asking (for scripts)")] = False,
+) -> None:
+    """Erase a contact (GDPR article 17, right to erasure); it cannot be undone.
+
+    Erased: the contact, their addresses, preferences and consent trail, their events and
+    their outbox files; their running journeys are ended. Kept, under a keyed hash of the
+    address (no address): the opt-outs still in force and suppressions, so a later import of
+    the same address is still not written to. Their messages stay counted, under their id.
+    """
+    from carecast.contacts.privacy import UnknownContact, forget
+    from carecast.store.db import make_sessionmaker
+
+    if not yes and not typer.confirm(f"Erase contact {contact_id} and everything about them?"):
+        raise typer.Exit(1)
+    settings = _settings()
+    engine = _store(settings)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            done = forget(session, contact_id, settings.address_key())
+        removed = _remove_outbox_files(settings.outbox_dir, done.message_ids)
+        if done.journeys_told:
+            _relay(settings, engine, done.journeys_told, "journey stop(s)")
+    except UnknownContact as exc:
+        _fail(f"{exc}: nothing to forget (already forgotten, or never known)")
+    finally:
+        engine.dispose()
+    _say(
+        f"{contact_id} forgotten: {done.events} event(s), {done.consent_records} consent record(s) and "
+        f"{removed} outbox file(s) erased; {len(done.journeys_told)} running journey(s) ended; "
+        f"{done.kept_opt_outs} opt-out(s) kept under a keyed hash of the address"
+    )
+
+
+def _remove_outbox_files(outbox: Path, delivery_ids: list[int]) -> int:
+    """The outbox files of these messages (named by delivery id), removed; how many there were."""
+    names = {f"{delivery_id:010d}" for delivery_id in delivery_ids}
+    if not names or not outbox.is_dir():
+        return 0
+    files = [path for path in outbox.iterdir() if path.name.partition("-")[0] in names]
+    for path in files:
+        path.unlink(missing_ok=True)
+    return len(files)
 
 
 @contacts_app.command("audit-saves")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from carecast.contacts.kept import AddressKey
 from carecast.render.links import LinkSigner
 
 TASK_QUEUE = "carecast"
@@ -133,6 +134,10 @@ class Settings:
 
     def link_signer(self) -> LinkSigner:
         return LinkSigner(self.local_secret("secret-key", self.secret_key), self.public_url)
+
+    def address_key(self) -> AddressKey:
+        """Keys the hashes under which a forgotten contact's opt-outs are kept (carecast/contacts/kept.py)."""
+        return AddressKey(self.local_secret("secret-key", self.secret_key))
 
     @property
     def uses_twilio(self) -> bool:

@@ -86,7 +86,7 @@ def _note(delivery: Delivery, kind: str, status: str | None, **details: Any) -> 
 
 def _change_preferences(session: Session, contact_id: str, source: str, wording: str, **given: Any) -> None:
     item = ContactInput(id=contact_id, preferences=PreferencesInput(**given))
-    write_contacts(session, [item], source=source, wording=wording)
+    write_contacts(session, [item], source=source, wording=wording, address_key=None)
 
 
 def _delivery_id(value: Any) -> int | None:

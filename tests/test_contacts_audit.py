@@ -26,7 +26,7 @@ def save(sessions, contact_id, source="preference_center", wording=TITLE, days_a
     began = utcnow()
     with sessions.begin() as session:
         item = ContactInput(id=contact_id, preferences=PreferencesInput(**given))
-        write_contacts(session, [item], source=source, wording=wording)
+        write_contacts(session, [item], source=source, wording=wording, address_key=None)
     with sessions.begin() as session:
         back = timedelta(days=days_ago)
         query = select(ConsentRecord).where(ConsentRecord.contact_id == contact_id, ConsentRecord.recorded_at >= began)

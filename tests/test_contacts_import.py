@@ -7,12 +7,20 @@ import pytest
 from sqlalchemy import func, select
 
 from carecast.contacts.csv_import import ImportFileError, import_contacts
+from carecast.contacts.kept import AddressKey
 from carecast.store.models import ConsentRecord, Contact, Preferences
 
 pytestmark = pytest.mark.store
 
 HEADER = "id,email,phone,timezone,locale,lifecycle_stage,preferences,attr.first_name\n"
 SMS_YES = json.dumps({"consent": {"sms": True}, "topics": {"offers": False}}).replace('"', '""')
+
+
+KEY = AddressKey("k" * 32)
+
+
+def import_file(sessions, path, **options):
+    return import_contacts(sessions, path, address_key=KEY, **options)
 
 
 def csv_file(tmp_path: Path, *rows: str, header: str = HEADER) -> Path:
@@ -28,7 +36,7 @@ def count(sessions, model):
 
 def test_valid_rows_are_normalised_and_stored(sessions, tmp_path):
     path = csv_file(tmp_path, f'c-1,Ada@EXAMPLE.com,+1 415 555 0101,America/Los_Angeles,en-US,new,"{SMS_YES}",Ada')
-    report = import_contacts(sessions, path)
+    report = import_file(sessions, path)
     assert (report.summary.created, report.rejected) == (1, [])
     with sessions() as session:
         contact = session.get(Contact, "c-1")
@@ -57,7 +65,7 @@ def test_bad_rows_are_reported_by_line_and_the_good_ones_still_land(sessions, tm
         'c-5,,,,,,"{""consent"": {""sms"": yes}}",Eve',
         "c-6,e@example.com,,,,,,Fay,extra",
     )
-    report = import_contacts(sessions, path)
+    report = import_file(sessions, path)
     assert [str(e) for e in report.rejected] == [
         "line 3 (c-2): email: invalid email 'not-an-email': An email address must have an @-sign.",
         "line 4 (c-3): phone: invalid phone '+1 555': not a valid number for its region",
@@ -72,15 +80,15 @@ def test_bad_rows_are_reported_by_line_and_the_good_ones_still_land(sessions, tm
 
 def test_a_local_number_needs_a_default_region(sessions, tmp_path):
     path = csv_file(tmp_path, "c-1,,(415) 555-0101,,,,,Ada")
-    assert "pass a default region" in str(import_contacts(sessions, path).rejected[0])
-    assert import_contacts(sessions, path, default_region="US").summary.created == 1
+    assert "pass a default region" in str(import_file(sessions, path).rejected[0])
+    assert import_file(sessions, path, default_region="US").summary.created == 1
 
 
 def test_reimporting_the_same_file_changes_nothing_and_records_no_consent_again(sessions, tmp_path):
     path = csv_file(tmp_path, f'c-1,ada@example.com,+14155550101,,,,"{SMS_YES}",Ada', "c-2,bo@example.com,,,,,,Bo")
-    first = import_contacts(sessions, path)
+    first = import_file(sessions, path)
     records = count(sessions, ConsentRecord)
-    second = import_contacts(sessions, path)
+    second = import_file(sessions, path)
     assert (first.summary.created, second.summary.created, second.summary.updated, second.summary.unchanged) == (
         2,
         0,
@@ -91,8 +99,8 @@ def test_reimporting_the_same_file_changes_nothing_and_records_no_consent_again(
 
 
 def test_a_changed_row_updates_only_that_contact(sessions, tmp_path):
-    import_contacts(sessions, csv_file(tmp_path, "c-1,ada@example.com,,,,,,Ada", "c-2,bo@example.com,,,,,,Bo"))
-    report = import_contacts(sessions, csv_file(tmp_path, "c-1,ada@example.com,,,,,,Ada", "c-2,bo@example.org,,,,,,Bo"))
+    import_file(sessions, csv_file(tmp_path, "c-1,ada@example.com,,,,,,Ada", "c-2,bo@example.com,,,,,,Bo"))
+    report = import_file(sessions, csv_file(tmp_path, "c-1,ada@example.com,,,,,,Ada", "c-2,bo@example.org,,,,,,Bo"))
     assert (report.summary.updated, report.summary.unchanged) == (1, 1)
 
 
@@ -107,25 +115,25 @@ def test_a_changed_row_updates_only_that_contact(sessions, tmp_path):
 def test_a_bad_header_stops_the_import_before_any_row(sessions, tmp_path, header, message):
     path = csv_file(tmp_path, "c-1,ada@example.com,x", header=header)
     with pytest.raises(ImportFileError, match=message):
-        import_contacts(sessions, path)
+        import_file(sessions, path)
     assert count(sessions, Contact) == 0
 
 
 def test_an_empty_file_asks_for_a_header(sessions, tmp_path):
     with pytest.raises(ImportFileError, match="the file is empty; the first line must name the columns"):
-        import_contacts(sessions, csv_file(tmp_path, header=""))
+        import_file(sessions, csv_file(tmp_path, header=""))
 
 
 def test_a_file_that_is_not_utf8_is_refused_with_a_hint(sessions, tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("id,attr.city\nc-1,Besançon\n".encode("latin-1"))
     with pytest.raises(ImportFileError, match="is not UTF-8 text; save it as CSV UTF-8"):
-        import_contacts(sessions, path)
+        import_file(sessions, path)
 
 
 def test_an_email_address_as_contact_id_is_refused_by_line(sessions, tmp_path):
     path = csv_file(tmp_path, "ada@example.com,ada@example.com,,,,,,Ada", "c-2,bo@example.com,,,,,,Bo")
-    report = import_contacts(sessions, path)
+    report = import_file(sessions, path)
     [refused] = [str(e) for e in report.rejected]
     assert refused.startswith("line 2 (ada@example.com): id: contact ids may not be an email address")
     assert count(sessions, Contact) == 1
@@ -134,7 +142,7 @@ def test_an_email_address_as_contact_id_is_refused_by_line(sessions, tmp_path):
 def test_a_cell_with_escape_sequences_or_deep_nesting_is_reported_plainly(sessions, tmp_path):
     deep = "[" * 50_000 + "]" * 50_000
     path = csv_file(tmp_path, "c-1,\x1b[31mred\x1b[0m@x,,,,,,Ada", f'c-2,,,,,,"{deep}",Bo')
-    report = import_contacts(sessions, path)
+    report = import_file(sessions, path)
     first, second = (str(e) for e in report.rejected)
     assert "\x1b" not in first and "\\x1b[31mred" in first
     assert second == "line 3 (c-2): preferences: nested too deeply; a preferences object is two levels deep"

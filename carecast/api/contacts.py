@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 
+from carecast.contacts.kept import AddressKey
 from carecast.contacts.schema import CONTACT_ID, ContactFields, ContactInput, personal_id
 from carecast.contacts.writer import WriteSummary, write_contacts
 from carecast.intake.record import record_stage_moves
@@ -28,7 +29,9 @@ class ContactWritten(BaseModel):
     changed: bool
 
 
-def contacts_router(sessions: sessionmaker[Session], temporal, task_queue: str, auth) -> APIRouter:
+def contacts_router(
+    sessions: sessionmaker[Session], temporal, task_queue: str, auth, address_key: AddressKey
+) -> APIRouter:
     router = APIRouter(dependencies=[Depends(auth)])
 
     @router.put("/v1/contacts/{contact_id}", response_model=ContactWritten)
@@ -42,16 +45,18 @@ def contacts_router(sessions: sessionmaker[Session], temporal, task_queue: str, 
             raise HTTPException(422, f"contact id {contact_id!r} must match {CONTACT_ID}")
         fields = ContactFields.model_validate(body.model_dump(exclude_unset=True, exclude={"consent_wording"}))
         item = ContactInput.for_id(contact_id, fields)
-        summary, signals = await asyncio.to_thread(_write, sessions, item, body.consent_wording)
+        summary, signals = await asyncio.to_thread(_write, sessions, item, body.consent_wording, address_key)
         await relay_now(temporal, sessions, task_queue, signals)  # stage journeys start and end at once
         return ContactWritten(id=contact_id, created=summary.created == 1, changed=summary.unchanged == 0)
 
     return router
 
 
-def _write(sessions: sessionmaker[Session], item: ContactInput, wording: str | None) -> tuple[WriteSummary, list[int]]:
+def _write(
+    sessions: sessionmaker[Session], item: ContactInput, wording: str | None, address_key: AddressKey
+) -> tuple[WriteSummary, list[int]]:
     """The contact, and its stage move announced in the same transaction."""
     with sessions.begin() as session:
-        summary = write_contacts(session, [item], source="api", wording=wording)
+        summary = write_contacts(session, [item], source="api", wording=wording, address_key=address_key)
         signals = record_stage_moves(session, summary.stage_moves, f"api/{utcnow():%Y%m%dT%H%M%S%fZ}")
     return summary, signals

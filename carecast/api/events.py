@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from carecast.campaign.patterns import IDENTIFIER
+from carecast.contacts.kept import AddressKey
 from carecast.contacts.schema import CONTACT_ID, ContactFields, ContactInput, personal_id
 from carecast.contacts.writer import write_contacts
 from carecast.intake.ingest import ingest_event
@@ -51,7 +52,11 @@ class EventAccepted(BaseModel):
 
 
 def events_router(
-    sessions: sessionmaker[Session], temporal: Callable[[], Awaitable[Client]], task_queue: str, auth
+    sessions: sessionmaker[Session],
+    temporal: Callable[[], Awaitable[Client]],
+    task_queue: str,
+    auth,
+    address_key: AddressKey,
 ) -> APIRouter:
     router = APIRouter(dependencies=[Depends(auth)])
 
@@ -59,7 +64,7 @@ def events_router(
     async def post_event(body: EventIn) -> EventAccepted:
         """200 with `duplicate: true` for an event id seen before; 404 for an unknown contact."""
         if body.create_contact is not None:
-            await asyncio.to_thread(_create_contact, sessions, body.contact_id, body.create_contact)
+            await asyncio.to_thread(_create_contact, sessions, body.contact_id, body.create_contact, address_key)
         event = IncomingEvent(body.event_id, body.contact_id, body.name, body.occurred_at, body.data)
         try:
             client = await temporal()
@@ -77,7 +82,10 @@ def events_router(
     return router
 
 
-def _create_contact(sessions: sessionmaker[Session], contact_id: str, fields: ContactFields) -> None:
+def _create_contact(
+    sessions: sessionmaker[Session], contact_id: str, fields: ContactFields, address_key: AddressKey
+) -> None:
     with sessions.begin() as session:
         if session.get(Contact, contact_id) is None:
-            write_contacts(session, [ContactInput.for_id(contact_id, fields)], source="api")
+            item = ContactInput.for_id(contact_id, fields)
+            write_contacts(session, [item], source="api", address_key=address_key)

@@ -270,7 +270,11 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
                 source = "one_click" if one_click else "preference_center"
                 wording = unsubscribe_wording(topic)
                 write_contacts(
-                    session, [ContactInput(id=contact.id, preferences=given)], source=source, wording=wording
+                    session,
+                    [ContactInput(id=contact.id, preferences=given)],
+                    source=source,
+                    wording=wording,
+                    address_key=None,
                 )
                 return center.page(
                     "unsubscribed.html.j2",
@@ -298,6 +302,7 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
                 [ContactInput(id=contact.id, preferences=given)],
                 source="preference_center",
                 wording=strings["title"].format(brand=center.brand),
+                address_key=None,  # the contact exists: nothing is created
             )
         return RedirectResponse(f"/u/{token}?saved=1", status_code=303)
 

@@ -27,7 +27,8 @@ from sqlalchemy import and_, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from carecast.channels.base import CHANNELS
-from carecast.contacts.writer import ALL_MARKETING, UNSUBSCRIBE_WORDING_PREFIX
+from carecast.contacts.schema import ALL_MARKETING
+from carecast.contacts.writer import UNSUBSCRIBE_WORDING_PREFIX
 from carecast.store.models import ConsentRecord, Contact, Delivery, Preferences
 
 # A form save, not the page's one-click "unsubscribe from this topic" button (same source, own wording).

@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from carecast.contacts.kept import AddressKey
 from carecast.contacts.schema import ContactInput, first_error, personal_id
 from carecast.contacts.writer import WriteSummary, write_contacts
 from carecast.intake.record import record_stage_moves
@@ -129,6 +130,7 @@ def import_contacts(
     sessions: sessionmaker[Session],
     path: Path,
     *,
+    address_key: AddressKey,
     default_region: str | None = None,
     progress: Callable[[int], None] = lambda rows_read: None,
 ) -> ImportReport:
@@ -145,7 +147,7 @@ def import_contacts(
     def flush() -> None:
         if batch:
             with sessions.begin() as session:
-                written = write_contacts(session, batch, source=f"import:{path.name}")
+                written = write_contacts(session, batch, source=f"import:{path.name}", address_key=address_key)
                 # Stage journeys start and end with the batch that moved the stages, not at the next recompute.
                 report.signals += record_stage_moves(session, written.stage_moves, occasion)
                 report.summary.add(written)

@@ -42,6 +42,10 @@ LIFECYCLE_STAGE = r"^[a-z][a-z0-9_]{0,63}$"
 LOCALE = r"^[a-zA-Z]{2,3}([-_][a-zA-Z0-9]{2,8})*$"
 
 
+# The `topic` of a consent record (or a kept opt-out) about all marketing at once.
+ALL_MARKETING = "*"
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -17,14 +17,13 @@ from sqlalchemy.orm import Session
 
 from carecast.campaign.durations import format_duration
 from carecast.channels.base import CHANNELS
-from carecast.contacts.schema import ContactInput, PreferencesInput
+from carecast.contacts.kept import KEPT_SOURCE, AddressKey, as_preferences, kept_for, kept_wording
+from carecast.contacts.schema import ALL_MARKETING, ContactInput, PreferencesInput
 from carecast.store.models import Base, ConsentRecord, Contact, Preferences, utcnow
 
 # Email is opt-out (CAN-SPAM); SMS and calls need express consent (TCPA), so they start off.
 DEFAULT_CONSENT = {"email": True, "sms": False, "voice": False}
 CONTACT_FIELDS = ("email", "phone", "timezone", "locale", "lifecycle_stage", "care_agent")
-# The `topic` of a consent record about all marketing at once.
-ALL_MARKETING = "*"
 # The wording of a consent record made by an unsubscribe link or button, as opposed to a form save.
 UNSUBSCRIBE_WORDING_PREFIX = "List-Unsubscribe ("
 
@@ -126,17 +125,38 @@ def _apply_preferences(
     return changed
 
 
+def _apply_kept_opt_outs(
+    session: Session, key: AddressKey, contacts: list[dict], preferences: list[dict], records: list[dict]
+) -> None:
+    """Puts back in force the opt-outs kept for the new contacts' addresses, each with its consent record."""
+    kept = kept_for(session, key, [Contact(**row) for row in contacts])
+    for row in preferences:
+        if row["contact_id"] not in kept:
+            continue
+        prefs = Preferences(**row)
+        for opt_out in kept[row["contact_id"]]:
+            _apply_preferences(prefs, as_preferences(opt_out), records, KEPT_SOURCE, kept_wording(opt_out))
+        row.update(_columns(prefs))
+
+
 def _columns(row: Base) -> dict[str, Any]:
     return {column.key: getattr(row, column.key) for column in row.__table__.columns}
 
 
 def write_contacts(
-    session: Session, items: Sequence[ContactInput], *, source: str, wording: str | None = None
+    session: Session,
+    items: Sequence[ContactInput],
+    *,
+    source: str,
+    wording: str | None = None,
+    address_key: AddressKey | None,
 ) -> WriteSummary:
     """Creates or updates each contact with one query per table; ids must be unique in `items`.
 
     New contacts go in as bulk INSERTs (an import is mostly new contacts); existing
-    ones are updated through the ORM, only where something changed.
+    ones are updated through the ORM, only where something changed. Every caller that
+    may create contacts passes the `address_key`: a new contact whose address opted out
+    before it was forgotten starts with those opt-outs (carecast/contacts/kept.py).
     """
     ids = [item.id for item in items]
     contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
@@ -174,6 +194,8 @@ def write_contacts(
                 summary.updated += 1
             else:
                 summary.unchanged += 1
+    if address_key is not None and new_preferences_rows:
+        _apply_kept_opt_outs(session, address_key, new_contacts, new_preferences_rows, records)
     session.flush()  # updates of existing rows first, then the bulk inserts that may refer to them
     for model, rows in ((Contact, new_contacts), (Preferences, new_preferences_rows), (ConsentRecord, records)):
         if rows:

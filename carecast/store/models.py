@@ -122,6 +122,24 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class KeptOptOut(Base):
+    """An opt-out that outlived its contact (GDPR erasure), kept under a keyed hash of the address.
+
+    See carecast/contacts/kept.py: a contact created later with that address starts opted out.
+    """
+
+    __tablename__ = "kept_opt_outs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    address_hash: Mapped[str] = mapped_column(String(80), index=True, doc="hmac-sha256:<hex> of the address")
+    channel: Mapped[str | None] = mapped_column(String(16), doc="consent withdrawn on this channel")
+    topic: Mapped[str | None] = mapped_column(String(64), doc="or this topic left ('*': all marketing)")
+    source: Mapped[str] = mapped_column(String(64), doc="where the opt-out came from, or suppression:<reason>")
+    wording: Mapped[str | None] = mapped_column(Text, doc="the words of the opt-out, as its consent record had them")
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, doc="when the contact opted out")
+    kept_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, doc="when the contact was forgotten")
+
+
 class Event(Base):
     """Something that happened to a contact; stored once per event id."""
 

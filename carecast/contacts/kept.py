@@ -1,0 +1,71 @@
+"""Opt-outs that outlive an erased contact, kept under a keyed hash of the address.
+
+When a contact is forgotten (GDPR article 17, `carecast contacts forget`), carecast
+must still be able to prove that an address opted out and must not write to it again
+as if it never had. So each opt-out still in force, and each suppression of an address
+no other contact uses, is kept as a `KeptOptOut` under an HMAC-SHA256 of the address
+with a key derived from the server's secret: the address itself is gone, and a copy of
+the database alone cannot tell which addresses they were. A contact created later with
+the same address starts with those opt-outs applied, each with a consent record of
+source `kept_opt_out` quoting what was kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from carecast.contacts.schema import ALL_MARKETING, ConsentInput, PreferencesInput
+from carecast.store.models import Contact, KeptOptOut
+
+KEPT_SOURCE = "kept_opt_out"
+# The channels an address carries: an email address, or a phone number for texts and calls.
+ADDRESS_CHANNELS = {"email": ("email",), "phone": ("sms", "voice")}
+
+
+class AddressKey:
+    """Keyed hashes of addresses, under a key derived from the server's secret."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = hashlib.sha256(b"carecast kept addresses\0" + secret.encode()).digest()
+
+    def address(self, address: str) -> str:
+        return "hmac-sha256:" + hmac.digest(self._key, address.encode(), "sha256").hex()
+
+
+def addresses_of(contact: Contact) -> dict[str, tuple[str, ...]]:
+    """The contact's addresses, each with the channels it carries."""
+    return {a: ADDRESS_CHANNELS[field] for field in ADDRESS_CHANNELS if (a := getattr(contact, field))}
+
+
+def kept_for(session: Session, key: AddressKey, contacts: Iterable[Contact]) -> dict[str, list[KeptOptOut]]:
+    """contact id -> the opt-outs kept for any of its addresses (one query for them all)."""
+    hashes: dict[str, list[str]] = {}
+    for contact in contacts:
+        for address in addresses_of(contact):
+            hashes.setdefault(key.address(address), []).append(contact.id)
+    if not hashes:
+        return {}
+    found: dict[str, list[KeptOptOut]] = {}
+    for row in session.scalars(select(KeptOptOut).where(KeptOptOut.address_hash.in_(list(hashes)))):
+        for contact_id in hashes[row.address_hash]:
+            found.setdefault(contact_id, []).append(row)
+    return found
+
+
+def as_preferences(kept: KeptOptOut) -> PreferencesInput:
+    """The preference change that puts a kept opt-out in force again."""
+    if kept.channel is not None:
+        return PreferencesInput(consent=ConsentInput(**{kept.channel: False}))
+    if kept.topic == ALL_MARKETING:
+        return PreferencesInput(marketing=False)
+    return PreferencesInput(topics={kept.topic: False})
+
+
+def kept_wording(kept: KeptOptOut) -> str:
+    said = f": {kept.wording}" if kept.wording else ""
+    return f"kept after erasure ({kept.source}, {kept.recorded_at:%Y-%m-%d}){said}"
