@@ -39,8 +39,18 @@ def test_no_policy_file_means_no_quiet_hours_and_no_caps(tmp_path):
         ),
         (
             "quiet_hour: {start: '21:00', end: '08:00'}",
-            "1:1: unknown key 'quiet_hour'; allowed here: timezone, quiet_hours, frequency_caps, global_ceiling, "
-            "send_rates, email",
+            "1:1: unknown key 'quiet_hour'; allowed here: timezone, quiet_hours, regional_quiet_hours, frequency_caps, "
+            "global_ceiling, send_rates, email",
+        ),
+        (
+            "regional_quiet_hours: {Florida: {start: '20:00', end: '08:00'}}",
+            "1:23: 'Florida' is not a region code; use a country (US) or a subdivision (US-FL)",
+        ),
+        (
+            "quiet_hours: {start: '21:00', end: '08:00'}\n"
+            "regional_quiet_hours: {US-FL: {start: '22:00', end: '08:00'}}",
+            "2:23: US-FL (22:00-08:00) would let messages go in the house quiet hours (21:00-08:00); "
+            "a region may only add quiet time",
         ),
         ("send_rates: {sms: 0}", "1:13: the sms rate must be above 0 messages per second"),
         ("send_rates: {fax: 10}", "1:19: Input should be 'email', 'sms' or 'voice'"),

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
+from carecast.contacts.views import contact_view
 from carecast.policy.decide import decide
 from carecast.policy.decision import Defer, Send, Skip
 from carecast.policy.local_time import earliest_allowed
@@ -17,6 +18,7 @@ from carecast.policy.model import (
     SentDelivery,
 )
 from carecast.policy.timezones import contact_zone, zone
+from carecast.store.models import Contact
 
 PARIS = "Europe/Paris"
 NIGHT = QuietHours(time(21, 0), time(8, 0))
@@ -104,6 +106,33 @@ def test_contact_quiet_hours_tighten_the_house_ones():
     evenings_off = PreferenceView(quiet_hours=QuietHours(time(18, 0), time(10, 0)))
     at_nine_am = utc(2026, 6, 10, 7, 0)
     assert run(marketing(), now=at_nine_am, preferences=evenings_off) == Defer(utc(2026, 6, 10, 8, 0), "quiet_hours")
+
+
+REGIONAL = HouseRules(default_timezone="America/New_York", quiet_hours=NIGHT,
+                      regional_quiet_hours={"US-FL": QuietHours(time(20, 0), time(8, 0))})  # fmt: skip
+MIAMI = "America/New_York"
+AT_20_30_MIAMI = utc(2026, 6, 10, 0, 30)  # 20:30 EDT on June 9th
+
+
+@pytest.mark.parametrize(
+    ("region", "outcome"),
+    [
+        ("US-FL", Defer(utc(2026, 6, 10, 12, 0), "quiet_hours")),  # Florida: quiet from 20:00, so 08:00 EDT
+        ("us-fl ", Defer(utc(2026, 6, 10, 12, 0), "quiet_hours")),  # written any way in the attribute
+        ("US-NY", Send("sms", "+13055550100")),  # the house's 21:00 still lets it go
+        (None, Send("sms", "+13055550100")),
+    ],
+)
+def test_a_regions_stricter_quiet_hours_add_to_the_house_ones(region, outcome):
+    stored = Contact(id="c-fl", phone="+13055550100", timezone=MIAMI, attributes={"region": region} if region else {})
+    sms = marketing(channels=("sms",))
+    assert decide(sms, contact_view(stored), SMS_OK, set(), [], REGIONAL, AT_20_30_MIAMI) == outcome
+
+
+def test_a_countrys_quiet_hours_hold_for_its_subdivisions():
+    rules = HouseRules(quiet_hours=NIGHT, regional_quiet_hours={"US": QuietHours(time(20, 0), time(8, 0))})
+    assert rules.quiet_hours_for("US-FL") == (NIGHT, QuietHours(time(20, 0), time(8, 0)))
+    assert rules.quiet_hours_for("FR") == (NIGHT,)
 
 
 def test_contact_quiet_hours_cannot_loosen_the_house_ones():

@@ -33,9 +33,9 @@ from carecast.campaign.patterns import CLOCK
 from carecast.channels.base import CHANNELS
 from carecast.contacts.grants import grants
 from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput, QuietHoursInput
-from carecast.contacts.views import preference_view
+from carecast.contacts.views import contact_view, preference_view
 from carecast.contacts.writer import unsubscribe_wording, write_contacts
-from carecast.policy.model import HouseRules, rules_source
+from carecast.policy.model import HouseRules, QuietHours, rules_source
 from carecast.policy.timezones import contact_zone
 from carecast.render.links import Link, LinkSigner
 from carecast.store.campaigns import active_versions
@@ -122,7 +122,7 @@ class PreferenceCenter:
             if addresses[c]
         ]
         quiet = view.quiet_hours
-        house_quiet = rules.quiet_hours
+        house_quiet = widest(rules.quiet_hours_for(contact_view(contact).region))
         zone = contact_zone(contact.timezone, contact.phone, rules.default_timezone)
         paused = view.paused_until if view.paused_until and view.paused_until > utcnow() else None
         values = dict(
@@ -315,3 +315,8 @@ def masked(address: str) -> str:
         local, _, domain = address.partition("@")
         return f"{local[:1]}•••@{domain}"
     return f"•••{address[-4:]}"
+
+
+def widest(quiet: tuple[QuietHours, ...]) -> QuietHours | None:
+    """The quiet hours that hold all the others (a region's stricter ones), to show as "our usual"."""
+    return next((q for q in reversed(quiet) if all(q.covers(other) for other in quiet)), quiet[0] if quiet else None)

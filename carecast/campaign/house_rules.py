@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from carecast.campaign.documents import load_model
 from carecast.campaign.durations import Duration
@@ -27,6 +28,10 @@ class QuietHoursSpec(Strict):
 
     def to_policy(self) -> QuietHours:
         return QuietHours(time.fromisoformat(self.start), time.fromisoformat(self.end))
+
+
+# A country (ISO 3166-1 alpha-2, "US") or a subdivision (ISO 3166-2, "US-FL").
+REGION = r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$"
 
 
 class CapSpec(Strict):
@@ -60,6 +65,10 @@ class EmailSpec(Strict):
 class HouseRulesSpec(Strict):
     timezone: str = Field(default="UTC", description="zone for contacts with no zone and no phone region zone")
     quiet_hours: QuietHoursSpec | None = None
+    regional_quiet_hours: dict[str, QuietHoursSpec] = Field(
+        default_factory=dict,
+        description="stricter quiet hours by a contact's `region` attribute (US, US-FL), added to the house's",
+    )
     frequency_caps: list[CapSpec] = Field(default_factory=list, description="caps on marketing messages")
     global_ceiling: CeilingSpec | None = Field(
         default=None, description="all care and marketing messages count; marketing is held back"
@@ -76,6 +85,22 @@ class HouseRulesSpec(Strict):
             if rate <= 0:
                 raise ValueError(f"the {channel} rate must be above 0 messages per second")
         return rates
+
+    @field_validator("regional_quiet_hours")
+    @classmethod
+    def regions_only_add_quiet_time(
+        cls, regions: dict[str, QuietHoursSpec], info: ValidationInfo
+    ) -> dict[str, QuietHoursSpec]:
+        house = info.data.get("quiet_hours")
+        for region, spec in regions.items():
+            if not re.fullmatch(REGION, region):
+                raise ValueError(f"{region!r} is not a region code; use a country (US) or a subdivision (US-FL)")
+            if house is not None and not spec.to_policy().covers(house.to_policy()):
+                raise ValueError(
+                    f"{region} ({spec.start}-{spec.end}) would let messages go in the house quiet hours "
+                    f"({house.start}-{house.end}); a region may only add quiet time"
+                )
+        return regions
 
     @field_validator("timezone")
     @classmethod
@@ -98,6 +123,7 @@ class HouseRulesSpec(Strict):
         return HouseRules(
             default_timezone=self.timezone,
             quiet_hours=self.quiet_hours.to_policy() if self.quiet_hours else None,
+            regional_quiet_hours={region: spec.to_policy() for region, spec in self.regional_quiet_hours.items()},
             caps=tuple(caps),
             send_rates=dict(self.send_rates),
             email=self.email.to_policy() if self.email else EmailIdentity(),

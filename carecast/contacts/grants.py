@@ -14,8 +14,6 @@ from carecast.channels.base import CHANNELS
 from carecast.contacts.schema import PreferencesInput, QuietHoursInput
 from carecast.policy.model import PreferenceView, QuietHours
 
-MINUTES_A_DAY = 24 * 60
-
 
 def grants(now: PreferenceView, given: PreferencesInput, at: datetime) -> list[str]:
     """What `given` would turn on, in words for a log (empty when it only narrows or keeps)."""
@@ -42,10 +40,4 @@ def grants(now: PreferenceView, given: PreferencesInput, at: datetime) -> list[s
 
 def _covers(new: QuietHoursInput | None, old: QuietHours) -> bool:
     """Whether the new quiet hours keep every quiet minute of the old ones."""
-    if new is None:
-        return False
-    return _minutes(QuietHours(time.fromisoformat(new.start), time.fromisoformat(new.end))) >= _minutes(old)
-
-
-def _minutes(quiet: QuietHours) -> set[int]:
-    return {m for m in range(MINUTES_A_DAY) if quiet.contains(time(m // 60, m % 60))}
+    return new is not None and QuietHours(time.fromisoformat(new.start), time.fromisoformat(new.end)).covers(old)

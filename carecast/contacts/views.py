@@ -20,7 +20,14 @@ def contact_facts(contact: Contact) -> dict:
 
 
 def contact_view(contact: Contact) -> ContactView:
-    return ContactView(id=contact.id, email=contact.email, phone=contact.phone, timezone=contact.timezone)
+    region = (contact.attributes or {}).get("region")
+    return ContactView(
+        id=contact.id,
+        email=contact.email,
+        phone=contact.phone,
+        timezone=contact.timezone,
+        region=region.strip().upper() if isinstance(region, str) else None,
+    )
 
 
 def frequency_limit(prefs: Preferences | None) -> CapRule | None:

@@ -93,7 +93,8 @@ def _timed(
     """Send now, or Defer to the first minute quiet hours and send windows allow."""
     if message.category == "transactional" and (choice.channel == "email" or message.urgent):
         return choice
-    quiet = tuple(q for q in (house_rules.quiet_hours, preferences.quiet_hours) if q is not None)
+    own = (preferences.quiet_hours,) if preferences.quiet_hours else ()
+    quiet = house_rules.quiet_hours_for(contact.region) + own
     windows = preferences.send_windows if message.category != "transactional" else ()
     if not quiet and not windows:
         return choice

@@ -24,6 +24,13 @@ class QuietHours:
             return self.start <= wall < self.end
         return wall >= self.start or wall < self.end
 
+    def covers(self, other: QuietHours) -> bool:
+        """Whether every quiet minute of `other` is quiet here too."""
+        return all(self.contains(minute) for minute in _MINUTES if other.contains(minute))
+
+
+_MINUTES = tuple(time(m // 60, m % 60) for m in range(24 * 60))
+
 
 @dataclass(frozen=True)
 class CapRule:
@@ -54,10 +61,22 @@ class EmailIdentity:
 class HouseRules:
     default_timezone: str = "UTC"
     quiet_hours: QuietHours | None = None
+    # Stricter quiet hours where a law asks for them, by a contact's region: "US-FL" (a subdivision,
+    # ISO 3166-2) or "US" (a country). They add to the house's: a region may only add quiet time.
+    regional_quiet_hours: Mapping[str, QuietHours] = field(default_factory=dict)
     caps: tuple[CapRule, ...] = ()
     # Messages per second each channel's provider is handed, across all workers (absent: unpaced).
     send_rates: Mapping[str, float] = field(default_factory=dict)
     email: EmailIdentity = field(default_factory=EmailIdentity)
+
+    def quiet_hours_for(self, region: str | None) -> tuple[QuietHours, ...]:
+        """The house's quiet hours, with those of the contact's region and of its country."""
+        regional = ()
+        if region:
+            country = region.partition("-")[0]
+            regional = tuple(self.regional_quiet_hours[r] for r in dict.fromkeys((region, country))
+                             if r in self.regional_quiet_hours)  # fmt: skip
+        return tuple(q for q in (self.quiet_hours, *regional) if q is not None)
 
 
 def rules_source(rules: HouseRules | Callable[[], HouseRules]) -> Callable[[], HouseRules]:
@@ -71,6 +90,7 @@ class ContactView:
     email: str | None = None
     phone: str | None = None
     timezone: str | None = None
+    region: str | None = None  # the `region` attribute, upper case: "US-FL"
 
 
 @dataclass(frozen=True)
