@@ -103,7 +103,7 @@ def worker() -> None:
 
     _configure_logging()
     settings = _settings()
-
+    _require_shared_secret(settings)
     engine = _store(settings)
 
     async def run() -> None:
@@ -134,7 +134,16 @@ def api() -> None:
     from carecast.api.logs import log_config
 
     settings = _settings()
+    _require_shared_secret(settings)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=log_config())
+
+
+def _require_shared_secret(settings: Settings) -> None:
+    """Refuses to start a process that would seal links with a secret no other process has."""
+    try:
+        settings.shared_secret()
+    except ConfigError as exc:
+        _fail(str(exc))
 
 
 @app.command("fake-providers")
@@ -498,6 +507,7 @@ def contacts_import(
     if default_region is not None and default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
         _fail(f"--default-region {default_region!r} is not a region code such as US, GB or FR")
     settings = _settings()
+    _require_shared_secret(settings)
     engine = _store(settings)
     try:
         total = _count_data_lines(file)
@@ -614,6 +624,7 @@ def contacts_forget(
     if not yes and not typer.confirm(f"Erase contact {contact_id} and everything about them?"):
         raise typer.Exit(1)
     settings = _settings()
+    _require_shared_secret(settings)
     engine = _store(settings)
     try:
         with make_sessionmaker(engine).begin() as session:

@@ -38,6 +38,9 @@ def _secret_env(env: dict[str, str], name: str) -> str | None:
     return value
 
 
+# The secret `carecast dev` keeps in its home when CARECAST_SECRET_KEY is not set.
+SECRET_FILE = "secret-key"
+
 def _read_secret(path: Path, wait_seconds: float = 5.0) -> str:
     """A secret file's value; one another process is writing this very moment is waited for, never taken empty."""
     deadline = time.monotonic() + wait_seconds
@@ -132,12 +135,32 @@ class Settings:
             file.write(secrets.token_urlsafe(32) + "\n")
         return _read_secret(path)
 
+    def shared_secret(self) -> str:
+        """CARECAST_SECRET_KEY, else the one `carecast dev` keeps in this home; never a new one.
+
+        The secret seals the preference links that workers put in messages and the API
+        opens, and keys the hashes of kept opt-outs: every process must hold the same. A
+        process that made its own (as each did before) would silently disagree with the
+        others on another machine, and their links would not open. Only `carecast dev`,
+        which runs everything in one home, makes one.
+        """
+        if self.secret_key:
+            return self.secret_key
+        kept = self.home / SECRET_FILE
+        if kept.exists():
+            return _read_secret(kept)
+        raise ConfigError(
+            "CARECAST_SECRET_KEY is not set: give every api, worker and command the same one (at least 32 "
+            "characters), e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`; "
+            f"or run them in the home of `carecast dev` ({self.home}), which keeps one"
+        )
+
     def link_signer(self) -> LinkSigner:
-        return LinkSigner(self.local_secret("secret-key", self.secret_key), self.public_url)
+        return LinkSigner(self.shared_secret(), self.public_url)
 
     def address_key(self) -> AddressKey:
         """Keys the hashes under which a forgotten contact's opt-outs are kept (carecast/contacts/kept.py)."""
-        return AddressKey(self.local_secret("secret-key", self.secret_key))
+        return AddressKey(self.shared_secret())
 
     @property
     def uses_twilio(self) -> bool:

@@ -26,7 +26,7 @@ from temporalio.client import Client
 from carecast.api.app import create_app
 from carecast.campaign.lifecycle import Lifecycle
 from carecast.campaign.validate import validate_project
-from carecast.config import Settings, hide_password
+from carecast.config import SECRET_FILE, Settings, hide_password
 from carecast.deploy import Change, deploy_versions, sync_schedules
 from carecast.ports import PortNeed, ensure_free
 from carecast.providers import build_provider, describe_providers
@@ -179,7 +179,11 @@ def prepare_store(settings: Settings, say: Callable[[str], None]) -> tuple[Engin
 async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
     ensure_free("127.0.0.1", required_ports(settings))
     key_source = "CARECAST_API_KEY" if settings.api_key else f"$(cat {settings.home / 'api-key'})"
-    settings = replace(settings, api_key=settings.local_secret("api-key", settings.api_key))
+    settings = replace(
+        settings,
+        api_key=settings.local_secret("api-key", settings.api_key),
+        secret_key=settings.local_secret(SECRET_FILE, settings.secret_key),
+    )
     engine, plan = prepare_store(settings, say)
     provider = build_provider(settings)
     say(describe_providers(settings))

@@ -8,9 +8,10 @@ from carecast.campaign.documents import InvalidFile
 from carecast.campaign.house_rules import load_house_rules
 from carecast.campaign.load import load_campaign
 from carecast.campaign.validate import SAMPLE_LINKS, sample_context
-from carecast.config import Settings
+from carecast.config import ConfigError, Settings
 from carecast.contacts.views import contact_facts
 from carecast.render.context import template_context
+from carecast.render.links import LinkSigner
 from carecast.render.segments import count_segments
 from carecast.render.templates import PARTS_BY_CHANNEL, TemplateError, TemplateRenderer
 from carecast.store.db import make_sessionmaker
@@ -47,7 +48,7 @@ def preview_campaign(
             campaign.id,
             campaign.name,
             campaign.topic,
-            settings.link_signer(),
+            _links(settings),
             postal_address,
         )
         locale = facts.get("locale")
@@ -77,3 +78,11 @@ def preview_campaign(
                 raise PreviewError(str(exc)) from None
             blocks.append(f"── step {sid} · {channel} ──\n{body}")
     return blocks
+
+
+def _links(settings: Settings) -> LinkSigner:
+    """The real links where this process holds the shared secret; else samples, which open nothing."""
+    try:
+        return settings.link_signer()
+    except ConfigError:
+        return SAMPLE_LINKS

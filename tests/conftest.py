@@ -30,12 +30,15 @@ BIN = Path(sys.executable).parent
 POSTGRES_URL = os.environ.get("CARECAST_TEST_POSTGRES_URL")
 
 
+# What every test process shares, as every api, worker and command of a deployment does.
+SECRET = "test-secret-0123456789-0123456789"
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings as `carecast dev` would build them, with the home in a temporary folder."""
-    return Settings.from_env(
-        env={"CARECAST_HOME": str(tmp_path / "home"), "PATH": os.environ.get("PATH", "")}, cwd=ROOT
-    )
+    env = {"CARECAST_HOME": str(tmp_path / "home"), "PATH": os.environ.get("PATH", ""), "CARECAST_SECRET_KEY": SECRET}
+    return Settings.from_env(env=env, cwd=ROOT)
 
 
 def _fresh_postgres_database(server_url: str) -> tuple[str, callable]:

@@ -68,6 +68,7 @@ def cli_environment(tmp_path, database_url: str, temporal_env, task_queue: str) 
         CARECAST_DATABASE_URL=database_url,
         CARECAST_TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
         CARECAST_TASK_QUEUE=task_queue,
+        CARECAST_SECRET_KEY="test-secret-0123456789-0123456789",
     )
     return env
 

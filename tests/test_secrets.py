@@ -64,3 +64,26 @@ def test_the_home_store_and_outbox_are_the_owners_alone(tmp_path):
                                 campaign_id="welcome", subject=None, text="Hello", html=None))  # fmt: skip
     assert stat.S_IMODE((tmp_path / "outbox").stat().st_mode) == 0o700
     assert stat.S_IMODE(next((tmp_path / "outbox").iterdir()).stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("command", [["api"], ["worker"], ["contacts", "forget", "c-1", "--yes"]])
+def test_outside_dev_a_process_without_the_shared_secret_refuses_to_start(tmp_path, command):
+    """Each machine made its own secret before, so a link sent by one worker did not open on another API."""
+    env = {"PATH": os.environ.get("PATH", ""), "CARECAST_HOME": str(tmp_path / "home"),
+           "CARECAST_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}",
+           "CARECAST_TEMPORAL_ADDRESS": "127.0.0.1:9"}  # fmt: skip
+    done = subprocess.run([CARECAST, *command], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "CARECAST_SECRET_KEY is not set: give every api, worker and command the same one" in done.stderr
+    assert not (tmp_path / "home" / "secret-key").exists()
+
+
+def test_the_secret_dev_keeps_serves_every_process_in_its_home(tmp_path):
+    settings = Settings.from_env(env={"CARECAST_HOME": str(tmp_path / "home")}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="CARECAST_SECRET_KEY is not set"):
+        settings.link_signer()
+    kept = settings.local_secret("secret-key", None)  # what `carecast dev` does at start
+    token = settings.link_signer().token("c-1")
+    assert Settings.from_env(env={"CARECAST_HOME": str(tmp_path / "home")}, cwd=tmp_path).shared_secret() == kept
+    given = Settings.from_env(env={"CARECAST_HOME": str(tmp_path / "home"), "CARECAST_SECRET_KEY": "s" * 32})
+    assert given.shared_secret() == "s" * 32 and given.link_signer().read(token) is None
