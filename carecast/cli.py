@@ -43,6 +43,19 @@ def _settings() -> Settings:
         _fail(str(exc))
 
 
+def _close_files_to_others() -> None:
+    """Files an older version left readable by everyone become the owner's (carecast/owner_only.py)."""
+    from carecast.owner_only import close_to_others
+
+    try:
+        closed = close_to_others(Settings.from_env())
+    except ConfigError:
+        return  # the command says what is wrong with the settings
+    if closed:
+        typer.secho(f"note: {len(closed)} of carecast's files and folders were readable by others, now only by you: "
+                    f"{', '.join(str(p) for p in closed[:3])}{' …' if len(closed) > 3 else ''}", err=True)  # fmt: skip
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
@@ -867,6 +880,7 @@ def main() -> None:
     # What carecast writes — the SQLite store, the outbox, secrets, the dev server's history — is the owner's
     # alone: it holds addresses and keys.
     os.umask(0o077)
+    _close_files_to_others()
     try:
         app()
         code = 0
