@@ -7,15 +7,33 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bytecode clean
+.PHONY: run test install bytecode clean constraints audit
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the version tested with: a fresh machine gets what CI ran.
+CONSTRAINTS := constraints.txt
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Renews constraints.txt with the newest versions pyproject.toml allows, resolved in a scratch
+# venv; run the tests after, and commit both.
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/pip install --quiet --upgrade pip
+	.venv-constraints/bin/pip install --quiet -e '.[test]'
+	{ echo "# Made by \`make constraints\` from pyproject.toml; \`make install\` installs exactly these."; \
+	  .venv-constraints/bin/pip freeze --exclude-editable; } > $(CONSTRAINTS)
+	rm -rf .venv-constraints
+
+# Reports what the package index says about the pinned versions (never fails the build).
+audit: $(STAMP)
+	$(BIN)/python .ci/audit.py $(CONSTRAINTS)
 
 # Temporal's sandbox loads a workflow's module afresh for every workflow it runs and,
 # with no up-to-date .pyc, compiles it from source each time (~9 ms a journey). Python
