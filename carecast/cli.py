@@ -159,6 +159,36 @@ def _require_shared_secret(settings: Settings) -> None:
         _fail(str(exc))
 
 
+@app.command("codec-server")
+def codec_server(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8081,
+    ui_origin: Annotated[
+        list[str] | None,
+        typer.Option("--ui-origin", help="the Temporal UI's origin, e.g. https://cloud.temporal.io (repeat for more)"),
+    ] = None,
+) -> None:
+    """Let the Temporal UI and CLI read sealed payloads: a codec endpoint on 127.0.0.1 for your own browser.
+
+    Point the UI's codec endpoint (Temporal Cloud: the namespace's "Codec Server" setting; a
+    self-hosted UI: TEMPORAL_CODEC_ENDPOINT) or `temporal --codec-endpoint` at it.
+    """
+    import uvicorn
+
+    from carecast.api.codec import codec_app
+    from carecast.temporal_codec import EncryptionCodec
+
+    settings = _settings()
+    if not settings.temporal_payload_key:
+        _fail("CARECAST_TEMPORAL_PAYLOAD_KEY is not set: payloads are not sealed, so there is nothing to decode")
+    origins = ui_origin or [
+        f"http://127.0.0.1:{settings.temporal_ui_port}",
+        f"http://localhost:{settings.temporal_ui_port}",
+    ]
+    _say(f"codec      http://127.0.0.1:{port} (for {', '.join(origins)}); Ctrl-C stops it")
+    uvicorn.run(codec_app(EncryptionCodec(settings.temporal_payload_key), origins), host="127.0.0.1", port=port,
+                log_level="warning")  # fmt: skip
+
+
 @app.command("fake-providers")
 def fake_providers(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8025,

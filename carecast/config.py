@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from temporalio.service import TLSConfig
 
 from carecast.contacts.kept import AddressKey
 from carecast.render.links import LinkSigner
+from carecast.temporal_config import TemporalConfigError, temporal_connection
 
 TASK_QUEUE = "carecast"
 
@@ -40,6 +43,7 @@ def _secret_env(env: dict[str, str], name: str) -> str | None:
 
 # The secret `carecast dev` keeps in its home when CARECAST_SECRET_KEY is not set.
 SECRET_FILE = "secret-key"
+
 
 def _read_secret(path: Path, wait_seconds: float = 5.0) -> str:
     """A secret file's value; one another process is writing this very moment is waited for, never taken empty."""
@@ -116,6 +120,11 @@ class Settings:
     twilio_from_number: str | None = None
     provider_timeout_seconds: float = 10.0
     api_docs: bool = False  # /docs, /redoc and /openapi.json, off unless CARECAST_API_DOCS=1
+    # TLS or mTLS to Temporal, and gRPC metadata, from Temporal's client configuration (temporal_config.py).
+    temporal_tls: bool | TLSConfig = False
+    temporal_rpc_metadata: Mapping[str, str] = field(default_factory=dict)
+    # Encrypts every payload carecast hands Temporal (carecast/temporal_codec.py); None: plain JSON.
+    temporal_payload_key: str | None = None
 
     def local_secret(self, name: str, given: str | None) -> str:
         """`given` if set, else a random secret made once and kept in the home folder as `name`.
@@ -177,11 +186,15 @@ class Settings:
         cwd = cwd or Path.cwd()
         home = Path(env.get("CARECAST_HOME", cwd / ".carecast")).resolve()
         temporal_port = _int_env(env, "CARECAST_TEMPORAL_PORT", 7233)
+        try:
+            temporal = temporal_connection(env, default_address=f"127.0.0.1:{temporal_port}")
+        except TemporalConfigError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
             home=home,
             database_url=env.get("CARECAST_DATABASE_URL") or f"sqlite:///{home / 'carecast.db'}",
-            temporal_address=env.get("CARECAST_TEMPORAL_ADDRESS") or f"127.0.0.1:{temporal_port}",
-            temporal_namespace=env.get("CARECAST_TEMPORAL_NAMESPACE") or "default",
+            temporal_address=temporal.address,
+            temporal_namespace=temporal.namespace,
             task_queue=env.get("CARECAST_TASK_QUEUE") or TASK_QUEUE,
             temporal_port=temporal_port,
             temporal_ui_port=_int_env(env, "CARECAST_TEMPORAL_UI_PORT", temporal_port + 1000),
@@ -190,7 +203,10 @@ class Settings:
             campaigns_dir=Path(env.get("CARECAST_CAMPAIGNS_DIR", cwd / "campaigns")).resolve(),
             templates_dir=Path(env.get("CARECAST_TEMPLATES_DIR", cwd / "templates")).resolve(),
             outbox_dir=Path(env.get("CARECAST_OUTBOX_DIR", home / "outbox")).resolve(),
-            temporal_api_key=env.get("CARECAST_TEMPORAL_API_KEY") or None,
+            temporal_api_key=temporal.api_key,
+            temporal_tls=temporal.tls,
+            temporal_rpc_metadata=temporal.rpc_metadata,
+            temporal_payload_key=_secret_env(env, "CARECAST_TEMPORAL_PAYLOAD_KEY"),
             api_key=_secret_env(env, "CARECAST_API_KEY"),
             secret_key=_secret_env(env, "CARECAST_SECRET_KEY"),
             public_url=env.get("CARECAST_PUBLIC_URL") or f"http://127.0.0.1:{_int_env(env, 'CARECAST_API_PORT', 8000)}",

@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from carecast.api.app import create_app
+from carecast.api.codec import codec_app
 from carecast.campaign.lifecycle import Lifecycle
 from carecast.campaign.validate import validate_project
 from carecast.config import SECRET_FILE, Settings, hide_password
@@ -35,6 +36,7 @@ from carecast.store.demo import seed_demo_contacts
 from carecast.store.house_rules import deploy_house_rules
 from carecast.store.migrate import upgrade
 from carecast.temporal import connect
+from carecast.temporal_codec import EncryptionCodec
 from carecast.worker import carecast_worker
 from workflows import search_attributes
 
@@ -57,6 +59,9 @@ def temporal_cli() -> str:
     return found
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def required_ports(settings: Settings) -> list[PortNeed]:
     return [
         PortNeed(settings.temporal_port, "Temporal gRPC", "CARECAST_TEMPORAL_PORT"),
@@ -76,6 +81,8 @@ def dev_server_command(settings: Settings) -> list[str]:
         "--log-level", "warn",
         "--ui-disable-news-fetch",
     ]  # fmt: skip
+    if codec_served(settings):  # the UI decodes sealed payloads through the embedded API's /codec
+        command += ["--ui-codec-endpoint", f"http://127.0.0.1:{settings.api_port}/codec"]
     for key in search_attributes.ALL:
         command += ["--search-attribute", f"{key.name}=Keyword"]
     return command
@@ -176,7 +183,15 @@ def prepare_store(settings: Settings, say: Callable[[str], None]) -> tuple[Engin
     return engine, plan
 
 
+def codec_served(settings: Settings) -> bool:
+    """With sealed payloads, the embedded API serves the UI's codec endpoint: only on this machine's loopback."""
+    return bool(settings.temporal_payload_key) and settings.api_host in LOOPBACK
+
+
 async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
+    # The embedded dev server, whatever Temporal's client configuration names for other work.
+    settings = replace(settings, temporal_address=f"127.0.0.1:{settings.temporal_port}", temporal_api_key=None,
+                       temporal_tls=False, temporal_rpc_metadata={})  # fmt: skip
     ensure_free("127.0.0.1", required_ports(settings))
     key_source = "CARECAST_API_KEY" if settings.api_key else f"$(cat {settings.home / 'api-key'})"
     settings = replace(
@@ -201,9 +216,16 @@ async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
         )
         for change in schedules:
             say(f"schedule   {change}")
+        app = create_app(settings, engine=engine, temporal=lambda: asyncio.sleep(0, client))
+        if codec_served(settings):
+            ui = [f"http://127.0.0.1:{settings.temporal_ui_port}", f"http://localhost:{settings.temporal_ui_port}"]
+            app.mount("/codec", codec_app(EncryptionCodec(settings.temporal_payload_key), ui))
+            say(f"codec      payloads sealed; the UI decodes them through http://127.0.0.1:{settings.api_port}/codec")
+        elif settings.temporal_payload_key:
+            say("codec      payloads sealed; run `carecast codec-server` on your machine for the UI to read them")
         api = EmbeddedApiServer(
             uvicorn.Config(
-                create_app(settings, engine=engine, temporal=lambda: asyncio.sleep(0, client)),
+                app,
                 host=settings.api_host,
                 port=settings.api_port,
                 log_level="warning",

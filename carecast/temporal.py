@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from pydantic import TypeAdapter
@@ -16,6 +17,7 @@ from temporalio.converter import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from carecast.config import Settings
+from carecast.temporal_codec import EncryptionCodec
 
 # Every worker process builds the pydantic schema of each payload type once. Temporal gives every
 # workflow instance a payload converter of its own, so a cache per converter (temporalio's) was
@@ -51,14 +53,22 @@ class PayloadConverter(CompositePayloadConverter):
 DATA_CONVERTER = DataConverter(payload_converter_class=PayloadConverter)
 
 
+def data_converter(settings: Settings) -> DataConverter:
+    """carecast's converter, sealing every payload when CARECAST_TEMPORAL_PAYLOAD_KEY is set."""
+    if not settings.temporal_payload_key:
+        return DATA_CONVERTER
+    return dataclasses.replace(DATA_CONVERTER, payload_codec=EncryptionCodec(settings.temporal_payload_key))
+
+
 async def connect(settings: Settings) -> Client:
-    """A client for the configured address and namespace; an API key (Temporal Cloud) turns on TLS."""
+    """A client as Temporal's client configuration and carecast's variables say (carecast/temporal_config.py)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key,
-        tls=settings.temporal_api_key is not None,
-        data_converter=DATA_CONVERTER,
+        tls=settings.temporal_tls,
+        rpc_metadata=settings.temporal_rpc_metadata,
+        data_converter=data_converter(settings),
     )
 
 

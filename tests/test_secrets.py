@@ -15,7 +15,7 @@ from carecast.config import ConfigError, Settings
 CARECAST = str(Path(sys.executable).with_name("carecast"))
 
 
-@pytest.mark.parametrize("name", ["CARECAST_API_KEY", "CARECAST_SECRET_KEY"])
+@pytest.mark.parametrize("name", ["CARECAST_API_KEY", "CARECAST_SECRET_KEY", "CARECAST_TEMPORAL_PAYLOAD_KEY"])
 def test_a_short_key_or_secret_is_refused_naming_the_variable(tmp_path, name):
     with pytest.raises(ConfigError, match=f"{name} is 1 characters; use at least 32"):
         Settings.from_env(env={"CARECAST_HOME": str(tmp_path), name: "x"}, cwd=tmp_path)
