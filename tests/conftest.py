@@ -26,6 +26,9 @@ from carecast.temporal import DATA_CONVERTER, register_search_attributes
 from workflows import search_attributes
 
 ROOT = Path(__file__).resolve().parent.parent
+# What the tests write is owner-only, as what `carecast` writes is (its umask is 077): the first command
+# would otherwise close a store a test made to others, and say so.
+os.umask(0o077)
 BIN = Path(sys.executable).parent
 POSTGRES_URL = os.environ.get("CARECAST_TEST_POSTGRES_URL")
 

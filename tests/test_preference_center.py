@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from carecast.api.app import create_app
 from carecast.campaign.load import campaign_files
+from carecast.contacts.kept import AddressKey
 from carecast.contacts.schema import ContactInput
 from carecast.contacts.writer import write_contacts
 from carecast.store.models import ConsentRecord, Contact, Event, Preferences, utcnow
@@ -341,7 +342,8 @@ async def test_any_old_link_unsubscribes_and_its_manage_link_is_no_fresher(cente
 async def test_a_new_address_retires_the_links_sent_to_the_old_one(center, sessions):
     token = center.links.token("c-1")  # fresh, for ada@example.com
     with sessions.begin() as session:
-        write_contacts(session, [ContactInput(id="c-1", email="grace@example.com")], source="api", address_key=None)
+        moved = ContactInput(id="c-1", email="grace@example.com")
+        write_contacts(session, [moved], source="api", address_key=AddressKey("k" * 32))
     with sessions.begin() as session:
         session.get(Preferences, "c-1").sms_consent = False
     assert (await center.post(f"/u/{token}", data=SMS_ON)).status_code == 403

@@ -57,10 +57,18 @@ def choose(sessions, contact_id, source, wording, **given):
         write_contacts(session, [item], source=source, wording=wording, address_key=None)
 
 
+def bounce(email: str) -> dict:
+    """A provider's words in a message's history: they quote the address."""
+    return {"status": "bounced", "event": "bounce", "at": "2026-12-01T10:00:00+00:00",
+            "reason": f"550 5.1.1 <{email}>: no such user", "url": f"https://shop.example/?u={email}"}  # fmt: skip
+
+
 def message(session, n, contact_id="c-1", channel="email") -> Delivery:
     row = Delivery(idempotency_key=f"journey/win_back/{contact_id}/{n}/s/{contact_id}/0", workflow_id="w",
                    campaign_id="win_back", campaign_version=1, category="marketing", step_id="s",
-                   contact_id=contact_id, channel=channel, status="sent", status_history=[],
+                   contact_id=contact_id, channel=channel, status="sent",
+                   status_history=[{"status": "sent", "at": "2026-12-01T09:00:00+00:00", "reason": "claimed"},
+                                   bounce("ada@example.com" if contact_id == "c-1" else "bo@example.com")],
                    sent_at=utcnow())  # fmt: skip
     session.add(row)
     session.flush()
@@ -83,7 +91,7 @@ def ada(sessions, settings):
         suppress(session, "sms", ADA["phone"], "stop", "twilio:inbound")
     choose(sessions, "c-1", "one_click", "List-Unsubscribe (all marketing)", marketing=False)
     choose(sessions, "c-1", "preference_center", "Your messages from Acme", topics={"tips": False, "news": True})
-    choose(sessions, "c-1", "sms_keyword", "STOP", consent=ConsentInput(sms=False))
+    choose(sessions, "c-1", "sms_keyword", "SMS reply: stop it, this is Ada Lovelace", consent=ConsentInput(sms=False))
     settings.outbox_dir.mkdir(parents=True, exist_ok=True)
     for delivery_id, suffix in zip(ids, ("email.eml", "sms.txt", "email.eml"), strict=True):
         (settings.outbox_dir / f"{delivery_id:010d}-{suffix}").write_text("To: someone")
@@ -121,7 +129,7 @@ def test_forget_erases_the_contact_and_keeps_only_hashed_opt_outs(settings, data
     assert "c-1 forgotten: 1 event(s)" in done.stdout and "2 outbox file(s) erased" in done.stdout
     assert "1 running journey(s) ended" in done.stdout  # told through the outbox: Temporal is away here
     stored = everything_stored(engine)
-    for personal in ("ada@example.com", "4155550101", "1 Main St"):
+    for personal in ("ada@example.com", "4155550101", "1 Main St", "Lovelace"):
         assert personal not in stored
     with sessions() as session:
         assert session.get(Contact, "c-1") is None and session.get(Preferences, "c-1") is None
@@ -135,6 +143,10 @@ def test_forget_erases_the_contact_and_keeps_only_hashed_opt_outs(settings, data
                     ("sms", None, "suppression:stop")}  # fmt: skip
     assert (stop.kind, stop.workflow_id) == ("stop", "journey/win_back/c-1/e-1")
     assert counted == ["c-1", "c-1", "c-2"]  # messages stay counted, with no address and no content
+    with sessions() as session:
+        history = session.get(Delivery, ada[0]).status_history
+    assert history == [{"status": "sent", "at": "2026-12-01T09:00:00+00:00", "reason": "claimed"},
+                       {"status": "bounced", "event": "bounce", "at": "2026-12-01T10:00:00+00:00"}]  # fmt: skip
     assert sorted(p.name.partition("-")[0] for p in settings.outbox_dir.iterdir()) == [f"{ada[2]:010d}"]
     again = carecast(settings, database_url, "contacts", "forget", "c-1", "--yes")
     assert again.returncode == 1 and "nothing to forget" in again.stderr
@@ -243,3 +255,22 @@ async def test_forget_ends_the_contacts_running_journeys(
         handle = dev_server_env.client.get_workflow_handle(workflow_id)
         await asyncio.wait_for(handle.result(), timeout=30)
     assert "warning" not in done.stderr  # Temporal was told at once, not left to the relay
+
+
+def test_an_existing_contact_given_a_forgotten_address_takes_its_opt_outs(settings, database_url, sessions, ada):
+    assert carecast(settings, database_url, "contacts", "forget", "c-1", "--yes").returncode == 0
+    with sessions.begin() as session:
+        add_contact(session, "c-3", email="new@example.com", phone="+14155550103")
+    with sessions.begin() as session:  # the address written another way: mail systems take it as the same
+        write_contacts(session, [ContactInput(id="c-3", email="ADA@example.com", phone="+14155550101")],
+                       source="api", address_key=KEY)  # fmt: skip
+    with sessions() as session:
+        prefs = session.get(Preferences, "c-3")
+        suppressed = session.scalars(select(Suppression.address).where(Suppression.channel == "sms")).all()
+    assert (prefs.marketing_consent, prefs.topics, prefs.sms_consent) == (False, {"tips": False}, False)
+    assert suppressed == ["+14155550101"]  # the STOP is a suppression again, whatever consent says next
+
+
+def test_a_write_that_gives_an_address_without_the_key_is_refused(sessions):
+    with sessions.begin() as session, pytest.raises(ValueError, match="needs the address key"):
+        write_contacts(session, [ContactInput(id="c-4", email="x@example.com")], source="api", address_key=None)

@@ -20,7 +20,8 @@ def pem(tmp_path: Path, name: str) -> str:
 
 def test_nothing_set_is_the_local_dev_server_in_plain(tmp_path):
     local = settings(tmp_path)
-    assert (local.temporal_address, local.temporal_namespace, local.temporal_tls) == ("127.0.0.1:7233", "default", False)
+    assert (local.temporal_address, local.temporal_namespace) == ("127.0.0.1:7233", "default")
+    assert local.temporal_tls is False
 
 
 def test_temporals_own_variables_are_read_and_carecasts_win_where_set(tmp_path):
@@ -46,7 +47,8 @@ def test_mtls_reads_the_certificates_named_by_temporals_variables(tmp_path):
         TEMPORAL_TLS_SERVER_NAME="temporal.internal",
     )
     assert isinstance(mtls.temporal_tls, TLSConfig)
-    assert mtls.temporal_tls.client_cert.startswith(b"-----BEGIN CERT") and mtls.temporal_tls.domain == "temporal.internal"
+    assert mtls.temporal_tls.client_cert.startswith(b"-----BEGIN CERT")
+    assert mtls.temporal_tls.domain == "temporal.internal"
 
 
 def test_a_profile_in_a_config_file_is_used(tmp_path):

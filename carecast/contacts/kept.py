@@ -6,8 +6,8 @@ as if it never had. So each opt-out still in force, and each suppression of an a
 no other contact uses, is kept as a `KeptOptOut` under an HMAC-SHA256 of the address
 with a key derived from the server's secret: the address itself is gone, and a copy of
 the database alone cannot tell which addresses they were. A contact created later with
-the same address starts with those opt-outs applied, each with a consent record of
-source `kept_opt_out` quoting what was kept.
+the same address, or given it, takes those opt-outs again: each with a consent record of
+source `kept_opt_out` quoting what was kept, and a suppression made again as it was.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from carecast.contacts.schema import ALL_MARKETING, ConsentInput, PreferencesInp
 from carecast.store.models import Contact, KeptOptOut
 
 KEPT_SOURCE = "kept_opt_out"
+SUPPRESSION = "suppression"  # a kept row's source `suppression:<reason>` stands for a suppression
 # The channels an address carries: an email address, or a phone number for texts and calls.
 ADDRESS_CHANNELS = {"email": ("email",), "phone": ("sms", "voice")}
 
@@ -34,7 +35,9 @@ class AddressKey:
         self._key = hashlib.sha256(b"carecast kept addresses\0" + secret.encode()).digest()
 
     def address(self, address: str) -> str:
-        return "hmac-sha256:" + hmac.digest(self._key, address.encode(), "sha256").hex()
+        """An email address is hashed whatever its case, as mail systems treat it (Ada@ and ada@ are one)."""
+        folded = address.casefold() if "@" in address else address
+        return "hmac-sha256:" + hmac.digest(self._key, folded.encode(), "sha256").hex()
 
 
 def addresses_of(contact: Contact) -> dict[str, tuple[str, ...]]:
@@ -55,6 +58,12 @@ def kept_for(session: Session, key: AddressKey, contacts: Iterable[Contact]) -> 
         for contact_id in hashes[row.address_hash]:
             found.setdefault(contact_id, []).append(row)
     return found
+
+
+def suppression_reason(kept: KeptOptOut) -> str | None:
+    """The reason of the suppression this kept row stands for (`suppression:<reason>`); None for an opt-out."""
+    prefix, _, reason = kept.source.partition(":")
+    return reason if prefix == SUPPRESSION and reason else None
 
 
 def as_preferences(kept: KeptOptOut) -> PreferencesInput:

@@ -12,6 +12,7 @@ is still not written to as it asked not to be.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.orm import Session
 
-from carecast.contacts.kept import AddressKey, addresses_of
+from carecast.contacts.kept import SUPPRESSION, AddressKey, addresses_of
 from carecast.intake.outgoing import FAST_PATH_LEASE
 from carecast.store.models import (
     Base,
@@ -112,12 +113,31 @@ def forget(session: Session, contact_id: str, key: AddressKey) -> Forgotten:
     stops = [dict(enrolment_id=eid, workflow_id=wid, **signal) for eid, wid in running]
     if stops:
         done.journeys_told = list(session.scalars(insert(JourneySignal).returning(JourneySignal.id), stops))
-    done.message_ids = list(session.scalars(select(Delivery.id).where(Delivery.contact_id == contact_id)))
+    messages = session.scalars(select(Delivery).where(Delivery.contact_id == contact_id)).all()
+    for message in messages:
+        message.status_history = [_bare(entry) for entry in message.status_history or []]
+    done.message_ids = [message.id for message in messages]
     done.events = session.execute(delete(Event).where(Event.contact_id == contact_id)).rowcount
     done.consent_records = session.execute(delete(ConsentRecord).where(ConsentRecord.contact_id == contact_id)).rowcount
     session.execute(delete(Preferences).where(Preferences.contact_id == contact_id))
     session.delete(contact)
     return done
+
+
+# What a message's history keeps of each entry once its contact is forgotten: the course of the message, not the
+# providers' words (a bounce quotes the address; an error may too) nor clicked links.
+BARE_HISTORY = ("status", "at", "event", "kind")
+CODE = re.compile(r"[a-z0-9_:.]{1,64}")
+# Consent sources whose wording is the contact's own words (an SMS reply), not ours: erased with them.
+OWN_WORDS = {"sms_keyword"}
+ERASED_WORDS = "an SMS reply, its words erased with the contact"
+
+
+def _bare(entry: dict[str, Any]) -> dict[str, Any]:
+    bare = {k: v for k, v in entry.items() if k in BARE_HISTORY}
+    if isinstance(entry.get("reason"), str) and CODE.fullmatch(entry["reason"]):
+        bare["reason"] = entry["reason"]  # ours (`provider_rejected`), never a provider's sentence
+    return bare
 
 
 def _opt_outs_in_force(
@@ -132,10 +152,11 @@ def _opt_outs_in_force(
     for (channel, topic), record in sorted(latest.items(), key=lambda item: item[1].id):
         if record.granted:
             continue
+        wording = ERASED_WORDS if record.source in OWN_WORDS else record.wording
         for address, channels in addresses.items():
             if channel is None or channel in channels:
                 kept.append(dict(address_hash=key.address(address), channel=channel, topic=topic,
-                                 source=record.source, wording=record.wording, recorded_at=record.recorded_at,
+                                 source=record.source, wording=wording, recorded_at=record.recorded_at,
                                  kept_at=now))  # fmt: skip
     return kept
 
@@ -154,8 +175,11 @@ def _suppressions_kept(
     )
     alone = [a for a in addresses if a not in shared]
     rows = session.scalars(select(Suppression).where(Suppression.address.in_(alone))).all() if alone else []
-    kept = [dict(address_hash=key.address(r.address), channel=r.channel, topic=None, source=f"suppression:{r.reason}",
-                 wording=None, recorded_at=r.created_at, kept_at=now) for r in rows]  # fmt: skip
+    kept = [
+        dict(address_hash=key.address(r.address), channel=r.channel, topic=None, source=f"{SUPPRESSION}:{r.reason}",
+             wording=None, recorded_at=r.created_at, kept_at=now)
+        for r in rows
+    ]  # fmt: skip
     if rows:
         session.execute(delete(Suppression).where(or_(*(Suppression.id == r.id for r in rows))))
     return kept

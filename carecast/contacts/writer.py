@@ -17,8 +17,16 @@ from sqlalchemy.orm import Session
 
 from carecast.campaign.durations import format_duration
 from carecast.channels.base import CHANNELS
-from carecast.contacts.kept import KEPT_SOURCE, AddressKey, as_preferences, kept_for, kept_wording
+from carecast.contacts.kept import (
+    KEPT_SOURCE,
+    AddressKey,
+    as_preferences,
+    kept_for,
+    kept_wording,
+    suppression_reason,
+)
 from carecast.contacts.schema import ALL_MARKETING, ContactInput, PreferencesInput
+from carecast.contacts.suppressions import add_suppression
 from carecast.store.models import Base, ConsentRecord, Contact, Preferences, utcnow
 
 # Email is opt-out (CAN-SPAM); SMS and calls need express consent (TCPA), so they start off.
@@ -69,11 +77,11 @@ def _set(row: Any, field: str, value: Any) -> bool:
 
 def _apply_contact(contact: Contact, item: ContactInput) -> bool:
     changed = False
-    addresses = (contact.email, contact.phone)
+    before = (contact.email, contact.phone)
     for name in CONTACT_FIELDS:
         if name in item.model_fields_set:
             changed |= _set(contact, name, getattr(item, name))
-    if (contact.email, contact.phone) != addresses:
+    if any(old is not None and old != new for old, new in zip(before, (contact.email, contact.phone), strict=True)):
         # a link sent to the old address must not turn anything on for the new one
         contact.links_version += 1
     if item.attributes:
@@ -125,18 +133,19 @@ def _apply_preferences(
     return changed
 
 
-def _apply_kept_opt_outs(
-    session: Session, key: AddressKey, contacts: list[dict], preferences: list[dict], records: list[dict]
+def apply_kept_opt_outs(
+    session: Session, key: AddressKey, readdressed: list[tuple[Contact, Preferences]], records: list[dict]
 ) -> None:
-    """Puts back in force the opt-outs kept for the new contacts' addresses, each with its consent record."""
-    kept = kept_for(session, key, [Contact(**row) for row in contacts])
-    for row in preferences:
-        if row["contact_id"] not in kept:
-            continue
-        prefs = Preferences(**row)
-        for opt_out in kept[row["contact_id"]]:
-            _apply_preferences(prefs, as_preferences(opt_out), records, KEPT_SOURCE, kept_wording(opt_out))
-        row.update(_columns(prefs))
+    """Puts back in force the opt-outs kept for these contacts' addresses: a consent withdrawn or a topic left
+    again, each with its consent record, and a suppression made again as it was."""
+    kept = kept_for(session, key, [contact for contact, _ in readdressed])
+    for contact, prefs in readdressed:
+        for opt_out in kept.get(contact.id, ()):
+            if (reason := suppression_reason(opt_out)) is not None:
+                address = contact.email if opt_out.channel == "email" else contact.phone
+                add_suppression(session, opt_out.channel, address, reason, KEPT_SOURCE)
+            else:
+                _apply_preferences(prefs, as_preferences(opt_out), records, KEPT_SOURCE, kept_wording(opt_out))
 
 
 def _columns(row: Base) -> dict[str, Any]:
@@ -154,26 +163,29 @@ def write_contacts(
     """Creates or updates each contact with one query per table; ids must be unique in `items`.
 
     New contacts go in as bulk INSERTs (an import is mostly new contacts); existing
-    ones are updated through the ORM, only where something changed. Every caller that
-    may create contacts passes the `address_key`: a new contact whose address opted out
-    before it was forgotten starts with those opt-outs (carecast/contacts/kept.py).
+    ones are updated through the ORM, only where something changed. A contact given an
+    address that opted out before its contact was forgotten takes those opt-outs
+    (carecast/contacts/kept.py), so every caller that may create a contact or change an
+    address passes the `address_key`; one that passes None and would is refused.
     """
     ids = [item.id for item in items]
     contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(ids)))}
     preferences = {p.contact_id: p for p in session.scalars(select(Preferences).where(Preferences.contact_id.in_(ids)))}
     now = utcnow()
     summary = WriteSummary()
-    new_contacts: list[dict[str, Any]] = []
-    new_preferences_rows: list[dict[str, Any]] = []
+    new_contacts: list[Contact] = []
+    new_preferences_rows: list[Preferences] = []
     records: list[dict[str, Any]] = []
+    readdressed: list[tuple[Contact, Preferences]] = []  # new contacts, and those given another address
     for item in items:
         contact = contacts.get(item.id)
         prefs = preferences.get(item.id)
         old_stage = contact.lifecycle_stage if contact is not None else None
+        old_addresses = (contact.email, contact.phone) if contact is not None else (None, None)
         if contact is None:
             contact = Contact(id=item.id, attributes={}, links_version=0, created_at=now, updated_at=now)
             _apply_contact(contact, item)
-            new_contacts.append(_columns(contact))
+            new_contacts.append(contact)
             summary.created += 1
             changed = True
         else:
@@ -185,19 +197,25 @@ def write_contacts(
             prefs.updated_at = now
             if item.preferences is not None:
                 _apply_preferences(prefs, item.preferences, records, source, wording)
-            new_preferences_rows.append(_columns(prefs))
+            new_preferences_rows.append(prefs)
             changed = True
         elif item.preferences is not None:
             changed |= _apply_preferences(prefs, item.preferences, records, source, wording)
+        if (contact.email, contact.phone) != old_addresses:
+            readdressed.append((contact, prefs))
         if item.id in contacts:
             if changed:
                 summary.updated += 1
             else:
                 summary.unchanged += 1
-    if address_key is not None and new_preferences_rows:
-        _apply_kept_opt_outs(session, address_key, new_contacts, new_preferences_rows, records)
+    if readdressed:
+        if address_key is None:
+            raise ValueError("a write that gives contacts addresses needs the address key (carecast/contacts/kept.py)")
+        apply_kept_opt_outs(session, address_key, readdressed, records)
     session.flush()  # updates of existing rows first, then the bulk inserts that may refer to them
-    for model, rows in ((Contact, new_contacts), (Preferences, new_preferences_rows), (ConsentRecord, records)):
+    for model, rows in ((Contact, new_contacts), (Preferences, new_preferences_rows)):
         if rows:
-            session.execute(insert(model.__table__), rows)
+            session.execute(insert(model.__table__), [_columns(row) for row in rows])
+    if records:
+        session.execute(insert(ConsentRecord.__table__), records)
     return summary
