@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -70,10 +69,10 @@ def ask(index: str, project: str, pinned: str) -> Finding:
     try:
         with urllib.request.urlopen(f"{index}/{project}/json", timeout=TIMEOUT_SECONDS) as answer:
             data = json.load(answer)
-    except (urllib.error.URLError, TimeoutError, ValueError) as exc:
-        finding.unreachable = str(getattr(exc, "reason", exc))
+        finding.newest = data["info"]["version"]
+    except Exception as exc:  # noqa: BLE001 - whatever one answer does, the report goes on (a report, never a gate)
+        finding.unreachable = str(getattr(exc, "reason", None) or exc) or type(exc).__name__
         return finding
-    finding.newest = data["info"]["version"]
     files = data.get("releases", {}).get(pinned) or []
     if files and all(f.get("yanked") for f in files):
         finding.yanked = files[0].get("yanked_reason") or ""
@@ -85,8 +84,15 @@ def ask(index: str, project: str, pinned: str) -> Finding:
 
 
 def audit(constraints: Path, index: str = INDEX) -> list[Finding]:
+    """Every pin's finding; when the index does not answer the first, only that one (no point waiting on all)."""
+    pinned = pins(constraints)
+    if not pinned:
+        return []
+    first = ask(index, *pinned[0])
+    if first.unreachable and "Not Found" not in first.unreachable:
+        return [first]
     with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(lambda pin: ask(index, *pin), pins(constraints)))
+        return [first, *pool.map(lambda pin: ask(index, *pin), pinned[1:])]
 
 
 def main(argv: list[str] | None = None) -> int:

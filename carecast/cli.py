@@ -51,6 +51,9 @@ def _close_files_to_others() -> None:
         closed = close_to_others(Settings.from_env())
     except ConfigError:
         return  # the command says what is wrong with the settings
+    except OSError as exc:
+        typer.secho(f"warning: could not close carecast's files to others: {exc}", err=True)
+        return
     if closed:
         typer.secho(f"note: {len(closed)} of carecast's files and folders were readable by others, now only by you: "
                     f"{', '.join(str(p) for p in closed[:3])}{' …' if len(closed) > 3 else ''}", err=True)  # fmt: skip
@@ -161,7 +164,7 @@ def _require_shared_secret(settings: Settings) -> None:
 
 @app.command("codec-server")
 def codec_server(
-    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8081,
+    port: Annotated[int | None, typer.Option(help="port on 127.0.0.1 (default: CARECAST_CODEC_PORT, 8081)")] = None,
     ui_origin: Annotated[
         list[str] | None,
         typer.Option("--ui-origin", help="the Temporal UI's origin, e.g. https://cloud.temporal.io (repeat for more)"),
@@ -174,19 +177,17 @@ def codec_server(
     """
     import uvicorn
 
-    from carecast.api.codec import codec_app
+    from carecast.api.codec import codec_app, ui_origins
     from carecast.temporal_codec import EncryptionCodec
 
     settings = _settings()
     if not settings.temporal_payload_key:
         _fail("CARECAST_TEMPORAL_PAYLOAD_KEY is not set: payloads are not sealed, so there is nothing to decode")
-    origins = ui_origin or [
-        f"http://127.0.0.1:{settings.temporal_ui_port}",
-        f"http://localhost:{settings.temporal_ui_port}",
-    ]
+    origins = ui_origin or ui_origins(settings)
+    port = port or settings.codec_port
+    codec = EncryptionCodec(settings.temporal_payload_key, previous=settings.previous_payload_keys)
     _say(f"codec      http://127.0.0.1:{port} (for {', '.join(origins)}); Ctrl-C stops it")
-    uvicorn.run(codec_app(EncryptionCodec(settings.temporal_payload_key), origins), host="127.0.0.1", port=port,
-                log_level="warning")  # fmt: skip
+    uvicorn.run(codec_app(codec, origins), host="127.0.0.1", port=port, log_level="warning")
 
 
 @app.command("fake-providers")

@@ -45,6 +45,15 @@ def _secret_env(env: dict[str, str], name: str) -> str | None:
 SECRET_FILE = "secret-key"
 
 
+def _secret_list(env: dict[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of secrets, each as long as a secret must be."""
+    given = tuple(value.strip() for value in (env.get(name) or "").split(",") if value.strip())
+    for index, value in enumerate(given, 1):
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ConfigError(f"{name}: item {index} is {len(value)} characters; use at least {MIN_SECRET_LENGTH}")
+    return given
+
+
 def _read_secret(path: Path, wait_seconds: float = 5.0) -> str:
     """A secret file's value; one another process is writing this very moment is waited for, never taken empty."""
     deadline = time.monotonic() + wait_seconds
@@ -125,6 +134,11 @@ class Settings:
     temporal_rpc_metadata: Mapping[str, str] = field(default_factory=dict)
     # Encrypts every payload carecast hands Temporal (carecast/temporal_codec.py); None: plain JSON.
     temporal_payload_key: str | None = None
+    # Secrets used before the current ones, still read after a change: links already sent keep opening,
+    # kept opt-outs keep matching, histories already written keep decoding.
+    previous_secret_keys: tuple[str, ...] = ()
+    previous_payload_keys: tuple[str, ...] = ()
+    codec_port: int = 8081  # where `carecast codec-server` and `carecast dev` serve the UI's codec endpoint
 
     def local_secret(self, name: str, given: str | None) -> str:
         """`given` if set, else a random secret made once and kept in the home folder as `name`.
@@ -165,11 +179,11 @@ class Settings:
         )
 
     def link_signer(self) -> LinkSigner:
-        return LinkSigner(self.shared_secret(), self.public_url)
+        return LinkSigner(self.shared_secret(), self.public_url, previous=self.previous_secret_keys)
 
     def address_key(self) -> AddressKey:
         """Keys the hashes under which a forgotten contact's opt-outs are kept (carecast/contacts/kept.py)."""
-        return AddressKey(self.shared_secret())
+        return AddressKey(self.shared_secret(), previous=self.previous_secret_keys)
 
     @property
     def uses_twilio(self) -> bool:
@@ -207,6 +221,9 @@ class Settings:
             temporal_tls=temporal.tls,
             temporal_rpc_metadata=temporal.rpc_metadata,
             temporal_payload_key=_secret_env(env, "CARECAST_TEMPORAL_PAYLOAD_KEY"),
+            previous_secret_keys=_secret_list(env, "CARECAST_PREVIOUS_SECRET_KEYS"),
+            previous_payload_keys=_secret_list(env, "CARECAST_TEMPORAL_PREVIOUS_PAYLOAD_KEYS"),
+            codec_port=_int_env(env, "CARECAST_CODEC_PORT", 8081),
             api_key=_secret_env(env, "CARECAST_API_KEY"),
             secret_key=_secret_env(env, "CARECAST_SECRET_KEY"),
             public_url=env.get("CARECAST_PUBLIC_URL") or f"http://127.0.0.1:{_int_env(env, 'CARECAST_API_PORT', 8000)}",

@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from carecast.api.app import create_app
-from carecast.api.codec import codec_app
+from carecast.api.codec import codec_app, ui_origins
 from carecast.campaign.lifecycle import Lifecycle
 from carecast.campaign.validate import validate_project
 from carecast.config import SECRET_FILE, Settings, hide_password
@@ -59,14 +59,16 @@ def temporal_cli() -> str:
     return found
 
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
 def required_ports(settings: Settings) -> list[PortNeed]:
     return [
         PortNeed(settings.temporal_port, "Temporal gRPC", "CARECAST_TEMPORAL_PORT"),
         PortNeed(settings.temporal_ui_port, "Temporal UI", "CARECAST_TEMPORAL_UI_PORT"),
         PortNeed(settings.api_port, "carecast HTTP API", "CARECAST_API_PORT"),
+        *(
+            [PortNeed(settings.codec_port, "codec endpoint", "CARECAST_CODEC_PORT")]
+            if settings.temporal_payload_key
+            else []
+        ),
     ]
 
 
@@ -81,8 +83,8 @@ def dev_server_command(settings: Settings) -> list[str]:
         "--log-level", "warn",
         "--ui-disable-news-fetch",
     ]  # fmt: skip
-    if codec_served(settings):  # the UI decodes sealed payloads through the embedded API's /codec
-        command += ["--ui-codec-endpoint", f"http://127.0.0.1:{settings.api_port}/codec"]
+    if settings.temporal_payload_key:  # the UI reads sealed payloads through the codec endpoint dev runs
+        command += ["--ui-codec-endpoint", f"http://127.0.0.1:{settings.codec_port}"]
     for key in search_attributes.ALL:
         command += ["--search-attribute", f"{key.name}=Keyword"]
     return command
@@ -183,11 +185,6 @@ def prepare_store(settings: Settings, say: Callable[[str], None]) -> tuple[Engin
     return engine, plan
 
 
-def codec_served(settings: Settings) -> bool:
-    """With sealed payloads, the embedded API serves the UI's codec endpoint: only on this machine's loopback."""
-    return bool(settings.temporal_payload_key) and settings.api_host in LOOPBACK
-
-
 async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
     # The embedded dev server, whatever Temporal's client configuration names for other work.
     settings = replace(settings, temporal_address=f"127.0.0.1:{settings.temporal_port}", temporal_api_key=None,
@@ -217,35 +214,29 @@ async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
         for change in schedules:
             say(f"schedule   {change}")
         app = create_app(settings, engine=engine, temporal=lambda: asyncio.sleep(0, client))
-        if codec_served(settings):
-            ui = [f"http://127.0.0.1:{settings.temporal_ui_port}", f"http://localhost:{settings.temporal_ui_port}"]
-            app.mount("/codec", codec_app(EncryptionCodec(settings.temporal_payload_key), ui))
-            say(f"codec      payloads sealed; the UI decodes them through http://127.0.0.1:{settings.api_port}/codec")
-        elif settings.temporal_payload_key:
-            say("codec      payloads sealed; run `carecast codec-server` on your machine for the UI to read them")
-        api = EmbeddedApiServer(
-            uvicorn.Config(
-                app,
-                host=settings.api_host,
-                port=settings.api_port,
-                log_level="warning",
-                lifespan="on",
-            )
-        )
+        servers = [EmbeddedApiServer(uvicorn.Config(app, host=settings.api_host, port=settings.api_port,
+                                                    log_level="warning", lifespan="on"))]  # fmt: skip
+        if settings.temporal_payload_key:
+            codec = EncryptionCodec(settings.temporal_payload_key, previous=settings.previous_payload_keys)
+            codec_config = uvicorn.Config(codec_app(codec, ui_origins(settings)), host="127.0.0.1",
+                                          port=settings.codec_port, log_level="warning")  # fmt: skip
+            servers.append(EmbeddedApiServer(codec_config))
+            say(f"codec      payloads sealed; the UI reads them through http://127.0.0.1:{settings.codec_port}")
         async with carecast_worker(client, settings, engine, provider) as worker:
             worker_task = asyncio.create_task(worker.run(), name="worker")
-            api_task = asyncio.create_task(api.serve(), name="api")
+            server_tasks = [asyncio.create_task(server.serve(), name="api") for server in servers]
             say(f"api        http://{settings.api_host}:{settings.api_port} (GET /healthz)")
             say(f"api key    Authorization: Bearer {key_source}")
             say("ready      try: carecast events send c1 signed_up   (Ctrl-C stops everything)")
             stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait({worker_task, api_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({worker_task, *server_tasks, stopped}, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
             say("stopping   API, then worker (draining), then the Temporal dev server ...")
-            api.should_exit = True
+            for server in servers:
+                server.should_exit = True
             if not worker_task.done():
                 await worker.shutdown()
-            for outcome in await asyncio.gather(api_task, worker_task, return_exceptions=True):
+            for outcome in await asyncio.gather(*server_tasks, worker_task, return_exceptions=True):
                 if isinstance(outcome, BaseException):
                     raise outcome  # a worker or API that failed on its own
     finally:

@@ -4,11 +4,12 @@ New files are made owner-only (the CLI's umask is 077). Homes, stores and outbox
 made by versions before that were readable by everyone on the machine; the first
 command after an upgrade closes them to others, once: a folder already closed is not
 walked again. Only carecast's own files are touched, never the rest of a folder that
-CARECAST_HOME may point at.
+CARECAST_HOME may point at, and only those this user owns.
 """
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -31,15 +32,24 @@ def close_to_others(settings: Settings) -> list[Path]:
 
 
 def _close(path: Path, walk: bool) -> list[Path]:
-    if not path.exists() or not path.stat().st_mode & OTHERS:
+    """Only what this user owns: a store another account runs is its to keep."""
+    if not _open_and_mine(path):
         return []
     changed = []
     for item in (path, *(sorted(path.rglob("*")) if walk and path.is_dir() else ())):
-        mode = item.lstat().st_mode
-        if not stat.S_ISLNK(mode) and mode & OTHERS:
-            item.chmod(stat.S_IMODE(mode) & ~OTHERS)
+        info = item.lstat()
+        if not stat.S_ISLNK(info.st_mode) and info.st_mode & OTHERS and info.st_uid == os.geteuid():
+            item.chmod(stat.S_IMODE(info.st_mode) & ~OTHERS)
             changed.append(item)
     return changed
+
+
+def _open_and_mine(path: Path) -> bool:
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return bool(info.st_mode & OTHERS) and info.st_uid == os.geteuid()
 
 
 def sqlite_files(database_url: str) -> list[Path]:

@@ -11,6 +11,7 @@ from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 from temporalio.converter import (
     CompositePayloadConverter,
     DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
     DefaultPayloadConverter,
     JSONPlainPayloadConverter,
 )
@@ -57,7 +58,13 @@ def data_converter(settings: Settings) -> DataConverter:
     """carecast's converter, sealing every payload when CARECAST_TEMPORAL_PAYLOAD_KEY is set."""
     if not settings.temporal_payload_key:
         return DATA_CONVERTER
-    return dataclasses.replace(DATA_CONVERTER, payload_codec=EncryptionCodec(settings.temporal_payload_key))
+    codec = EncryptionCodec(settings.temporal_payload_key, previous=settings.previous_payload_keys)
+    return dataclasses.replace(
+        DATA_CONVERTER,
+        payload_codec=codec,
+        # failure messages and stack traces are sealed too: a provider's error text travels in them
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 async def connect(settings: Settings) -> Client:

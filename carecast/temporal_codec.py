@@ -34,11 +34,21 @@ class PayloadKeyError(ValueError):
     pass
 
 
-class EncryptionCodec(PayloadCodec):
+class _Key:
     def __init__(self, secret: str) -> None:
         key = hashlib.sha256(b"carecast temporal payloads\0" + secret.encode()).digest()
-        self._aead = AESGCM(key)
-        self.key_id = hashlib.sha256(b"key id\0" + key).hexdigest()[:16].encode()
+        self.aead = AESGCM(key)
+        self.id = hashlib.sha256(b"key id\0" + key).hexdigest()[:16].encode()
+
+
+class EncryptionCodec(PayloadCodec):
+    """Seals with `secret`; opens what it or one of the `previous` secrets sealed (chosen by key id)."""
+
+    def __init__(self, secret: str, previous: Sequence[str] = ()) -> None:
+        keys = [_Key(s) for s in (secret, *previous)]
+        self._current = keys[0]
+        self._by_id = {k.id: k for k in reversed(keys)}
+        self.key_id = self._current.id
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [self.seal(p) for p in payloads]
@@ -48,20 +58,22 @@ class EncryptionCodec(PayloadCodec):
 
     def seal(self, payload: Payload) -> Payload:
         nonce = os.urandom(NONCE_BYTES)
-        sealed = nonce + self._aead.encrypt(nonce, payload.SerializeToString(), self.key_id)
+        sealed = nonce + self._current.aead.encrypt(nonce, payload.SerializeToString(), self.key_id)
         return Payload(metadata={"encoding": ENCRYPTED, KEY_ID: self.key_id}, data=sealed)
 
     def open(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCRYPTED:
             return payload  # written before payloads were encrypted
         key_id = payload.metadata.get(KEY_ID, b"")
-        if key_id != self.key_id:
+        key = self._by_id.get(key_id)
+        if key is None:
             raise PayloadKeyError(
                 f"a payload sealed with key {key_id.decode(errors='replace')!r}, but this process has "
-                f"{self.key_id.decode()!r}: give every worker, API and command the same CARECAST_TEMPORAL_PAYLOAD_KEY"
+                f"{', '.join(repr(k.decode()) for k in self._by_id)}: give every worker, API and command the same "
+                "CARECAST_TEMPORAL_PAYLOAD_KEY (and the one before a change in CARECAST_TEMPORAL_PREVIOUS_PAYLOAD_KEYS)"
             )
         try:
-            opened = self._aead.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], key_id)
+            opened = key.aead.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], key_id)
         except InvalidTag:
             raise PayloadKeyError("a sealed payload was altered: it does not open with its key") from None
         return Payload.FromString(opened)

@@ -34,13 +34,6 @@ class TemporalConnection:
     tls: bool | TLSConfig = False
     rpc_metadata: Mapping[str, str] = field(default_factory=dict)
 
-    @property
-    def security(self) -> str:
-        """How the connection is secured, in words for the log: plain, TLS, or mTLS."""
-        if isinstance(self.tls, TLSConfig) and self.tls.client_cert:
-            return "mTLS"
-        return "TLS" if self.tls else "plain"
-
 
 def temporal_connection(env: Mapping[str, str], default_address: str) -> TemporalConnection:
     config_file = env.get("TEMPORAL_CONFIG_FILE")

@@ -57,3 +57,11 @@ def test_the_report_names_advisories_yanked_pins_and_pins_behind(index, tmp_path
         "nowhere==1: could not ask the index (Not Found)",
         "audit: 4 pinned project(s) asked, 5 finding(s); this report never fails the build",
     ]
+
+
+def test_an_index_that_does_not_answer_is_asked_once_and_said_so(tmp_path, capsys):
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("jinja2==3.1.6\nh11==0.16.0\n")
+    assert audit.main([str(constraints), "--index", "http://127.0.0.1:9"]) == 0
+    report = capsys.readouterr().out.splitlines()
+    assert len(report) == 2 and report[0].startswith("jinja2==3.1.6: could not ask the index (")

@@ -34,7 +34,7 @@ async def test_an_old_link_brings_a_fresh_one_that_may_turn_things_on(dev_server
 
     app = create_app(settings, engine=engine, temporal=temporal)
     links = settings.link_signer()
-    old = links.token("c-1", issued_at=utcnow() - timedelta(days=120))
+    old = links.token("c-1", issued_at=utcnow() - timedelta(days=120), version=0)
     sms_on = {"action": "save", "consent": ["email", "sms"], "preferred": "", "quiet_start": "", "quiet_end": "",
               "pause_weeks": "0"}  # fmt: skip
     printed: list[str] = []

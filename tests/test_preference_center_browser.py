@@ -58,7 +58,7 @@ async def test_a_customer_changes_channel_and_quiet_hours_and_the_next_message_f
     with sessions.begin() as session:
         add_contact(session, "c-1", email="ada@example.com", phone="+14155550101", sms_consent=True,
                     preferred=("sms",), timezone="Europe/Paris")  # fmt: skip
-    token = settings.link_signer().token("c-1")
+    token = settings.link_signer().token("c-1", version=0)
 
     app = create_app(settings, engine=engine, temporal=unreachable_temporal)
     async with serve(lambda _url: app) as url, async_playwright() as playwright:

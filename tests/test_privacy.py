@@ -274,3 +274,13 @@ def test_an_existing_contact_given_a_forgotten_address_takes_its_opt_outs(settin
 def test_a_write_that_gives_an_address_without_the_key_is_refused(sessions):
     with sessions.begin() as session, pytest.raises(ValueError, match="needs the address key"):
         write_contacts(session, [ContactInput(id="c-4", email="x@example.com")], source="api", address_key=None)
+
+
+def test_opt_outs_kept_before_the_secret_changed_still_hold(settings, database_url, sessions, ada, tmp_path):
+    assert carecast(settings, database_url, "contacts", "forget", "c-1", "--yes").returncode == 0
+    rotated = AddressKey("n" * 32, previous=[SECRET])
+    with sessions.begin() as session:
+        write_contacts(session, [ContactInput(id="c-9", email="ada@example.com")], source="api", address_key=rotated)
+    with sessions() as session:
+        assert session.get(Preferences, "c-9").marketing_consent is False
+        assert session.get(Contact, "c-9").links_version == 0  # a first address retires no link

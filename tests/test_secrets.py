@@ -83,7 +83,7 @@ def test_the_secret_dev_keeps_serves_every_process_in_its_home(tmp_path):
     with pytest.raises(ConfigError, match="CARECAST_SECRET_KEY is not set"):
         settings.link_signer()
     kept = settings.local_secret("secret-key", None)  # what `carecast dev` does at start
-    token = settings.link_signer().token("c-1")
+    token = settings.link_signer().token("c-1", version=0)
     assert Settings.from_env(env={"CARECAST_HOME": str(tmp_path / "home")}, cwd=tmp_path).shared_secret() == kept
     given = Settings.from_env(env={"CARECAST_HOME": str(tmp_path / "home"), "CARECAST_SECRET_KEY": "s" * 32})
     assert given.shared_secret() == "s" * 32 and given.link_signer().read(token) is None

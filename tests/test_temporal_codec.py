@@ -6,8 +6,12 @@ import json
 import httpx
 import pytest
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
+from temporalio.exceptions import ApplicationError
 
 from carecast.api.codec import codec_app
+from carecast.config import Settings
+from carecast.temporal import data_converter
 from carecast.temporal_codec import EncryptionCodec, PayloadKeyError
 
 KEY = "p" * 32
@@ -73,3 +77,28 @@ async def test_only_the_ui_origin_may_call_it_from_a_browser(codec_server):
 async def test_what_the_codec_cannot_do_is_said_plainly(codec_server, path, body, status):
     answer = await codec_server.post(path, content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == status
+
+
+async def test_after_a_key_change_payloads_sealed_with_the_previous_key_still_open():
+    before = EncryptionCodec("o" * 32)
+    [old] = await before.encode([PLAIN])
+    after = EncryptionCodec("n" * 32, previous=["o" * 32])
+    [new] = await after.encode([PLAIN])
+    assert await after.decode([old, new]) == [PLAIN, PLAIN]
+    assert new.metadata["encryption-key-id"] == after.key_id != before.key_id
+
+
+async def test_failure_messages_are_sealed_too():
+    """A provider's error text travels in an activity's failure: it is sealed like any payload."""
+    settings = Settings.from_env(env={"CARECAST_HOME": "/nonexistent", "CARECAST_TEMPORAL_PAYLOAD_KEY": KEY})
+    converter = data_converter(settings)
+    failure = Failure()
+    await converter.encode_failure(ApplicationError("550 no such user <ada@example.com>"), failure)
+    assert "ada@example.com" not in str(failure) and failure.message == "Encoded failure"
+    assert "ada@example.com" in str(await converter.decode_failure(failure))
+
+
+async def test_a_page_reaching_it_by_another_name_is_refused(codec_server):
+    """DNS rebinding: a name that resolves to 127.0.0.1 still is not a local host."""
+    answer = await codec_server.post("/decode", json={"payloads": []}, headers={"Host": "evil.example:8081"})
+    assert answer.status_code == 400

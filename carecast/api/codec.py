@@ -14,13 +14,16 @@ from google.protobuf.json_format import ParseError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from carecast.config import Settings
 from carecast.temporal_codec import EncryptionCodec, PayloadKeyError, transcode
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # Temporal's own limit on a payload is 2 MB
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def codec_app(codec: EncryptionCodec, ui_origins: Sequence[str]) -> Starlette:
@@ -47,6 +50,12 @@ def codec_app(codec: EncryptionCodec, ui_origins: Sequence[str]) -> Starlette:
         allow_origins=list(ui_origins),
         allow_methods=["POST"],
         allow_headers=["Content-Type", "X-Namespace", "Authorization"],
-        allow_credentials=True,
     )
-    return Starlette(routes=routes, middleware=[cors])
+    # A page elsewhere cannot reach it by a name it resolves to 127.0.0.1 (DNS rebinding).
+    local = Middleware(TrustedHostMiddleware, allowed_hosts=list(LOCAL_HOSTS))
+    return Starlette(routes=routes, middleware=[local, cors])
+
+
+def ui_origins(settings: Settings) -> list[str]:
+    """Where the dev server's UI runs: the origins allowed by default."""
+    return [f"http://{host}:{settings.temporal_ui_port}" for host in ("127.0.0.1", "localhost")]

@@ -249,13 +249,19 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
         return await asyncio.to_thread(apply, token, link, posted)
 
     async def send_link(link: Link) -> Response:
-        """A fresh link, by the contact's own channels, to whoever holds an old one (at most once a day)."""
-        with center.sessions() as session:
-            contact = contact_of(session, link)
+        """A fresh link, by the contact's own channels, at most once a day; asked from an old link of the
+        contact's current version only, so a revoked (forwarded) link cannot have messages sent."""
+        contact = await asyncio.to_thread(find_contact, link)
         if contact is None:
             return center.not_found()
+        if link.version != contact.links_version:
+            return center.page("link_requested.html.j2", contact.locale, status=403, outcome="revoked")
         outcome = await center.request_link(contact.id)
         return center.page("link_requested.html.j2", contact.locale, outcome=outcome)
+
+    def find_contact(link: Link) -> Contact | None:
+        with center.sessions() as session:
+            return contact_of(session, link)
 
     def apply(token: str, link: Link, posted: Posted) -> Response:
         rules = center.rules()
@@ -281,7 +287,7 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
                     contact.locale,
                     topic=Topic(topic, topic_label(topic)) if topic else None,
                     # the whole page, by a link as old as this one: an unsubscribe never freshens a link
-                    manage_url=f"/u/{center.links.token(contact.id, None, link.version, link.issued_at)}",
+                    manage_url=f"/u/{center.links.token(contact.id, version=link.version, issued_at=link.issued_at)}",
                 )
             if not posted.saves:
                 return center.page("bad_request.html.j2", contact.locale, status=400, manage_url=f"/u/{token}")

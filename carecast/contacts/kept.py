@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,15 +29,19 @@ ADDRESS_CHANNELS = {"email": ("email",), "phone": ("sms", "voice")}
 
 
 class AddressKey:
-    """Keyed hashes of addresses, under a key derived from the server's secret."""
+    """Keyed hashes of addresses, under a key derived from the server's secret (and its previous ones)."""
 
-    def __init__(self, secret: str) -> None:
-        self._key = hashlib.sha256(b"carecast kept addresses\0" + secret.encode()).digest()
+    def __init__(self, secret: str, previous: Sequence[str] = ()) -> None:
+        self._keys = [hashlib.sha256(b"carecast kept addresses\0" + s.encode()).digest() for s in (secret, *previous)]
 
     def address(self, address: str) -> str:
-        """An email address is hashed whatever its case, as mail systems treat it (Ada@ and ada@ are one)."""
+        """The hash kept from now on. An email address is hashed whatever its case, as mail systems take it."""
+        return self.every_hash(address)[0]
+
+    def every_hash(self, address: str) -> list[str]:
+        """The address's hash under the current secret, then under each previous one (kept before a change)."""
         folded = address.casefold() if "@" in address else address
-        return "hmac-sha256:" + hmac.digest(self._key, folded.encode(), "sha256").hex()
+        return ["hmac-sha256:" + hmac.digest(key, folded.encode(), "sha256").hex() for key in self._keys]
 
 
 def addresses_of(contact: Contact) -> dict[str, tuple[str, ...]]:
@@ -50,7 +54,8 @@ def kept_for(session: Session, key: AddressKey, contacts: Iterable[Contact]) -> 
     hashes: dict[str, list[str]] = {}
     for contact in contacts:
         for address in addresses_of(contact):
-            hashes.setdefault(key.address(address), []).append(contact.id)
+            for digest in key.every_hash(address):
+                hashes.setdefault(digest, []).append(contact.id)
     if not hashes:
         return {}
     found: dict[str, list[KeptOptOut]] = {}

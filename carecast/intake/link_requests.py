@@ -10,7 +10,6 @@ through the same policy, ledger and retries as any message.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,9 +29,12 @@ def link_requester(
 
     async def request(contact_id: str) -> str:
         now = utcnow()
-        # the event id names no contact in the clear: it is shown to operators and kept in Temporal
-        subject = hashlib.sha256(contact_id.encode()).hexdigest()[:20]
-        event = IncomingEvent(f"preference-link/{subject}/{now:%Y-%m-%d}", contact_id, LINK_REQUESTED, now)
+        event = IncomingEvent(
+            event_id=f"preference-link/{contact_id}/{now:%Y-%m-%d}",
+            contact_id=contact_id,
+            name=LINK_REQUESTED,
+            occurred_at=now,
+        )
         try:
             client = await temporal()
         except RuntimeError:  # Temporal does not answer: the journey is queued for the relay

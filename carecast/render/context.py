@@ -30,8 +30,8 @@ def template_context(
         | {"attributes": contact.get("attributes") or {}},
         "event": dict(event or {}),
         "campaign": {"id": campaign_id, "name": campaign_name},
-        "unsubscribe_url": links.unsubscribe_url(contact["id"], topic, version),
-        "preferences_url": links.preferences_url(contact["id"], version),
+        "unsubscribe_url": links.unsubscribe_url(contact["id"], topic, version=version),
+        "preferences_url": links.preferences_url(contact["id"], version=version),
         # The sender's postal address (policy.yaml email.postal_address), for marketing footers.
         "postal_address": postal_address or "",
     }

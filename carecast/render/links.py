@@ -5,13 +5,15 @@ was made and which of the contact's link versions it belongs to, so the page can
 tell a recent link from an old or revoked one: any genuine link unsubscribes,
 forever, but only a fresh one may turn something on (`Link.may_grant`).
 
-The token is sealed with AES-GCM under a key derived from the server's secret: it
-cannot be guessed, altered or read (the contact id is not in it in the clear). Its
-nonce is derived from its content (the SIV construction), so one link made twice
-in the same minute is the same text. No login and no cookie (RFC 8058 one-click).
+The token is sealed with AES-SIV (RFC 5297) under a key derived from the server's
+secret: it cannot be guessed, altered or read (the contact id is not in it in the
+clear), and being deterministic, one link made twice in the same minute is the same
+text. No login and no cookie (RFC 8058 one-click).
 
 Links made before tokens carried their age (`<payload>.<signature>`, HMAC-SHA256)
-still unsubscribe; they are read as made at the epoch, so they never grant.
+still unsubscribe; they are read as made at the epoch, so they never grant, and as of
+the first link version, so until the contact's links are revoked they may ask for a
+fresh one.
 """
 
 from __future__ import annotations
@@ -22,18 +24,16 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 # A link may turn something on (consent, a topic, marketing) for this long after it was made.
 GRANT_WINDOW = timedelta(days=90)
-# The version of a link from before tokens carried one: never the contact's current version.
-UNVERSIONED = -1
-NONCE_BYTES = 12
+FIRST_VERSION = 0  # a contact's links before any revocation (or change of address)
 LEGACY_SIGNATURE_BYTES = 16
 _ASSOCIATED = b"carecast preference link"
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps builds an encoder per call for these
@@ -61,22 +61,32 @@ class Link:
         return self.version == current_version and now - self.issued_at <= GRANT_WINDOW
 
 
+class _Keys:
+    """What one secret seals and signs links with."""
+
+    def __init__(self, secret: str) -> None:
+        self.seal = AESSIV(hashlib.sha512(b"carecast links v2\0" + secret.encode()).digest())
+        self.legacy = hashlib.sha256(b"carecast links\0" + secret.encode()).digest()
+
+
 class LinkSigner:
-    def __init__(self, secret: str, public_url: str, clock: Callable[[], float] = time.time) -> None:
-        self._seal = AESGCM(hashlib.sha256(b"carecast links v2 seal\0" + secret.encode()).digest())
-        self._nonce_key = hashlib.sha256(b"carecast links v2 nonce\0" + secret.encode()).digest()
-        self._legacy_key = hashlib.sha256(b"carecast links\0" + secret.encode()).digest()
+    """Makes links under `secret`; reads them under it and under `previous` secrets, so a changed secret
+    (CARECAST_PREVIOUS_SECRET_KEYS) leaves every link already sent working."""
+
+    def __init__(
+        self, secret: str, public_url: str, previous: Sequence[str] = (), clock: Callable[[], float] = time.time
+    ) -> None:
+        self._keys = [_Keys(s) for s in (secret, *previous)]
         self._clock = clock
         self.public_url = public_url.rstrip("/")
 
     def token(
-        self, contact_id: str, topic: str | None = None, version: int = 0, issued_at: datetime | None = None
+        self, contact_id: str, topic: str | None = None, *, version: int, issued_at: datetime | None = None
     ) -> str:
-        """A new link for the contact's current `version`; `issued_at` only to copy another link's age."""
+        """A new link for the contact's current link `version`; `issued_at` only to copy another link's age."""
         minute = int(issued_at.timestamp() if issued_at else self._clock()) // 60
         content = _COMPACT_JSON.encode([contact_id, topic, version, minute]).encode()
-        nonce = hmac.digest(self._nonce_key, content, "sha256")[:NONCE_BYTES]
-        return _b64(nonce + self._seal.encrypt(nonce, content, _ASSOCIATED))
+        return _b64(self._keys[0].seal.encrypt(content, [_ASSOCIATED]))
 
     def read(self, token: str) -> Link | None:
         """What a genuine token says; None for anything else."""
@@ -86,16 +96,20 @@ class LinkSigner:
             return self._read_legacy(token)
         try:
             sealed = _unb64(token)
-            content = self._seal.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _ASSOCIATED)
-            contact_id, topic, version, minute = json.loads(content)
-        except (binascii.Error, InvalidTag, ValueError, TypeError):
+        except (binascii.Error, ValueError):
             return None
-        return Link(contact_id, topic, datetime.fromtimestamp(minute * 60, UTC), version)
+        for keys in self._keys:
+            try:
+                contact_id, topic, version, minute = json.loads(keys.seal.decrypt(sealed, [_ASSOCIATED]))
+            except (InvalidTag, ValueError, TypeError):
+                continue
+            return Link(contact_id, topic, datetime.fromtimestamp(minute * 60, UTC), version)
+        return None
 
     def _read_legacy(self, token: str) -> Link | None:
         payload, _, signature = token.partition(".")
-        expected = _b64(hmac.digest(self._legacy_key, payload.encode(), "sha256")[:LEGACY_SIGNATURE_BYTES])
-        if not payload or not hmac.compare_digest(signature, expected):
+        signatures = (hmac.digest(k.legacy, payload.encode(), "sha256")[:LEGACY_SIGNATURE_BYTES] for k in self._keys)
+        if not payload or not any(hmac.compare_digest(signature, _b64(expected)) for expected in signatures):
             return None
         try:
             contact_id, topic = json.loads(_unb64(payload))
@@ -103,10 +117,10 @@ class LinkSigner:
             return None
         if not isinstance(contact_id, str):
             return None
-        return Link(contact_id, topic, datetime.fromtimestamp(0, UTC), UNVERSIONED)
+        return Link(contact_id, topic, datetime.fromtimestamp(0, UTC), FIRST_VERSION)
 
-    def preferences_url(self, contact_id: str, version: int = 0) -> str:
+    def preferences_url(self, contact_id: str, *, version: int) -> str:
         return f"{self.public_url}/u/{self.token(contact_id, version=version)}"
 
-    def unsubscribe_url(self, contact_id: str, topic: str | None, version: int = 0) -> str:
-        return f"{self.public_url}/u/{self.token(contact_id, topic, version)}"
+    def unsubscribe_url(self, contact_id: str, topic: str | None, *, version: int) -> str:
+        return f"{self.public_url}/u/{self.token(contact_id, topic, version=version)}"

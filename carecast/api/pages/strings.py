@@ -51,6 +51,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "link_sent": "We are sending a fresh link to your email or phone. It works for 90 days.",
         "link_already": "We already sent you a fresh link today. Look for it in your email and text messages.",
         "link_unavailable": "We cannot send a fresh link just now. Use the link in your latest message from {brand}, or reply to it and we will help.",
+        "link_revoked": "This link was replaced. Use the link in your latest message from {brand}, or reply to it and we will help.",
     },
     "fr": {
         "title": "Vos messages de {brand}",
@@ -99,6 +100,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "link_sent": "Nous envoyons un nouveau lien à votre e-mail ou à votre téléphone. Il est valable 90 jours.",
         "link_already": "Nous vous avons déjà envoyé un nouveau lien aujourd'hui. Cherchez-le dans vos e-mails et vos SMS.",
         "link_unavailable": "Nous ne pouvons pas envoyer de nouveau lien pour le moment. Utilisez le lien de votre dernier message de {brand}, ou répondez-y et nous vous aiderons.",
+        "link_revoked": "Ce lien a été remplacé. Utilisez le lien de votre dernier message de {brand}, ou répondez-y et nous vous aiderons.",
     },
 }
 
