@@ -336,3 +336,34 @@ def test_loops_and_their_bounds_are_checked(project, steps, message):
 def test_a_bounded_loop_through_a_wait_is_fine(project):
     steps = "  - {id: pause, wait: 1d, max_visits: 3}\n  - {id: again, goto: first}\n"
     assert messages(project, project(LOOPING + steps)) == ([], [])
+
+
+LIFECYCLE = "stages:\n  - {name: new, when: {lifecycle_stage: {eq: x}}}\n  - {name: lead}\n"
+
+
+def test_a_folder_is_validated_as_the_campaigns_in_it(project):
+    path = project(JOURNEY)
+    (project.campaigns / "lifecycle.yaml").write_text(LIFECYCLE)
+    assert messages(project, project.campaigns) == ([], [])
+    path.write_text(JOURNEY.replace("wait: 1d", "wait: 1 day"))
+    errors, _ = messages(project, project.campaigns)
+    assert errors == [
+        f"{path}:11:11: '1 day' is not a duration; write a number and a unit, e.g. 15m, 2h, 3d, 1w or 1h30m"
+    ]
+
+
+def test_every_file_of_the_folder_named_at_once_gives_no_false_errors(project):
+    """`carecast validate campaigns/*.yaml`: the house files are checked as what they are."""
+    project(JOURNEY)
+    (project.campaigns / "lifecycle.yaml").write_text(LIFECYCLE)
+    assert messages(project, *sorted(project.campaigns.glob("*.yaml"))) == ([], [])
+    (project.campaigns / "policy.yaml").write_text("quiet_hours: {start: '25:00', end: '08:00'}\n")
+    errors, _ = messages(project, project.campaigns / "policy.yaml")
+    assert len(errors) == 1 and errors[0].startswith(f"{project.campaigns / 'policy.yaml'}:1:")
+
+
+def test_a_path_that_is_not_there_is_named(project, tmp_path):
+    assert messages(project, tmp_path / "nowhere.yaml") == (
+        [f"{tmp_path / 'nowhere.yaml'}: no such file or folder"],
+        [],
+    )

@@ -16,7 +16,7 @@ from typing import Any
 from carecast.campaign.documents import InvalidFile, Problem, problem_at, read_yaml
 from carecast.campaign.house_rules import load_house_rules
 from carecast.campaign.lifecycle import Lifecycle, load_lifecycle
-from carecast.campaign.load import campaign_files, load_campaign
+from carecast.campaign.load import NOT_CAMPAIGNS, campaign_files, load_campaign
 from carecast.campaign.model import Campaign
 from carecast.campaign.steps.send import SendAction
 from carecast.campaign.steps.update import Update
@@ -59,6 +59,27 @@ def sample_context(campaign: Campaign, postal_address: str | None = None) -> dic
     return template_context(
         contact, campaign.samples.event, campaign.id, campaign.name, campaign.topic, SAMPLE_LINKS, postal_address
     )
+
+
+def _targets(campaigns_dir: Path, paths: list[Path], report: Report) -> tuple[list[Path], list[Path]]:
+    """The folders whose house files to check (campaigns' own first), and the campaign files."""
+    if not paths:
+        return [campaigns_dir], campaign_files(campaigns_dir)
+    folders: list[Path] = []
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            folders.append(path)
+            files += campaign_files(path)
+        elif not path.exists():
+            report.errors.append(Problem(path, None, None, "no such file or folder"))
+        elif path.name in NOT_CAMPAIGNS:
+            folders.append(path.parent)
+        else:
+            files.append(path)
+            folders.append(path.parent)
+    unique = list(dict.fromkeys(p.resolve() for p in folders)) or [campaigns_dir]
+    return unique, list(dict.fromkeys(files))
 
 
 def _template_problems(
@@ -145,20 +166,25 @@ def _stage_problems(campaign: Campaign, path: Path, lifecycle: Lifecycle | None,
 
 
 def validate_project(campaigns_dir: Path, templates_dir: Path, paths: Iterable[Path] | None = None) -> Report:
-    """Everything `carecast validate` checks; `paths` limits which campaign files are checked."""
+    """Everything `carecast validate` checks; `paths` limits what is checked.
+
+    A path may be a campaign file, a folder of them (with its own `policy.yaml` and
+    `lifecycle.yaml`), or one of those two house files, which is checked as what it is.
+    """
     report = Report()
-    for load in (load_house_rules, load_lifecycle):
-        try:
-            loaded = load(campaigns_dir)
-        except InvalidFile as exc:
-            report.errors += exc.problems
-            continue
-        if isinstance(loaded, Lifecycle):
-            report.lifecycle = loaded
-        elif isinstance(loaded, HouseRules):
-            report.house_rules = loaded
+    folders, files = _targets(campaigns_dir, [Path(p) for p in paths or ()], report)
+    for folder in folders:
+        for load in (load_house_rules, load_lifecycle):
+            try:
+                loaded = load(folder)
+            except InvalidFile as exc:
+                report.errors += exc.problems
+                continue
+            if isinstance(loaded, Lifecycle):
+                report.lifecycle = report.lifecycle or loaded
+            elif isinstance(loaded, HouseRules) and folder == folders[0]:
+                report.house_rules = loaded
     renderer = TemplateRenderer(templates_dir)
-    files = [Path(p) for p in paths] if paths else campaign_files(campaigns_dir)
     for path in files:
         try:
             campaign = load_campaign(path)
