@@ -177,13 +177,16 @@ def test_unknown_lifecycle_stage(project):
     assert only_error(project, path) == "5:18: unknown lifecycle stage 'lapsed'; stages are new, lead"
 
 
-def test_undefined_template_variable_names_the_template_file_and_line(project):
+def test_undefined_template_variable_names_the_template_file_and_line_and_the_campaign(project):
     path = project(
         JOURNEY,
         hello__email__txt__j2="Hi\n{{ contact.attributes.frist_name }}\n{{ unsubscribe_url }} {{ postal_address }}",
     )
     errors, _ = messages(project, path)
-    assert errors == [f"{project.templates / 'hello.email.txt.j2'}:2: 'dict object' has no attribute 'frist_name'"] * 2
+    assert errors == [
+        f"{project.templates / 'hello.email.txt.j2'}:2: 'dict object' has no attribute 'frist_name' (rendering "
+        "campaign hello's samples: if the name is right, give it a value under `samples:` in hello.yaml)"
+    ] * 2
 
 
 def test_marketing_email_without_an_unsubscribe_link(project):
@@ -222,7 +225,7 @@ def test_a_sender_that_is_not_an_email_address(project):
 
 def test_missing_template_part(project):
     path = project(JOURNEY.replace("channels: [email]}\n  - id: pause", "channels: [email, sms]}\n  - id: pause"))
-    assert only_error(project, path) == f"sms needs hello.sms.j2 in {project.templates}"
+    assert only_error(project, path) == f"9:22: sms needs hello.sms.j2 in {project.templates}"
 
 
 def test_an_sms_over_three_segments_is_a_warning_with_the_count(project):

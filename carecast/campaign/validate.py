@@ -83,8 +83,10 @@ def _targets(campaigns_dir: Path, paths: list[Path], report: Report) -> tuple[li
 
 
 def _template_problems(
-    campaign: Campaign, send: SendAction, renderer: TemplateRenderer, report: Report, path: Path
+    campaign: Campaign, send: SendAction, renderer: TemplateRenderer, report: Report, path: Path, template_node
 ) -> None:
+    """The problems of one send's templates, rendered with the campaign's samples; `template_node` is where
+    the campaign file names the template."""
     postal_address = report.house_rules.email.postal_address
     context = sample_context(campaign, postal_address)
     channels = send.channel_list()
@@ -92,15 +94,12 @@ def _template_problems(
     missing = [c for c in channels if c not in available]
     if send.channels == "preferred":
         if not available:
-            report.errors.append(
-                Problem(
-                    path, None, None, f"template {send.template!r} has no part for any channel in {renderer.directory}"
-                )
-            )
+            message = f"template {send.template!r} has no part for any channel in {renderer.directory}"
+            report.errors.append(problem_at(path, template_node, message))
     else:
         for channel in missing:
             parts = ", ".join(f"{send.template}.{p}.j2" for p in PARTS_BY_CHANNEL[channel])
-            report.errors.append(Problem(path, None, None, f"{channel} needs {parts} in {renderer.directory}"))
+            report.errors.append(problem_at(path, template_node, f"{channel} needs {parts} in {renderer.directory}"))
     for channel in available:
         parts = PARTS_BY_CHANNEL[channel] + (("email.html",) if channel == "email" else ())
         rendered: list[str] = []
@@ -110,7 +109,11 @@ def _template_problems(
                 try:
                     text = renderer.render_file(filename, context)
                 except TemplateError as exc:
-                    report.errors.append(Problem(exc.path or path, exc.line, None, exc.detail))
+                    detail = exc.detail
+                    if exc.undefined:
+                        detail += (f" (rendering campaign {campaign.id}'s samples: if the name is right, give it a "
+                                   f"value under `samples:` in {path.name})")  # fmt: skip
+                    report.errors.append(Problem(exc.path or path, exc.line, None, detail))
                     broken = True
                     continue
                 rendered.append(text)
@@ -193,6 +196,9 @@ def validate_project(campaigns_dir: Path, templates_dir: Path, paths: Iterable[P
             continue
         report.campaigns.append(campaign)
         _stage_problems(campaign, path, report.lifecycle, report)
-        for _step_id, send in campaign.sends():
-            _template_problems(campaign, send, renderer, report, path)
+        document = read_yaml(path)
+        steps = {step.id: n for n, step in enumerate(campaign.steps)}
+        for step_id, send in campaign.sends():
+            where = ("send", "template") if campaign.send is not None else ("steps", steps[step_id], "send", "template")
+            _template_problems(campaign, send, renderer, report, path, document.node_at(where))
     return report

@@ -39,10 +39,13 @@ PARTS_BY_CHANNEL = {"email": ("email.subject", "email.txt"), "sms": ("sms",), "v
 class TemplateError(Exception):
     """A template is missing, malformed, or uses a variable the context lacks."""
 
-    def __init__(self, message: str, path: Path | None = None, line: int | None = None) -> None:
+    def __init__(
+        self, message: str, path: Path | None = None, line: int | None = None, undefined: bool = False
+    ) -> None:
         where = f"{path}:{line}: " if path and line else (f"{path}: " if path else "")
         super().__init__(f"{where}{message}")
         self.path, self.line, self.detail = path, line, message
+        self.undefined = undefined  # a variable the context lacks (the data, not the template, may be short)
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ class TemplateRenderer:
             return template.render(context).strip()
         except UndefinedError as exc:
             path, line = self._where(exc)
-            raise TemplateError(exc.message, path or self.directory / filename, line) from None
+            raise TemplateError(exc.message, path or self.directory / filename, line, undefined=True) from None
         except TemplateSyntaxError as exc:
             path = Path(exc.filename) if exc.filename else self.directory / filename
             raise TemplateError(exc.message, path, exc.lineno) from None
