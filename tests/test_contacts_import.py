@@ -6,11 +6,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from carecast.campaign.load import load_campaign
 from carecast.contacts.csv_import import ImportFileError, import_contacts
 from carecast.contacts.kept import AddressKey
-from carecast.store.models import ConsentRecord, Contact, Preferences
+from carecast.filters.model import parse_filter
+from carecast.filters.sql import to_sql
+from carecast.store.models import ConsentRecord, Contact, Preferences, utcnow
 
 pytestmark = pytest.mark.store
+ROOT = Path(__file__).resolve().parent.parent
 
 HEADER = "id,email,phone,timezone,locale,lifecycle_stage,preferences,attr.first_name\n"
 SMS_YES = json.dumps({"consent": {"sms": True}, "topics": {"offers": False}}).replace('"', '""')
@@ -146,3 +150,48 @@ def test_a_cell_with_escape_sequences_or_deep_nesting_is_reported_plainly(sessio
     first, second = (str(e) for e in report.rejected)
     assert "\x1b" not in first and "\\x1b[31mred" in first
     assert second == "line 3 (c-2): preferences: nested too deeply; a preferences object is two levels deep"
+
+
+TYPED = (
+    "id,email,lifecycle_stage,attr.wishlist_in_stock:bool,attr.visits:int,attr.spent:number,attr.last_order_at:datetime,"
+    "attr.born:date,attr.note\n"
+)
+
+
+def test_typed_attribute_columns_store_what_filters_compare(sessions, tmp_path):
+    """The shipped back_in_stock audience matches a contact imported with `true` in a bool column."""
+    path = csv_file(tmp_path, "c-1,ada@example.com,active,TRUE,3,12.50,2026-11-02T09:30:00+01:00,1990-05-01,true",
+                    "c-2,bo@example.com,active,no,,,,,", header=TYPED)  # fmt: skip
+    assert import_file(sessions, path).rejected == []
+    with sessions() as session:
+        attributes = session.get(Contact, "c-1").attributes
+        audience = parse_filter(load_campaign(ROOT / "campaigns" / "back_in_stock.yaml").audience)
+        reached = session.scalars(select(Contact.id).where(to_sql(audience, utcnow()))).all()
+    assert attributes == {"wishlist_in_stock": True, "visits": 3, "spent": 12.5, "born": "1990-05-01",
+                          "last_order_at": "2026-11-02T08:30:00+00:00", "note": "true"}  # fmt: skip
+    assert reached == ["c-1"]
+
+
+@pytest.mark.parametrize(
+    ("cell", "says"),
+    [
+        ("maybe,1,1,2026-11-02T09:30:00Z,1990-05-01,x", "attr.wishlist_in_stock:bool: 'maybe' is not a bool"),
+        ("true,3.5,1,2026-11-02T09:30:00Z,1990-05-01,x", "attr.visits:int: '3.5' is not a whole number"),
+        ("true,3,1;5,2026-11-02T09:30:00Z,1990-05-01,x", "attr.spent:number: '1;5' is not a number"),
+        ("true,3,1,2026-11-02T09:30:00,1990-05-01,x", "attr.last_order_at:datetime: '2026-11-02T09:30:00' has no time"),
+        ("true,3,1,2026-11-02T09:30:00Z,01/05/1990,x", "attr.born:date: '01/05/1990' is not a date"),
+    ],
+)
+def test_a_cell_that_is_not_its_columns_type_refuses_its_row_only(sessions, tmp_path, cell, says):
+    path = csv_file(tmp_path, f"c-1,ada@example.com,new,{cell}", "c-2,bo@example.com,new,true,1,1,,,", header=TYPED)
+    report = import_file(sessions, path)
+    [rejected] = report.rejected
+    assert str(rejected).startswith(f"line 2 (c-1): {says}")
+    assert report.summary.created == 1
+
+
+def test_an_unknown_attribute_type_stops_the_import_before_any_row(sessions, tmp_path):
+    path = csv_file(tmp_path, "c-1,true", header="id,attr.vip:boolean\n")
+    with pytest.raises(ImportFileError, match="column 'attr.vip:boolean': unknown type 'boolean'; use text, bool"):
+        import_file(sessions, path)
+    assert count(sessions, Contact) == 0

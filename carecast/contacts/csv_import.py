@@ -2,9 +2,10 @@
 
 Columns: `id` (required), `email`, `phone`, `timezone`, `locale`, `lifecycle_stage`,
 `care_agent`, `preferences` (a JSON object, as in `PUT /v1/contacts/{id}`), and
-`attr.<name>` for attributes (values kept as text; an empty cell sets nothing).
-Unknown columns are refused before any row is read, so a typo in a header
-cannot silently drop a column.
+`attr.<name>` for attributes, typed in the header as `attr.<name>:<type>`
+(carecast/contacts/attribute_types.py; text without a type; an empty cell sets
+nothing). Unknown columns and types are refused before any row is read, so a typo
+in a header cannot silently drop a column or keep `true` as text.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from carecast.contacts.attribute_types import AttributeType, attribute_type
 from carecast.contacts.kept import AddressKey
 from carecast.contacts.schema import ContactInput, first_error, personal_id
 from carecast.contacts.writer import WriteSummary, write_contacts
@@ -63,26 +65,41 @@ def check_header(header: list[str] | None) -> list[str]:
     unknown = [c for c in header if c not in KNOWN_COLUMNS and not c.startswith(ATTRIBUTE_PREFIX)]
     if unknown:
         raise ImportFileError(
-            f"unknown column {unknown[0]!r}; use {', '.join(sorted(KNOWN_COLUMNS))} or attr.<name> for attributes"
+            f"unknown column {unknown[0]!r}; use {', '.join(sorted(KNOWN_COLUMNS))} or attr.<name>[:<type>] for "
+            "attributes"
         )
     if "id" not in header:
         raise ImportFileError("there is no 'id' column; every row needs the contact's id")
-    duplicated = sorted({c for c in header if header.count(c) > 1})
+    names = [_attribute_column(c)[0] if c.startswith(ATTRIBUTE_PREFIX) else c for c in header]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise ImportFileError(f"column {duplicated[0]!r} appears twice")
     return header
 
 
+def _attribute_column(column: str) -> tuple[str, AttributeType]:
+    """`attr.vip:bool` → ("vip", its type); an unknown type is an ImportFileError."""
+    name, _, type_name = column.removeprefix(ATTRIBUTE_PREFIX).partition(":")
+    try:
+        return name.strip(), attribute_type(type_name.strip() or "text")
+    except ValueError as exc:
+        raise ImportFileError(f"column {column!r}: {exc}") from None
+
+
 def row_to_input(row: dict[str, str], default_region: str | None) -> ContactInput:
     """One CSV row as a validated ContactInput; raises ValueError with `column: reason`."""
     values: dict = {}
-    attributes: dict[str, str] = {}
+    attributes: dict[str, object] = {}
     for column, raw in row.items():
         cell = (raw or "").strip()
         if not cell:
             continue
         if column.startswith(ATTRIBUTE_PREFIX):
-            attributes[column.removeprefix(ATTRIBUTE_PREFIX)] = cell
+            name, typed = _attribute_column(column)
+            try:
+                attributes[name] = typed.read(cell)
+            except ValueError as exc:
+                raise ValueError(f"{column}: {exc}") from None
         elif column == "preferences":
             try:
                 values["preferences"] = json.loads(cell)
