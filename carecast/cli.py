@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -843,8 +844,14 @@ def events_send(
     event: Annotated[str, typer.Argument(help="event name, e.g. signed_up")],
     data: Annotated[str | None, typer.Option(help='event data as a JSON object, e.g. \'{"order_id": "o-1"}\'')] = None,
     event_id: Annotated[str | None, typer.Option("--id", help="event id (deduplicates); a new one by default")] = None,
+    create_contact: Annotated[
+        str | None,
+        typer.Option(help='create the contact first if it does not exist, e.g. \'{"email": "ada@example.com"}\''),
+    ] = None,
 ) -> None:
     """Record an event for a contact and start the journeys it triggers."""
+    from carecast.contacts.schema import CONTACT_ID, ContactFields, first_error, personal_id
+    from carecast.contacts.writer import create_if_missing
     from carecast.intake.ingest import ingest_event
     from carecast.intake.record import IncomingEvent, UnknownContactError
     from carecast.store.db import make_sessionmaker
@@ -858,6 +865,15 @@ def events_send(
             _fail(f"--data is not valid JSON: {exc.msg} at column {exc.colno}")
         if not isinstance(payload, dict):
             _fail('--data must be a JSON object, e.g. \'{"order_id": "o-1"}\'')
+    fields = None
+    if create_contact is not None:
+        try:
+            personal_id(contact)
+            fields = ContactFields.model_validate_json(create_contact)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            _fail(f"--create-contact: {first_error(exc)}")
+        if not re.fullmatch(CONTACT_ID, contact):
+            _fail(f"contact id {contact!r} must match {CONTACT_ID}")
     settings = _settings()
     incoming = IncomingEvent(
         event_id=event_id or f"cli-{uuid.uuid4()}",
@@ -868,6 +884,11 @@ def events_send(
     )
 
     engine = _store(settings)
+    if fields is not None:
+        _require_shared_secret(settings)
+        with make_sessionmaker(engine).begin() as session:
+            if create_if_missing(session, contact, fields, source="cli", address_key=settings.address_key()):
+                _say(f"contact    {contact} created")
 
     async def run():
         try:

@@ -19,11 +19,10 @@ from temporalio.client import Client
 
 from carecast.campaign.patterns import IDENTIFIER
 from carecast.contacts.kept import AddressKey
-from carecast.contacts.schema import CONTACT_ID, ContactFields, ContactInput, personal_id
-from carecast.contacts.writer import write_contacts
+from carecast.contacts.schema import CONTACT_ID, ContactFields, personal_id
+from carecast.contacts.writer import create_if_missing
 from carecast.intake.ingest import ingest_event
 from carecast.intake.record import IncomingEvent, UnknownContactError
-from carecast.store.models import Contact
 
 
 class EventIn(BaseModel):
@@ -86,6 +85,4 @@ def _create_contact(
     sessions: sessionmaker[Session], contact_id: str, fields: ContactFields, address_key: AddressKey
 ) -> None:
     with sessions.begin() as session:
-        if session.get(Contact, contact_id) is None:
-            item = ContactInput.for_id(contact_id, fields)
-            write_contacts(session, [item], source="api", address_key=address_key)
+        create_if_missing(session, contact_id, fields, source="api", address_key=address_key)

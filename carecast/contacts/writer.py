@@ -25,7 +25,7 @@ from carecast.contacts.kept import (
     kept_wording,
     suppression_reason,
 )
-from carecast.contacts.schema import ALL_MARKETING, ContactInput, PreferencesInput
+from carecast.contacts.schema import ALL_MARKETING, ContactFields, ContactInput, PreferencesInput
 from carecast.contacts.suppressions import add_suppression
 from carecast.store.models import Base, ConsentRecord, Contact, Preferences, utcnow
 
@@ -219,3 +219,12 @@ def write_contacts(
     if records:
         session.execute(insert(ConsentRecord.__table__), records)
     return summary
+
+
+def create_if_missing(session: Session, contact_id: str, fields: ContactFields, *, source: str,
+                      address_key: AddressKey) -> bool:  # fmt: skip
+    """Creates the contact with these fields unless it exists (then nothing changes); whether it did."""
+    if session.get(Contact, contact_id) is not None:
+        return False
+    write_contacts(session, [ContactInput.for_id(contact_id, fields)], source=source, address_key=address_key)
+    return True
