@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class Finding:
     yanked: str | None = None  # the reason, or "" when none was given
     advisories: list[str] = field(default_factory=list)
     unreachable: str | None = None
+    unreached_index: bool = False  # no connection at all, as opposed to an answer about this one project
 
     @property
     def lines(self) -> list[str]:
@@ -72,6 +74,7 @@ def ask(index: str, project: str, pinned: str) -> Finding:
         finding.newest = data["info"]["version"]
     except Exception as exc:  # noqa: BLE001 - whatever one answer does, the report goes on (a report, never a gate)
         finding.unreachable = str(getattr(exc, "reason", None) or exc) or type(exc).__name__
+        finding.unreached_index = isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError)
         return finding
     files = data.get("releases", {}).get(pinned) or []
     if files and all(f.get("yanked") for f in files):
@@ -89,7 +92,8 @@ def audit(constraints: Path, index: str = INDEX) -> list[Finding]:
     if not pinned:
         return []
     first = ask(index, *pinned[0])
-    if first.unreachable and "Not Found" not in first.unreachable:
+    if first.unreachable and first.unreached_index:
+        print(f"audit: the index did not answer ({first.unreachable}); {len(pinned) - 1} other pin(s) not asked")
         return [first]
     with ThreadPoolExecutor(8) as pool:
         return [first, *pool.map(lambda pin: ask(index, *pin), pinned[1:])]

@@ -204,6 +204,11 @@ class Settings:
             temporal = temporal_connection(env, default_address=f"127.0.0.1:{temporal_port}")
         except TemporalConfigError as exc:
             raise ConfigError(str(exc)) from None
+        if env.get("CARECAST_TEMPORAL_PREVIOUS_PAYLOAD_KEYS") and not env.get("CARECAST_TEMPORAL_PAYLOAD_KEY"):
+            raise ConfigError(
+                "CARECAST_TEMPORAL_PREVIOUS_PAYLOAD_KEYS is set without CARECAST_TEMPORAL_PAYLOAD_KEY: sealed "
+                "histories are read only with a current key; keep one set (sealing cannot be turned off once on)"
+            )
         return cls(
             home=home,
             database_url=env.get("CARECAST_DATABASE_URL") or f"sqlite:///{home / 'carecast.db'}",

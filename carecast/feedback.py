@@ -120,9 +120,12 @@ def apply_sendgrid_events(
             continue
         status, _ = SENDGRID_EVENTS[kind]
         suppression = _sendgrid_suppression(kind, event)
-        url = without_tokens(str(event["url"])) if event.get("url") else None
-        _note(delivery, kind, status, reason=event.get("reason"), url=url)
         contact = session.get(Contact, delivery.contact_id)
+        if contact is None:  # forgotten: the message's course is noted, never the provider's words about the person
+            _note(delivery, kind, status)
+        else:
+            url = without_tokens(str(event["url"])) if event.get("url") else None
+            _note(delivery, kind, status, reason=event.get("reason"), url=url)
         if suppression and contact is not None and contact.email:
             add_suppression(session, "email", contact.email, suppression, f"sendgrid:{kind}")
         if contact is not None:

@@ -183,10 +183,14 @@ def test_undefined_template_variable_names_the_template_file_and_line_and_the_ca
         hello__email__txt__j2="Hi\n{{ contact.attributes.frist_name }}\n{{ unsubscribe_url }} {{ postal_address }}",
     )
     errors, _ = messages(project, path)
-    assert errors == [
-        f"{project.templates / 'hello.email.txt.j2'}:2: 'dict object' has no attribute 'frist_name' (rendering "
-        "campaign hello's samples: if the name is right, give it a value under `samples:` in hello.yaml)"
-    ] * 2
+    assert (
+        errors
+        == [
+            f"{project.templates / 'hello.email.txt.j2'}:2: 'dict object' has no attribute 'frist_name' (rendering "
+            "campaign hello's samples: if the name is right, give it a value under `samples:` in hello.yaml)"
+        ]
+        * 2
+    )
 
 
 def test_marketing_email_without_an_unsubscribe_link(project):

@@ -50,16 +50,24 @@ def test_a_token_of_another_secret_or_no_token_at_all_is_worthless():
 
 def test_a_link_grants_for_ninety_days_and_only_while_its_version_is_current():
     link = SIGNER.read(SIGNER.token("c-1", version=2))
-    assert link.may_grant(2, NOW + GRANT_WINDOW - timedelta(minutes=1))
-    assert not link.may_grant(2, NOW + GRANT_WINDOW + timedelta(minutes=1))
-    assert not link.may_grant(3, NOW)
+    since = NOW - timedelta(days=365)
+    assert link.may_grant(2, since, NOW + GRANT_WINDOW - timedelta(minutes=1))
+    assert not link.may_grant(2, since, NOW + GRANT_WINDOW + timedelta(minutes=1))
+    assert not link.may_grant(3, since, NOW)
+
+
+def test_a_link_made_before_the_contact_was_created_never_grants():
+    """A contact forgotten and created again under the same id: the first one's links are not its own."""
+    link = SIGNER.read(SIGNER.token("c-1", version=0))
+    assert not link.may_grant(0, NOW + timedelta(minutes=5), NOW + timedelta(minutes=10))
+    assert link.may_grant(0, NOW + timedelta(seconds=20), NOW + timedelta(minutes=10))  # made the same minute
 
 
 def test_a_link_from_before_links_carried_their_age_still_reads_but_never_grants():
     token = legacy_link_token("s" * 32, "c-7", "offers")
     link = SIGNER.read(token)
     assert (link.contact_id, link.topic, link.version) == ("c-7", "offers", FIRST_VERSION)
-    assert not link.may_grant(0, NOW)
+    assert not link.may_grant(0, datetime(2020, 1, 1, tzinfo=UTC), NOW)
     payload, _, signature = token.partition(".")
     assert SIGNER.read(f"{payload}.{signature[::-1]}") is None
     assert LinkSigner("t" * 32, "https://x").read(token) is None

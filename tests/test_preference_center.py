@@ -293,6 +293,8 @@ SMS_ON = {**FORM, "consent": ["email", "sms"]}
 
 
 async def test_a_fresh_link_turns_things_on_and_offers_no_new_link(center, sessions):
+    with sessions.begin() as session:
+        session.get(Contact, "c-1").created_at = utcnow() - timedelta(days=365)
     token = center.links.token("c-1", issued_at=utcnow() - timedelta(days=89), version=0)
     page = await center.get(f"/u/{token}")
     assert 'value="send_link"' not in page.text
@@ -337,7 +339,7 @@ async def test_any_old_link_unsubscribes_and_its_manage_link_is_no_fresher(cente
     assert response.status_code == 200 and prefs(sessions).topics == {"offers": False}
     manage = re.search(r'href="(/u/[^"]+)"', response.text).group(1)
     link = center.links.read(manage.removeprefix("/u/"))
-    assert link.topic is None and not link.may_grant(0, utcnow())
+    assert link.topic is None and not link.may_grant(0, utcnow() - timedelta(days=4000), utcnow())
     assert (await center.post(manage, data=SMS_ON)).status_code == 403
 
 
@@ -382,3 +384,20 @@ async def test_with_no_campaign_to_send_it_the_page_says_no_fresh_link_can_come(
         control_campaign(session, "preference_link", "stop")
     answer = await center.post(f"/u/{old_link(center)}", data={"action": "send_link"})
     assert answer.status_code == 200 and "We cannot send a fresh link just now" in answer.text
+
+
+async def test_a_revoked_links_page_offers_no_fresh_link(center, sessions):
+    token = old_link(center)
+    with sessions.begin() as session:
+        revoke_links(session, "c-1")
+    page = await center.get(f"/u/{token}")
+    assert 'value="send_link"' not in page.text and "This link was replaced" in page.text
+
+
+async def test_a_link_sent_to_a_forgotten_contact_of_the_same_id_grants_nothing(center, sessions):
+    token = center.links.token("c-1", issued_at=utcnow() - timedelta(days=2), version=0)
+    with sessions.begin() as session:  # c-1 was forgotten, then created anew yesterday
+        contact = session.get(Contact, "c-1")
+        contact.created_at = utcnow() - timedelta(days=1)
+        session.get(Preferences, "c-1").sms_consent = False
+    assert (await center.post(f"/u/{token}", data=SMS_ON)).status_code == 403

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import delete, inspect, select, text
 
 from carecast.api.app import create_app
 from carecast.channels.outbox import OutboxProvider
@@ -20,6 +20,7 @@ from carecast.contacts.privacy import forget
 from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput
 from carecast.contacts.suppressions import suppress
 from carecast.contacts.writer import write_contacts
+from carecast.feedback import apply_sendgrid_events
 from carecast.intake.ingest import ingest_event
 from carecast.intake.record import IncomingEvent
 from carecast.store.models import (
@@ -284,3 +285,31 @@ def test_opt_outs_kept_before_the_secret_changed_still_hold(settings, database_u
     with sessions() as session:
         assert session.get(Preferences, "c-9").marketing_consent is False
         assert session.get(Contact, "c-9").links_version == 0  # a first address retires no link
+
+
+def test_news_of_a_forgotten_contacts_message_brings_no_words_about_them_back(settings, database_url, sessions, ada):
+    assert carecast(settings, database_url, "contacts", "forget", "c-1", "--yes").returncode == 0
+    news = {"event": "bounce", "type": "bounce", "sg_event_id": "late-1", "delivery_id": str(ada[0]),
+            "email": "ada@example.com", "reason": "550 5.1.1 <ada@example.com>: no such user"}  # fmt: skip
+    with sessions.begin() as session:
+        apply_sendgrid_events(session, [news], topics={})
+    with sessions() as session:
+        last = session.get(Delivery, ada[0]).status_history[-1]
+        assert session.get(Contact, "c-1") is None
+    assert last["event"] == "bounce" and "ada@example.com" not in str(last)
+
+
+def test_a_contact_keeps_consent_it_gave_after_taking_a_forgotten_address(settings, database_url, sessions, ada):
+    """Only the address just taken brings kept opt-outs: changing the other one later undoes nothing."""
+    assert carecast(settings, database_url, "contacts", "forget", "c-1", "--yes").returncode == 0
+    with sessions.begin() as session:
+        write_contacts(session, [ContactInput(id="c-5", phone="+14155550101")], source="api", address_key=KEY)
+    with sessions.begin() as session:
+        item = ContactInput(id="c-5", preferences=PreferencesInput(consent=ConsentInput(sms=True)))
+        write_contacts(session, [item], source="api", wording="Text me", address_key=KEY)
+        session.execute(delete(Suppression))  # the START that lifted the carrier's block
+    with sessions.begin() as session:
+        write_contacts(session, [ContactInput(id="c-5", email="c5@example.com")], source="api", address_key=KEY)
+    with sessions() as session:
+        assert session.get(Preferences, "c-5").sms_consent is True
+        assert session.scalars(select(Suppression)).all() == []

@@ -15,6 +15,14 @@ from carecast.config import ConfigError, Settings
 CARECAST = str(Path(sys.executable).with_name("carecast"))
 
 
+@pytest.fixture(autouse=True)
+def permissive_umask():
+    """The modes checked here are carecast's own doing, not the test process's umask (077: conftest.py)."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
 @pytest.mark.parametrize("name", ["CARECAST_API_KEY", "CARECAST_SECRET_KEY", "CARECAST_TEMPORAL_PAYLOAD_KEY"])
 def test_a_short_key_or_secret_is_refused_naming_the_variable(tmp_path, name):
     with pytest.raises(ConfigError, match=f"{name} is 1 characters; use at least 32"):

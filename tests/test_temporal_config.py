@@ -71,3 +71,8 @@ def test_a_temporal_setting_that_cannot_work_is_refused_at_start(tmp_path, env, 
     env = {k: pem(tmp_path, v) if v == "CERT" else v for k, v in env.items()}
     with pytest.raises(ConfigError, match=says):
         settings(tmp_path, **env)
+
+
+def test_previous_payload_keys_without_a_current_one_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="PREVIOUS_PAYLOAD_KEYS is set without CARECAST_TEMPORAL_PAYLOAD_KEY"):
+        settings(tmp_path, CARECAST_TEMPORAL_PREVIOUS_PAYLOAD_KEYS="o" * 32)

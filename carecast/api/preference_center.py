@@ -138,7 +138,8 @@ class PreferenceCenter:
             paused_until=f"{paused.astimezone(zone):%Y-%m-%d}" if paused else None,
             pause_choices=PAUSE_CHOICES,
             marketing=view.marketing,
-            may_grant=link.may_grant(contact.links_version, utcnow()),
+            may_grant=link.may_grant(contact.links_version, contact.created_at, utcnow()),
+            may_ask=link.version == contact.links_version,  # for a fresh link: a revoked one may not
             errors={},
             saved=False,
         )
@@ -297,7 +298,7 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
                 errors = {"quiet": strings[given]}
                 return center.render(session, contact, token, link, rules, errors=errors, status=422)
             now = utcnow()
-            if not link.may_grant(contact.links_version, now) and grants(
+            if not link.may_grant(contact.links_version, contact.created_at, now) and grants(
                 preference_view(session.get(Preferences, contact.id)), given, now
             ):
                 # nothing is saved: a stale link may turn things off, so the contact can untick what they turned on

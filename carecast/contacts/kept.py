@@ -49,13 +49,15 @@ def addresses_of(contact: Contact) -> dict[str, tuple[str, ...]]:
     return {a: ADDRESS_CHANNELS[field] for field in ADDRESS_CHANNELS if (a := getattr(contact, field))}
 
 
-def kept_for(session: Session, key: AddressKey, contacts: Iterable[Contact]) -> dict[str, list[KeptOptOut]]:
-    """contact id -> the opt-outs kept for any of its addresses (one query for them all)."""
+def kept_for(
+    session: Session, key: AddressKey, taken: Iterable[tuple[str, Iterable[str]]]
+) -> dict[str, list[KeptOptOut]]:
+    """contact id -> the opt-outs kept for the addresses it has just taken (one query for them all)."""
     hashes: dict[str, list[str]] = {}
-    for contact in contacts:
-        for address in addresses_of(contact):
+    for contact_id, addresses in taken:
+        for address in addresses:
             for digest in key.every_hash(address):
-                hashes.setdefault(digest, []).append(contact.id)
+                hashes.setdefault(digest, []).append(contact_id)
     if not hashes:
         return {}
     found: dict[str, list[KeptOptOut]] = {}

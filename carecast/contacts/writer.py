@@ -134,12 +134,13 @@ def _apply_preferences(
 
 
 def apply_kept_opt_outs(
-    session: Session, key: AddressKey, readdressed: list[tuple[Contact, Preferences]], records: list[dict]
+    session: Session, key: AddressKey, readdressed: list[tuple[Contact, Preferences, list[str]]], records: list[dict]
 ) -> None:
-    """Puts back in force the opt-outs kept for these contacts' addresses: a consent withdrawn or a topic left
-    again, each with its consent record, and a suppression made again as it was."""
-    kept = kept_for(session, key, [contact for contact, _ in readdressed])
-    for contact, prefs in readdressed:
+    """Puts back in force the opt-outs kept for the addresses these contacts have just taken (never those they
+    had, whose opt-outs they may have lifted since): a consent withdrawn or a topic left again, each with its
+    consent record, and a suppression made again as it was."""
+    kept = kept_for(session, key, [(contact.id, taken) for contact, _, taken in readdressed])
+    for contact, prefs, _ in readdressed:
         for opt_out in kept.get(contact.id, ()):
             if (reason := suppression_reason(opt_out)) is not None:
                 address = contact.email if opt_out.channel == "email" else contact.phone
@@ -176,7 +177,7 @@ def write_contacts(
     new_contacts: list[Contact] = []
     new_preferences_rows: list[Preferences] = []
     records: list[dict[str, Any]] = []
-    readdressed: list[tuple[Contact, Preferences]] = []  # new contacts, and those given another address
+    readdressed: list[tuple[Contact, Preferences, list[str]]] = []  # contacts and the addresses they just took
     for item in items:
         contact = contacts.get(item.id)
         prefs = preferences.get(item.id)
@@ -201,8 +202,9 @@ def write_contacts(
             changed = True
         elif item.preferences is not None:
             changed |= _apply_preferences(prefs, item.preferences, records, source, wording)
-        if (contact.email, contact.phone) != old_addresses:
-            readdressed.append((contact, prefs))
+        taken = [a for a in (contact.email, contact.phone) if a is not None and a not in old_addresses]
+        if taken:
+            readdressed.append((contact, prefs, taken))
         if item.id in contacts:
             if changed:
                 summary.updated += 1

@@ -10,6 +10,7 @@ through the same policy, ledger and retries as any message.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,8 +30,9 @@ def link_requester(
 
     async def request(contact_id: str) -> str:
         now = utcnow()
+        subject = hashlib.sha256(contact_id.encode()).hexdigest()[:24]  # any id fits the 128-character event id
         event = IncomingEvent(
-            event_id=f"preference-link/{contact_id}/{now:%Y-%m-%d}",
+            event_id=f"preference-link/{subject}/{now:%Y-%m-%d}",
             contact_id=contact_id,
             name=LINK_REQUESTED,
             occurred_at=now,

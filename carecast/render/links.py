@@ -56,9 +56,14 @@ class Link:
     issued_at: datetime
     version: int
 
-    def may_grant(self, current_version: int, now: datetime) -> bool:
-        """Whether this link may turn something on: made in the last 90 days, and not revoked since."""
-        return self.version == current_version and now - self.issued_at <= GRANT_WINDOW
+    def may_grant(self, current_version: int, contact_since: datetime, now: datetime) -> bool:
+        """Whether this link may turn something on: made in the last 90 days, not revoked since, and for this
+        contact (not for one of the same id that was forgotten before this one was created)."""
+        return (
+            self.version == current_version
+            and now - self.issued_at <= GRANT_WINDOW
+            and self.issued_at >= contact_since.replace(second=0, microsecond=0)
+        )
 
 
 class _Keys:
