@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from carecast.campaign.model import Campaign
+from carecast.filters.model import parse_filter
+from carecast.filters.sql import to_sql
 from carecast.store.campaigns import latest_version
+from carecast.store.models import Contact
 from workflows import search_attributes as sa
 from workflows.broadcast import BroadcastWorkflow
 from workflows.broadcast_contract import BroadcastInput, BroadcastState
@@ -25,6 +31,12 @@ def deployed_broadcast(session: Session, campaign_id: str) -> tuple[Campaign, in
     if campaign.audience is None:
         raise BroadcastError(f"{campaign_id} is a journey, not a broadcast; journeys start from events")
     return campaign, row.version
+
+
+def audience_size(session: Session, campaign: Campaign, now: datetime) -> int:
+    """How many contacts the campaign's audience filter matches now (before the policy's skips)."""
+    where = to_sql(parse_filter(campaign.audience), now)
+    return session.scalar(select(func.count()).select_from(Contact).where(where))
 
 
 async def start_broadcast(client: Client, task_queue: str, campaign: Campaign, version: int, label: str) -> str:

@@ -442,9 +442,12 @@ def campaign_status(campaign_id: str) -> None:
 
 
 @broadcast_app.command("start")
-def broadcast_start(campaign_id: Annotated[str, typer.Argument(help="a deployed broadcast campaign")]) -> None:
-    """Start a broadcast run now, whatever its schedule."""
-    from carecast.broadcasts import BroadcastError, deployed_broadcast, start_broadcast
+def broadcast_start(
+    campaign_id: Annotated[str, typer.Argument(help="a deployed broadcast campaign")],
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="start it even if no contact matches")] = False,
+) -> None:
+    """Start a broadcast run now, whatever its schedule; it says how many contacts its audience matches."""
+    from carecast.broadcasts import BroadcastError, audience_size, deployed_broadcast, start_broadcast
     from carecast.store.db import make_sessionmaker
 
     settings = _settings()
@@ -452,10 +455,17 @@ def broadcast_start(campaign_id: Annotated[str, typer.Argument(help="a deployed 
     try:
         with make_sessionmaker(engine)() as session:
             campaign, version = deployed_broadcast(session, campaign_id)
+            matched = audience_size(session, campaign, datetime.now(UTC))
     except BroadcastError as exc:
         _fail(str(exc))
     finally:
         engine.dispose()
+    _say(f"audience   {matched} contact(s) match (the policy may still skip or defer some)")
+    if matched == 0 and not allow_empty:
+        _fail(
+            f"the audience of {campaign_id} matches no contact: check its filter, and that the attributes it "
+            "compares were imported with their types (e.g. attr.vip:bool); --allow-empty starts it anyway"
+        )
     label = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workflow_id = _run_temporal(settings, lambda c: start_broadcast(c, settings.task_queue, campaign, version, label))
     _say(f"started    {workflow_id}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from carecast.channels.outbox import OutboxProvider
+from carecast.store.models import Contact
 from carecast.worker import carecast_worker
 from tests.factories import add_contact, cli_environment, deploy
 
@@ -45,7 +46,7 @@ async def test_start_then_status_until_completed(dev_server_env, settings, datab
     async with carecast_worker(dev_server_env.client, settings, engine, provider) as worker, worker:
         code, out, err = await cli(env, "start", campaign_id)
         assert code == 0, err
-        assert out.startswith(f"started    broadcast/{campaign_id}/")
+        assert out.startswith("audience   3 contact(s) match") and f"started    broadcast/{campaign_id}/" in out
         for _ in range(100):
             code, out, err = await cli(env, "status", campaign_id)
             if "completed" in out:
@@ -55,3 +56,11 @@ async def test_start_then_status_until_completed(dev_server_env, settings, datab
 
     code, _, err = await cli(env, "start", "no_such_campaign")
     assert code == 1 and "no deployed campaign 'no_such_campaign'; run `carecast deploy` first" in err
+
+    with sessions.begin() as session:  # nobody is a VIP any more: an empty audience is refused, unless allowed
+        for contact in session.query(Contact):
+            contact.attributes = {"first_name": "Vi", "vip": "true"}  # as text, as an untyped CSV column keeps it
+    code, out, err = await cli(env, "start", campaign_id)
+    assert code == 1 and "audience   0 contact(s) match" in out and "attr.vip:bool" in err
+    code, out, _ = await cli(env, "start", campaign_id, "--allow-empty")
+    assert code == 0 and f"started    broadcast/{campaign_id}/" in out
