@@ -16,7 +16,8 @@ DEMO_CONTACTS = [
         locale="en-US",
         lifecycle_stage="new",
         care_agent="Maya from Acme care",
-        attributes={"first_name": "Ada"},
+        # what the shipped back_in_stock broadcast looks for, so `carecast broadcast start back_in_stock` reaches her
+        attributes={"first_name": "Ada", "wishlist_in_stock": True, "wishlist_item": "the Trail Runner 2 in blue"},
     ),
     dict(
         id="c2",
