@@ -82,6 +82,24 @@ def _store(settings: Settings):
     return engine
 
 
+def _store_if_ready(settings: Settings):
+    """An engine on a store at the current schema, or None (never creates one: no file, no store)."""
+    from carecast.owner_only import sqlite_files
+    from carecast.store.db import make_engine
+    from carecast.store.migrate import check_schema
+
+    database = sqlite_files(settings.database_url)
+    if database and not database[0].exists():
+        return None
+    engine = make_engine(settings.database_url)
+    try:
+        check_schema(engine)
+    except Exception:  # noqa: BLE001 - not migrated, or no database here: there is nothing to look at
+        engine.dispose()
+        return None
+    return engine
+
+
 def _say(line: str) -> None:
     typer.echo(line)
 
@@ -246,11 +264,22 @@ def _print_report(report) -> None:
 def validate(
     paths: Annotated[list[Path] | None, typer.Argument(help="campaign files; all of campaigns/ by default")] = None,
 ) -> None:
-    """Check campaigns, house rules, lifecycle stages and templates; exit 1 on any error."""
+    """Check campaigns, house rules, lifecycle stages and templates; exit 1 on any error.
+
+    Where the store is ready, filters are also checked against the stored contacts' attributes.
+    """
     from carecast.campaign.validate import validate_project
+    from carecast.store.db import make_sessionmaker
 
     settings = _settings()
-    report = validate_project(settings.campaigns_dir, settings.templates_dir, paths)
+    engine = _store_if_ready(settings)
+    store = make_sessionmaker(engine)() if engine is not None else None
+    try:
+        report = validate_project(settings.campaigns_dir, settings.templates_dir, paths, store)
+    finally:
+        if engine is not None:
+            store.close()
+            engine.dispose()
     _print_report(report)
     if not report.ok:
         _say(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")

@@ -9,6 +9,7 @@ from carecast.campaign.documents import InvalidFile
 from carecast.campaign.load import load_campaign
 from carecast.campaign.model import Campaign
 from carecast.campaign.validate import validate_project
+from tests.factories import add_contact
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -374,3 +375,22 @@ def test_a_path_that_is_not_there_is_named(project, tmp_path):
         [f"{tmp_path / 'nowhere.yaml'}: no such file or folder"],
         [],
     )
+
+
+@pytest.mark.store
+def test_a_filter_comparing_with_an_attribute_stored_as_text_is_a_warning_at_its_line(project, sessions):
+    path = project(
+        "id: vip_news\nname: VIP news\ncategory: marketing\ntopic: tips\n"
+        "audience:\n  any:\n    - attributes.vip: {eq: true}\n    - attributes.visits: {gte: 3}\n"
+        "send: {template: hello, channels: [email]}\n",
+        name="vip_news.yaml",
+    )
+    with sessions.begin() as session:
+        add_contact(session, "c-1", attributes={"vip": "true", "visits": 4})  # vip imported without a type
+        add_contact(session, "c-2", attributes={"vip": True})
+    with sessions() as session:
+        report = validate_project(project.campaigns, project.templates, [path], session)
+    assert [str(w) for w in report.warnings] == [
+        f"{path}:7:28: attributes.vip is compared with a boolean, but 1 stored contact(s) hold it as text, which "
+        "never matches: import the column as attr.vip:bool"
+    ]

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from carecast.campaign.documents import InvalidFile, Problem, problem_at, read_yaml
 from carecast.campaign.house_rules import load_house_rules
 from carecast.campaign.lifecycle import Lifecycle, load_lifecycle
@@ -20,6 +22,7 @@ from carecast.campaign.load import NOT_CAMPAIGNS, campaign_files, load_campaign
 from carecast.campaign.model import Campaign
 from carecast.campaign.steps.send import SendAction
 from carecast.campaign.steps.update import Update
+from carecast.campaign.stored_types import text_warnings
 from carecast.policy.model import HouseRules
 from carecast.render.context import template_context
 from carecast.render.links import LinkSigner
@@ -168,11 +171,15 @@ def _stage_problems(campaign: Campaign, path: Path, lifecycle: Lifecycle | None,
             report.errors.append(problem_at(path, document.node_at(loc), f"unknown lifecycle stage {stage!r}{where}"))
 
 
-def validate_project(campaigns_dir: Path, templates_dir: Path, paths: Iterable[Path] | None = None) -> Report:
+def validate_project(
+    campaigns_dir: Path, templates_dir: Path, paths: Iterable[Path] | None = None, store: Session | None = None
+) -> Report:
     """Everything `carecast validate` checks; `paths` limits what is checked.
 
     A path may be a campaign file, a folder of them (with its own `policy.yaml` and
     `lifecycle.yaml`), or one of those two house files, which is checked as what it is.
+    With a `store`, filters are also checked against how the stored contacts hold the
+    attributes they compare (carecast/campaign/stored_types.py).
     """
     report = Report()
     folders, files = _targets(campaigns_dir, [Path(p) for p in paths or ()], report)
@@ -197,6 +204,8 @@ def validate_project(campaigns_dir: Path, templates_dir: Path, paths: Iterable[P
         report.campaigns.append(campaign)
         _stage_problems(campaign, path, report.lifecycle, report)
         document = read_yaml(path)
+        if store is not None:
+            report.warnings += text_warnings(path, document, store)
         steps = {step.id: n for n, step in enumerate(campaign.steps)}
         for step_id, send in campaign.sends():
             where = ("send", "template") if campaign.send is not None else ("steps", steps[step_id], "send", "template")
