@@ -514,6 +514,40 @@ def _signal_broadcast(campaign_id: str, signal: str) -> None:
     _say(f"{signal:<10} {_run_temporal(settings, work)}")
 
 
+@app.command("audience")
+def audience(
+    campaign_id: Annotated[str, typer.Argument(help="a deployed broadcast campaign")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the counts as JSON")] = False,
+) -> None:
+    """Whom a broadcast would reach now, and what the policy would do with each: a dry run that writes nothing."""
+    from carecast.audience import audience_report
+    from carecast.broadcasts import BroadcastError, deployed_broadcast
+    from carecast.campaign.house_rules import load_house_rules
+    from carecast.store.db import make_sessionmaker
+    from carecast.store.house_rules import DeployedHouseRules
+
+    settings = _settings()
+    engine = _store(settings)
+    sessions = make_sessionmaker(engine)
+    try:
+        rules = DeployedHouseRules(sessions, fallback=load_house_rules(settings.campaigns_dir))()
+        with sessions() as session:
+            campaign, _ = deployed_broadcast(session, campaign_id)
+            report = audience_report(session, campaign, rules, datetime.now(UTC))
+    except BroadcastError as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+    if as_json:
+        _say(json.dumps(report.as_dict(), indent=2))
+        return
+    listed = lambda counts: ", ".join(f"{k} {n}" for k, n in counts.most_common()) or "none"  # noqa: E731
+    _say(f"{campaign_id}: {report.matched} contact(s) match its audience")
+    _say(f"  would send now   {listed(report.sends)}")
+    _say(f"  would wait       {listed(report.deferred)}")
+    _say(f"  would not reach  {listed(report.skipped)}")
+
+
 @broadcast_app.command("pause")
 def broadcast_pause(campaign_id: str) -> None:
     """Pause the running broadcast of a campaign (it finishes the page it is on)."""

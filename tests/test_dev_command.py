@@ -10,6 +10,7 @@ import asyncio
 import email
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import select
 from temporalio.client import Client
 
@@ -62,6 +64,17 @@ def dev_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
+
+
+def awake_all_day(tmp_path: Path) -> Path:
+    """The shipped campaigns with house rules that have no quiet hours: a care message to the demo contact
+    goes at once whatever the hour of the test in the contact's zone (Los Angeles)."""
+    campaigns = tmp_path / "campaigns"
+    shutil.copytree(ROOT / "campaigns", campaigns)
+    policy = yaml.safe_load((campaigns / "policy.yaml").read_text())
+    policy.pop("quiet_hours"), policy.pop("regional_quiet_hours")
+    (campaigns / "policy.yaml").write_text(yaml.safe_dump(policy))
+    return campaigns
 
 
 def test_dev_refuses_to_start_on_a_taken_port_and_starts_nothing(tmp_path):
@@ -199,7 +212,7 @@ async def test_a_mailbox_providers_one_click_unsubscribes_from_the_topic_and_kee
     tmp_path, dev_process, database_url
 ):
     """As Gmail does it (RFC 8058): the https link from List-Unsubscribe, POSTed as multipart, no cookies."""
-    env = dev_env(tmp_path, CARECAST_DATABASE_URL=database_url)
+    env = dev_env(tmp_path, CARECAST_DATABASE_URL=database_url, CARECAST_CAMPAIGNS_DIR=str(awake_all_day(tmp_path)))
     dev = dev_process(env)
     dev.wait_for("ready")
     data = '{"order_id": "A-1", "new_eta": "Friday"}'
