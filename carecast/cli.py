@@ -522,6 +522,7 @@ def audience(
     """Whom a broadcast would reach now, and what the policy would do with each: a dry run that writes nothing."""
     from carecast.audience import audience_report
     from carecast.broadcasts import BroadcastError, deployed_broadcast
+    from carecast.campaign.documents import InvalidFile
     from carecast.campaign.house_rules import load_house_rules
     from carecast.store.db import make_sessionmaker
     from carecast.store.house_rules import DeployedHouseRules
@@ -536,13 +537,15 @@ def audience(
             report = audience_report(session, campaign, rules, datetime.now(UTC))
     except BroadcastError as exc:
         _fail(str(exc))
+    except InvalidFile as exc:
+        _fail(f"the house rules cannot be read:\n{exc}")
     finally:
         engine.dispose()
     if as_json:
         _say(json.dumps(report.as_dict(), indent=2))
         return
     listed = lambda counts: ", ".join(f"{k} {n}" for k, n in counts.most_common()) or "none"  # noqa: E731
-    _say(f"{campaign_id}: {report.matched} contact(s) match its audience")
+    _say(f"{campaign_id}: {report.matched} contact(s) match its audience (as if started by hand now)")
     _say(f"  would send now   {listed(report.sends)}")
     _say(f"  would wait       {listed(report.deferred)}")
     _say(f"  would not reach  {listed(report.skipped)}")
@@ -923,6 +926,8 @@ def events_send(
     ] = None,
 ) -> None:
     """Record an event for a contact and start the journeys it triggers."""
+    from carecast.api.events import MAX_EVENT_ID
+    from carecast.campaign.patterns import IDENTIFIER
     from carecast.contacts.schema import CONTACT_ID, ContactFields, first_error, personal_id
     from carecast.contacts.writer import create_if_missing
     from carecast.intake.ingest import ingest_event
@@ -938,6 +943,10 @@ def events_send(
             _fail(f"--data is not valid JSON: {exc.msg} at column {exc.colno}")
         if not isinstance(payload, dict):
             _fail('--data must be a JSON object, e.g. \'{"order_id": "o-1"}\'')
+    if not re.fullmatch(IDENTIFIER, event):
+        _fail(f"event name {event!r} must match {IDENTIFIER}, e.g. order_placed")
+    if event_id is not None and not 1 <= len(event_id) <= MAX_EVENT_ID:
+        _fail(f"--id must be 1 to {MAX_EVENT_ID} characters")
     fields = None
     if create_contact is not None:
         try:

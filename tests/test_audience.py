@@ -55,3 +55,17 @@ def test_the_dry_run_counts_what_the_policy_would_do_and_writes_nothing(settings
         assert session.scalar(select(func.count()).select_from(Delivery)) == 0
     words = subprocess.run([CARECAST, "audience", "vip_news"], env=env, capture_output=True, text=True, timeout=60)
     assert "vip_news: 5 contact(s) match its audience" in words.stdout and "would send now   " in words.stdout
+
+
+def test_house_rules_it_cannot_read_are_named_not_a_traceback(settings, database_url, sessions, tmp_path):
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / "policy.yaml").write_text(POLICY)
+    (campaigns / "vip_news.yaml").write_text(VIP_NEWS)
+    with sessions.begin() as session:
+        deploy(session, settings.templates_dir, campaigns / "vip_news.yaml")
+    (campaigns / "policy.yaml").write_text("quiet_hours: {start: '25:00', end: '08:00'}\n")  # broken since
+    env = {"PATH": "/usr/bin:/bin", "CARECAST_HOME": str(settings.home), "CARECAST_DATABASE_URL": database_url,
+           "CARECAST_CAMPAIGNS_DIR": str(campaigns)}  # fmt: skip
+    done = subprocess.run([CARECAST, "audience", "vip_news"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "the house rules cannot be read" in done.stderr and "Traceback" not in done.stderr

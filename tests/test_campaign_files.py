@@ -394,3 +394,32 @@ def test_a_filter_comparing_with_an_attribute_stored_as_text_is_a_warning_at_its
         f"{path}:7:28: attributes.vip is compared with a boolean, but 1 stored contact(s) hold it as text, which "
         "never matches: import the column as attr.vip:bool"
     ]
+
+
+@pytest.mark.store
+def test_presence_checks_and_lifecycle_stages_are_judged_rightly_against_stored_text(project, sessions):
+    """`exists` holds for text too (no warning); a lifecycle stage's comparison is checked like a campaign's."""
+    present = "trigger: {event: signed_up}\nentry: {when: {attributes.interests: {exists: true}}}"
+    project(JOURNEY.replace("trigger: {event: signed_up}", present))
+    (project.campaigns / "lifecycle.yaml").write_text(
+        "stages:\n  - {name: loyal, when: {attributes.orders: {gte: 5}}}\n  - {name: new}\n"
+    )
+    with sessions.begin() as session:
+        add_contact(session, "c-1", attributes={"interests": "running", "orders": "7"})
+    with sessions() as session:
+        report = validate_project(project.campaigns, project.templates, [project.campaigns], session)
+    assert [str(w) for w in report.warnings] == [
+        f"{project.campaigns.resolve() / 'lifecycle.yaml'}:2:51: attributes.orders is compared with a number, but 1 "
+        "stored contact(s) hold it as text, which never matches: import the column as attr.orders:number"
+    ]
+
+
+def test_a_campaign_file_elsewhere_is_checked_against_the_campaigns_folders_house_files(project, tmp_path):
+    """A draft outside the folder: the postal address still comes from campaigns/policy.yaml, as deploy takes it."""
+    drafts = tmp_path / "drafts"
+    drafts.mkdir()
+    draft = drafts / "hello.yaml"
+    draft.write_text(JOURNEY)
+    assert messages(project, draft, draft.resolve()) == ([], [])  # named twice, checked once
+    report = validate_project(project.campaigns, project.templates, [draft, draft.resolve()])
+    assert len(report.campaigns) == 1

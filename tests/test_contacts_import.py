@@ -195,3 +195,18 @@ def test_an_unknown_attribute_type_stops_the_import_before_any_row(sessions, tmp
     with pytest.raises(ImportFileError, match="column 'attr.vip:boolean': unknown type 'boolean'; use text, bool"):
         import_file(sessions, path)
     assert count(sessions, Contact) == 0
+
+
+def test_a_column_imported_again_with_its_type_corrected_stores_the_new_type(sessions, tmp_path):
+    """1 == True in Python: a bool column imported after an int one must not be taken as unchanged."""
+    first = import_file(sessions, csv_file(tmp_path, "c-1,1", header="id,attr.vip:int\n"))
+    second = import_file(sessions, csv_file(tmp_path, "c-1,true", header="id,attr.vip:bool\n"))
+    assert (first.summary.created, second.summary.updated) == (1, 1)
+    with sessions() as session:
+        assert session.get(Contact, "c-1").attributes["vip"] is True
+
+
+def test_a_date_in_a_datetime_column_is_told_how_to_write_it(sessions, tmp_path):
+    report = import_file(sessions, csv_file(tmp_path, "c-1,2026-11-02", header="id,attr.at:datetime\n"))
+    assert str(report.rejected[0]).endswith("'2026-11-02' is a date with no time: write 2026-11-02T00:00:00Z, or "
+                                            "declare the column :date")  # fmt: skip

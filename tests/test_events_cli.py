@@ -33,6 +33,20 @@ def test_the_event_may_create_its_contact(settings, database_url, sessions):
 
 
 @pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["c-2", "order placed", "--create-contact", '{"email": "a@example.com"}'], "event name 'order placed' must"),
+        (["c-2", "signed_up", "--id", "x" * 129, "--create-contact", "{}"], "--id must be 1 to 128 characters"),
+    ],
+)
+def test_an_event_it_cannot_record_creates_no_contact(settings, database_url, sessions, args, says):
+    done = send(settings, database_url, *args)
+    assert done.returncode == 1 and says in done.stderr
+    with sessions() as session:
+        assert session.query(Contact).count() == 0
+
+
+@pytest.mark.parametrize(
     ("contact", "fields", "says"),
     [
         ("c-2", '{"email": "not an address"}', "--create-contact: email: "),

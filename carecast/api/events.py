@@ -24,11 +24,15 @@ from carecast.contacts.writer import create_if_missing
 from carecast.intake.ingest import ingest_event
 from carecast.intake.record import IncomingEvent, UnknownContactError
 
+MAX_EVENT_ID = 128  # the events table's column
+
 
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=128, description="your id for the event; a repeat is ignored")
+    event_id: str = Field(
+        min_length=1, max_length=MAX_EVENT_ID, description="your id for the event; a repeat is ignored"
+    )
     contact_id: str = Field(pattern=CONTACT_ID)
     name: str = Field(pattern=IDENTIFIER, description="e.g. order_placed")
     occurred_at: AwareDatetime

@@ -10,7 +10,6 @@ valid; its audience is empty. `carecast validate` warns at the filter's line whe
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, literal, select
@@ -31,7 +30,7 @@ def typed_comparisons(data: Any, at: tuple = ()) -> Iterator[tuple[tuple, str, s
         for key, value in data.items():
             if isinstance(key, str) and key.startswith(ATTRIBUTE) and isinstance(value, dict):
                 for op, operand in value.items():
-                    if (kind := _kind(operand)) is not None:
+                    if op != "exists" and (kind := _kind(operand)) is not None:  # exists: present, whatever kind
                         yield (*at, key, op), key.removeprefix(ATTRIBUTE), kind
             else:
                 yield from typed_comparisons(value, (*at, key))
@@ -61,14 +60,15 @@ def held_as_text(session: Session, names: set[str]) -> dict[str, int]:
     return counts
 
 
-def text_warnings(path: Path, document: Document, session: Session) -> list[Problem]:
+def text_warnings(document: Document, session: Session) -> list[Problem]:
+    """A warning at each comparison in the document (a campaign, lifecycle.yaml) that stored contacts defeat."""
     comparisons = list(typed_comparisons(document.data))
     if not comparisons:
         return []
     texts = held_as_text(session, {name for _, name, _ in comparisons})
     return [
         problem_at(
-            path,
+            document.path,
             document.node_at(where),
             f"attributes.{name} is compared with a {kind}, but {texts[name]} stored contact(s) hold it as text, "
             f"which never matches: import the column as attr.{name}:{CSV_TYPE[kind]}",

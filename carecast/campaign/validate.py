@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from carecast.campaign.documents import InvalidFile, Problem, problem_at, read_yaml
 from carecast.campaign.house_rules import load_house_rules
-from carecast.campaign.lifecycle import Lifecycle, load_lifecycle
+from carecast.campaign.lifecycle import LIFECYCLE_FILE, Lifecycle, load_lifecycle
 from carecast.campaign.load import NOT_CAMPAIGNS, campaign_files, load_campaign
 from carecast.campaign.model import Campaign
 from carecast.campaign.steps.send import SendAction
@@ -79,10 +79,9 @@ def _targets(campaigns_dir: Path, paths: list[Path], report: Report) -> tuple[li
         elif path.name in NOT_CAMPAIGNS:
             folders.append(path.parent)
         else:
-            files.append(path)
-            folders.append(path.parent)
-    unique = list(dict.fromkeys(p.resolve() for p in folders)) or [campaigns_dir]
-    return unique, list(dict.fromkeys(files))
+            files.append(path)  # checked against the campaigns folder's house files, as deploy does
+    unique_files = list({p.resolve(): p for p in files}.values())
+    return list(dict.fromkeys(p.resolve() for p in folders)) or [campaigns_dir], unique_files
 
 
 def _template_problems(
@@ -194,6 +193,10 @@ def validate_project(
                 report.lifecycle = report.lifecycle or loaded
             elif isinstance(loaded, HouseRules) and folder == folders[0]:
                 report.house_rules = loaded
+    if store is not None:
+        for folder in folders:
+            if (lifecycle := folder / LIFECYCLE_FILE).exists():
+                report.warnings += text_warnings(read_yaml(lifecycle), store)
     renderer = TemplateRenderer(templates_dir)
     for path in files:
         try:
@@ -205,7 +208,7 @@ def validate_project(
         _stage_problems(campaign, path, report.lifecycle, report)
         document = read_yaml(path)
         if store is not None:
-            report.warnings += text_warnings(path, document, store)
+            report.warnings += text_warnings(document, store)
         steps = {step.id: n for n, step in enumerate(campaign.steps)}
         for step_id, send in campaign.sends():
             where = ("send", "template") if campaign.send is not None else ("steps", steps[step_id], "send", "template")

@@ -55,6 +55,8 @@ def _datetime(cell: str) -> str:
         moment = datetime.fromisoformat(cell)
     except ValueError:
         raise ValueError(f"{cell!r} is not an ISO 8601 time, e.g. 2026-11-02T09:30:00+01:00") from None
+    if moment.tzinfo is None and "T" not in cell and " " not in cell:
+        raise ValueError(f"{cell!r} is a date with no time: write {cell}T00:00:00Z, or declare the column :date")
     if moment.tzinfo is None:
         raise ValueError(f"{cell!r} has no time zone: add one, e.g. {cell}+01:00 or {cell}Z")
     return moment.astimezone(UTC).isoformat(timespec="seconds")

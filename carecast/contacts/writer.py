@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from carecast.campaign.durations import format_duration
 from carecast.channels.base import CHANNELS
@@ -68,10 +69,24 @@ def new_preferences(contact_id: str) -> Preferences:
     )
 
 
+def _identical(a: Any, b: Any) -> bool:
+    """Equal and of the same types throughout: Python's 1 == True would keep a number where a bool is meant."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_identical(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_identical, a, b))
+    return a == b
+
+
 def _set(row: Any, field: str, value: Any) -> bool:
-    if getattr(row, field) == value:
+    before = getattr(row, field)
+    if _identical(before, value):
         return False
     setattr(row, field, value)
+    if before == value:  # equal to Python, so the ORM would write nothing: it must (1 becomes true)
+        flag_modified(row, field)
     return True
 
 
