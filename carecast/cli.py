@@ -514,6 +514,37 @@ def _signal_broadcast(campaign_id: str, signal: str) -> None:
     _say(f"{signal:<10} {_run_temporal(settings, work)}")
 
 
+@app.command("send-test")
+def send_test_command(
+    campaign_id: Annotated[str, typer.Argument(help="a campaign in the campaigns folder, deployed or not")],
+    to: Annotated[str, typer.Option("--to", help="an email address, or a phone number as +<country code><number>")],
+    contact: Annotated[str | None, typer.Option(help="render for this stored contact (default: the sample)")] = None,
+    step: Annotated[str | None, typer.Option(help="this step's message (default: the first on that channel)")] = None,
+) -> None:
+    """Send one message of a campaign to yourself, as a contact would get it, marked [TEST].
+
+    Through the configured provider (or the outbox), outside the ledger: it uses up no cap, is in no
+    report, and its links are samples, so clicking them changes nothing for the contact.
+    """
+    from carecast.channels.base import ProviderError
+    from carecast.preview import PreviewError
+    from carecast.send_test import compose_test_message, send_test
+
+    settings = _settings()
+    engine = _store(settings) if contact else None
+    try:
+        message = compose_test_message(settings, campaign_id, to, contact, step, engine)
+        receipt = send_test(settings, message)
+    except PreviewError as exc:
+        _fail(str(exc))
+    except ProviderError as exc:
+        _fail(f"the provider refused the test: {exc}")
+    finally:
+        if engine is not None:
+            engine.dispose()
+    _say(f"sent test  {message.channel} to {message.to} by {receipt.provider} ({message.subject or message.text[:40]})")
+
+
 @app.command("audience")
 def audience(
     campaign_id: Annotated[str, typer.Argument(help="a deployed broadcast campaign")],

@@ -7,6 +7,7 @@ from sqlalchemy import Engine
 from carecast.campaign.documents import InvalidFile
 from carecast.campaign.house_rules import load_house_rules
 from carecast.campaign.load import load_campaign
+from carecast.campaign.model import Campaign
 from carecast.campaign.validate import SAMPLE_LINKS, sample_context
 from carecast.config import ConfigError, Settings
 from carecast.contacts.views import contact_facts
@@ -22,36 +23,42 @@ class PreviewError(Exception):
     pass
 
 
-def preview_campaign(
-    settings: Settings, campaign_id: str, contact_id: str | None = None, step_id: str | None = None,
-    engine: Engine | None = None,
-) -> list[str]:  # fmt: skip
+def local_campaign(settings: Settings, campaign_id: str) -> Campaign:
+    """The campaign file of that id in the campaigns folder (deployed or not)."""
     path = settings.campaigns_dir / f"{campaign_id}.yaml"
     if not path.exists():
         raise PreviewError(f"no campaign {campaign_id!r}: {path} does not exist")
     try:
-        campaign = load_campaign(path)
+        return load_campaign(path)
     except InvalidFile as exc:
         raise PreviewError(str(exc)) from None
+
+
+def rendering_context(
+    settings: Settings, campaign: Campaign, contact_id: str | None, engine: Engine | None, links: LinkSigner
+) -> tuple[dict, str | None]:
+    """(what the templates see, the locale) for a stored contact, or for the campaign's sample one."""
     postal_address = load_house_rules(settings.campaigns_dir).email.postal_address
-    context = sample_context(campaign, postal_address)
-    locale = context["contact"]["locale"]
-    if contact_id is not None:
-        with make_sessionmaker(engine)() as session:
-            contact = session.get(Contact, contact_id)
-            if contact is None:
-                raise PreviewError(f"no contact with id {contact_id!r}")
-            facts = contact_facts(contact)
-        context = template_context(
-            facts,
-            campaign.samples.event,
-            campaign.id,
-            campaign.name,
-            campaign.topic,
-            _links(settings),
-            postal_address,
-        )
-        locale = facts.get("locale")
+    if contact_id is None:
+        context = sample_context(campaign, postal_address)
+        return context, context["contact"]["locale"]
+    with make_sessionmaker(engine)() as session:
+        contact = session.get(Contact, contact_id)
+        if contact is None:
+            raise PreviewError(f"no contact with id {contact_id!r}")
+        facts = contact_facts(contact)
+    context = template_context(
+        facts, campaign.samples.event, campaign.id, campaign.name, campaign.topic, links, postal_address
+    )
+    return context, facts.get("locale")
+
+
+def preview_campaign(
+    settings: Settings, campaign_id: str, contact_id: str | None = None, step_id: str | None = None,
+    engine: Engine | None = None,
+) -> list[str]:  # fmt: skip
+    campaign = local_campaign(settings, campaign_id)
+    context, locale = rendering_context(settings, campaign, contact_id, engine, _links(settings))
     sends = [(sid, send) for sid, send in campaign.sends() if step_id in (None, sid)]
     if not sends:
         raise PreviewError(f"{campaign_id} has no send step {step_id!r}")
