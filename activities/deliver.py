@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -33,21 +32,19 @@ from temporalio.exceptions import ApplicationError
 from carecast.channels.base import OutboundMessage, Provider, ProviderError, ProviderReceipt
 from carecast.channels.handover import hand_over
 from carecast.channels.router import unconfigured_channels
-from carecast.contacts.views import contact_facts, frequency_limit
+from carecast.contacts.views import contact_facts
 from carecast.delivery import ledger
 from carecast.delivery.answers import Claimed, read_answer
-from carecast.delivery.claim import Facts, Outcome, Settled, decide_message, suppressed_addresses
+from carecast.delivery.claim import Facts, Outcome, Settled, decide_message, read_for_policy
 from carecast.delivery.compose import Composer
 from carecast.delivery.ledger import CLAIMED, HANDING_OVER, Row, Status, move
 from carecast.policy.decision import Send
-from carecast.policy.frequency import count_window
 from carecast.policy.model import HouseRules, SentDelivery, rules_source
 from carecast.render.bundles import BundleTemplates
 from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateError, TemplateRenderer
 from carecast.store.campaigns import RecentStates
-from carecast.store.expressions import one_of
-from carecast.store.models import Preferences, utcnow
+from carecast.store.models import utcnow
 from carecast.store.pacing import take
 from carecast.store.writes import lock_contact_rows
 from workflows.journey.contract import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
@@ -161,18 +158,12 @@ class DeliveryActivities:
         ], lease_ends
 
     def _facts(self, session: Session, contacts, contact_ids, requests, rules: HouseRules, now: datetime) -> Facts:
-        table = Preferences.__table__
-        preferences = {
-            p.contact_id: p
-            for p in session.execute(select(table).where(one_of(session, table.c.contact_id, contact_ids)))
-        }
-        # Read back as far as the longest cap needs, the house's or a contact's own ("2 per 90d").
-        window = count_window([*rules.caps, *(frequency_limit(p) for p in preferences.values())])
+        reads = read_for_policy(session, contacts, contact_ids, rules, now)
         return Facts(
             contacts=contacts,
-            preferences=preferences,
-            suppressed=suppressed_addresses(session, contacts.values()),
-            counted=ledger.counted(session, contact_ids, now, window),
+            preferences=reads.preferences,
+            suppressed=reads.suppressed,
+            counted=reads.counted,
             holds={c: self.campaign_states.get(session, c) for c in {r.campaign_id for r in requests}},
             rules=rules,
             now=now,

@@ -16,18 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carecast.campaign.model import Campaign
-from carecast.contacts.views import contact_view, frequency_limit, preference_view
-from carecast.delivery import ledger
-from carecast.delivery.claim import suppressed_addresses
+from carecast.contacts.views import contact_view, preference_view
+from carecast.delivery.claim import read_for_policy
 from carecast.filters.model import parse_filter
 from carecast.filters.sql import to_sql
 from carecast.policy.decide import decide
 from carecast.policy.decision import Defer, Send, Skip
-from carecast.policy.frequency import count_window
 from carecast.policy.model import HouseRules, Message
 from carecast.store.campaigns import campaign_states
-from carecast.store.expressions import one_of
-from carecast.store.models import Contact, Preferences
+from carecast.store.models import Contact
 
 PAGE = 1000
 
@@ -60,16 +57,11 @@ def audience_report(session: Session, campaign: Campaign, rules: HouseRules, now
         if not page:
             return report
         after = page[-1].id
-        ids = [c.id for c in page]
-        table = Preferences.__table__
-        rows = session.execute(select(table).where(one_of(session, table.c.contact_id, ids)))
-        preferences = {p.contact_id: p for p in rows}
-        window = count_window([*rules.caps, *(frequency_limit(p) for p in preferences.values())])
-        recent = ledger.counted(session, ids, now, window)
-        suppressed = suppressed_addresses(session, page)
+        reads = read_for_policy(session, {c.id: c for c in page}, [c.id for c in page], rules, now)
         for contact in page:
-            prefs = preference_view(preferences.get(contact.id))
-            decision = decide(message, contact_view(contact), prefs, suppressed, recent[contact.id], rules, now)
+            prefs = preference_view(reads.preferences.get(contact.id))
+            recent = reads.counted[contact.id]
+            decision = decide(message, contact_view(contact), prefs, reads.suppressed, recent, rules, now)
             report.matched += 1
             if isinstance(decision, Send):
                 report.sends[decision.channel] += 1

@@ -23,11 +23,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.exceptions import ApplicationError
 
-from carecast.contacts.views import contact_view, preference_view
+from carecast.contacts.views import contact_view, frequency_limit, preference_view
 from carecast.delivery.answers import AUTH_RETRY_FIRST, AUTH_RETRY_MOST, RESEND_AFTER_UNCERTAINTY, RESEND_DUE, backoff
-from carecast.delivery.ledger import CLAIMED, FINAL, Row, Status, move
+from carecast.delivery.ledger import CLAIMED, FINAL, Row, Status, counted, move
 from carecast.policy.decide import decide
 from carecast.policy.decision import Defer, Send, Skip
+from carecast.policy.frequency import count_window
 from carecast.policy.model import HouseRules, Message, SentDelivery
 from carecast.policy.timezones import contact_zone
 from carecast.store.expressions import one_of
@@ -71,6 +72,32 @@ class Facts:
     now: datetime
     unconfigured: Mapping[str, str]  # channel -> the setting that would give it a provider
     idempotent: bool  # the provider may be handed a message twice without sending it twice
+
+
+@dataclass(frozen=True)
+class ContactReads:
+    """What the policy needs of a batch of contacts beyond their rows: choices, suppressions, recent sends."""
+
+    preferences: Mapping[str, Preferences]
+    suppressed: set[tuple[str, str]]
+    counted: Mapping[str, list[SentDelivery]]
+
+
+def read_for_policy(
+    session: Session, contacts: Mapping[str, Contact], contact_ids: list[str], rules: HouseRules, now: datetime
+) -> ContactReads:
+    """Three queries for the whole batch (the deliver activity's claim, and `carecast audience`)."""
+    table = Preferences.__table__
+    preferences = {
+        p.contact_id: p for p in session.execute(select(table).where(one_of(session, table.c.contact_id, contact_ids)))
+    }
+    # Read back as far as the longest cap needs, the house's or a contact's own ("2 per 90d").
+    window = count_window([*rules.caps, *(frequency_limit(p) for p in preferences.values())])
+    return ContactReads(
+        preferences=preferences,
+        suppressed=suppressed_addresses(session, contacts.values()),
+        counted=counted(session, contact_ids, now, window),
+    )
 
 
 def suppressed_addresses(session: Session, contacts) -> set[tuple[str, str]]:
