@@ -32,6 +32,7 @@ from temporalio.exceptions import ApplicationError
 from carecast.channels.base import OutboundMessage, Provider, ProviderError, ProviderReceipt
 from carecast.channels.handover import hand_over
 from carecast.channels.router import unconfigured_channels
+from carecast.clock import Clock
 from carecast.contacts.views import contact_facts
 from carecast.delivery import ledger
 from carecast.delivery.answers import Claimed, read_answer
@@ -66,14 +67,17 @@ class DeliveryActivities:
         provider: Provider,
         house_rules: HouseRules | Callable[[], HouseRules],
         links: LinkSigner,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = utcnow,
+        observe: Callable[[DeliverInput, Outcome], None] | None = None,
     ) -> None:
+        """`observe` hears what each request came to, as it is returned (the simulation's timeline)."""
         self.sessions = sessions
         self.rules = rules_source(house_rules)
         self.composer = Composer(sessions, BundleTemplates(sessions, renderer, lambda: self.rules().email), links)
         self.campaign_states = RecentStates()
         self.provider = provider
         self.clock = clock
+        self.observe = observe
 
     @activity.defn(name=DELIVER)
     def deliver(self, request: DeliverInput) -> DeliverResult:
@@ -95,6 +99,9 @@ class DeliveryActivities:
             # Other attempts take a claimed message once its lease is over: no hand-over after that (less
             # the margin), nor after this attempt's own deadline.
             self._hand_over(claimed, outcomes, rules, lease_ends, min(attempt_ends, lease_ends - HANDOVER_MARGIN))
+        if self.observe is not None:
+            for request, outcome in zip(requests, outcomes, strict=True):
+                self.observe(request, outcome)
         return outcomes  # type: ignore[return-value]
 
     # 1. decide and claim, under the contacts' locks

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from carecast.campaign.steps.wait_until import WEEKDAYS
+from carecast.clock import Clock
 from carecast.contacts.views import contact_facts
 from carecast.filters.evaluate import matches
 from carecast.filters.model import parse_filter
@@ -22,7 +23,7 @@ from carecast.intake.settlement import Settlement, leave
 from carecast.policy.local_time import earliest_instant_for_wall, wall
 from carecast.policy.model import HouseRules, rules_source
 from carecast.policy.timezones import contact_zone
-from carecast.store.models import Contact, Event
+from carecast.store.models import Contact, Event, utcnow
 from workflows.journey.contract import (
     JOURNEY_ENDED,
     MATCH_CASE,
@@ -58,11 +59,13 @@ class JourneyStepActivities:
         house_rules: HouseRules | Callable[[], HouseRules],
         client: Callable[[], Client] | None = None,
         task_queue: str = "",
+        clock: Clock = utcnow,
     ) -> None:
         self.sessions = sessions
         self.rules = rules_source(house_rules)
         self.client = client
         self.task_queue = task_queue
+        self.clock = clock
 
     def _contact(self, session: Session, contact_id: str) -> Contact:
         contact = session.get(Contact, contact_id)
@@ -127,4 +130,4 @@ class JourneyStepActivities:
             if request.lifecycle_stage is None or old == request.lifecycle_stage:
                 return []
             session.flush()
-            return record_stage_move(session, contact.id, old, request.lifecycle_stage, occasion)
+            return record_stage_move(session, contact.id, old, request.lifecycle_stage, occasion, self.clock())

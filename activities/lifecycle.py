@@ -13,11 +13,12 @@ from temporalio import activity
 from temporalio.client import Client
 
 from carecast.campaign.lifecycle import Lifecycle
+from carecast.clock import Clock
 from carecast.filters.model import parse_filter
 from carecast.filters.sql import to_sql
 from carecast.intake.record import record_stage_moves
 from carecast.intake.relay import Relay
-from carecast.store.models import Contact
+from carecast.store.models import Contact, utcnow
 from workflows.lifecycle_contract import HEARTBEAT_EVERY, RECOMPUTE_STAGES, RecomputePage, RecomputeResult
 
 T = TypeVar("T")
@@ -37,16 +38,19 @@ class LifecycleActivities:
         lifecycle: Lifecycle | None,
         client: Callable[[], Client],
         task_queue: str,
+        clock: Clock = utcnow,
     ) -> None:
         self.sessions = sessions
         self.lifecycle = lifecycle
         self.client = client
         self.task_queue = task_queue
+        self.clock = clock
 
-    def _move_page(self, page: RecomputePage) -> tuple[list[int], int, int, str | None]:
+    def move_page(self, page: RecomputePage) -> tuple[list[int], int, int, str | None]:
         """Moves a page's contacts and writes their announcements in the same transaction.
 
-        Returns the outbox rows, the rows read, the contacts moved and the last contact id.
+        Returns the outbox rows, the rows read, the contacts moved and the last contact id. The
+        activity's work, and what `carecast simulate` runs itself at each recompute.
         """
         target = target_stage(self.lifecycle, page.as_of).label("target")
         query = select(Contact.id, Contact.lifecycle_stage, target).order_by(Contact.id).limit(page.limit)
@@ -61,14 +65,14 @@ class LifecycleActivities:
             for stage, ids in by_target.items():
                 session.execute(update(Contact).where(Contact.id.in_(ids)).values(lifecycle_stage=stage))
             # A retried page finds its moves made and writes nothing new; the first attempt's rows still go out.
-            signals = record_stage_moves(session, moves, page.as_of.strftime("%Y%m%dT%H%M%SZ"))
+            signals = record_stage_moves(session, moves, page.as_of.strftime("%Y%m%dT%H%M%SZ"), self.clock())
         return signals, len(rows), len(moves), rows[-1][0] if rows else None
 
     @activity.defn(name=RECOMPUTE_STAGES)
     async def recompute_stages(self, page: RecomputePage) -> RecomputeResult:
         if self.lifecycle is None:
             return RecomputeResult(last_contact_id=None, rows=0, moved=0)
-        signals, rows, moved, last = await heartbeating(asyncio.to_thread(self._move_page, page))
+        signals, rows, moved, last = await heartbeating(asyncio.to_thread(self.move_page, page))
         await heartbeating(Relay(self.client(), self.sessions, self.task_queue).send(signals), last)
         return RecomputeResult(last_contact_id=last, rows=rows, moved=moved)
 

@@ -8,7 +8,7 @@ from the outbox (carecast/intake/relay.py) whatever wrote to it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
@@ -23,12 +23,16 @@ from activities.lifecycle import LifecycleActivities
 from carecast.campaign.house_rules import load_house_rules
 from carecast.campaign.lifecycle import load_lifecycle
 from carecast.channels.base import Provider
+from carecast.clock import Clock
 from carecast.config import Settings
+from carecast.delivery.claim import Outcome
 from carecast.intake.relay import Relay
 from carecast.render.templates import TemplateRenderer
 from carecast.store.db import make_sessionmaker
 from carecast.store.house_rules import DeployedHouseRules
+from carecast.store.models import utcnow
 from workflows.broadcast import BroadcastWorkflow
+from workflows.journey.contract import DeliverInput
 from workflows.journey.workflow import JourneyWorkflow
 from workflows.legacy.journey_v1 import JourneyWorkflowV1
 from workflows.lifecycle import LifecycleWorkflow
@@ -39,19 +43,33 @@ ACTIVITY_THREADS = 16
 
 @asynccontextmanager
 async def carecast_worker(
-    client: Client, settings: Settings, engine: Engine, provider: Provider
+    client: Client,
+    settings: Settings,
+    engine: Engine,
+    provider: Provider,
+    clock: Clock = utcnow,
+    observe: Callable[[DeliverInput, Outcome], None] | None = None,
 ) -> AsyncIterator[Worker]:
-    """A configured worker, the thread pool its activities run in, and the outbox relay, closed together."""
+    """A configured worker, the thread pool its activities run in, and the outbox relay, closed together.
+
+    `clock` and `observe` are for `carecast simulate`: its simulated time, and what each message came to.
+    """
     sessions = make_sessionmaker(engine)
     # The rules as last deployed (this folder's until a deploy stores them): limits are never frozen.
     house_rules = DeployedHouseRules(sessions, fallback=load_house_rules(settings.campaigns_dir))
     delivery = DeliveryActivities(
-        sessions, TemplateRenderer(settings.templates_dir), provider, house_rules, settings.link_signer()
+        sessions,
+        TemplateRenderer(settings.templates_dir),
+        provider,
+        house_rules,
+        settings.link_signer(),
+        clock,
+        observe,
     )
-    steps = JourneyStepActivities(sessions, house_rules, lambda: client, settings.task_queue)
+    steps = JourneyStepActivities(sessions, house_rules, lambda: client, settings.task_queue, clock)
     broadcasts = BroadcastActivities(sessions, delivery, house_rules)
     lifecycle = LifecycleActivities(
-        sessions, load_lifecycle(settings.campaigns_dir), lambda: client, settings.task_queue
+        sessions, load_lifecycle(settings.campaigns_dir), lambda: client, settings.task_queue, clock
     )
     relay, stopping = Relay(client, sessions, settings.task_queue), asyncio.Event()
     relaying = asyncio.create_task(relay.run(stopping), name="carecast outbox relay")

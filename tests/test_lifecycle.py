@@ -174,7 +174,7 @@ async def test_a_page_heartbeats_while_it_works(sessions, tmp_path, monkeypatch)
         time.sleep(0.5)
         return [], 0, 0, None
 
-    monkeypatch.setattr(recompute, "_move_page", slow_page)
+    monkeypatch.setattr(recompute, "move_page", slow_page)
     beats = []
     environment = ActivityEnvironment()
     environment.on_heartbeat = lambda *details: beats.append(details)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -25,9 +26,9 @@ class IngestResult:
     queued: list[str] = field(default_factory=list)
 
 
-def record(sessions: sessionmaker[Session], event: IncomingEvent) -> Recorded:
+def record(sessions: sessionmaker[Session], event: IncomingEvent, now: datetime | None = None) -> Recorded:
     with sessions.begin() as session:
-        return record_event(session, event)
+        return record_event(session, event, now)
 
 
 async def ingest_event(
@@ -37,14 +38,16 @@ async def ingest_event(
     event: IncomingEvent,
     history_limit: int = HISTORY_LIMIT,
     settle_later: bool = False,
+    now: datetime | None = None,
 ) -> IngestResult:
     """Records the event (in a thread: the store never blocks the event loop), then starts and signals.
 
     With no client (Temporal did not answer), everything is queued for the relay. A server
     taking event after event passes `settle_later`: what the delivery leaves to write goes
-    with the next event's transaction (carecast/intake/settlement.py).
+    with the next event's transaction (carecast/intake/settlement.py). `now` is when it is
+    received (the wall clock unless a simulation says otherwise).
     """
-    recorded = await asyncio.to_thread(record, sessions, event)
+    recorded = await asyncio.to_thread(record, sessions, event, now)
     result = IngestResult(recorded.event_id, recorded.duplicate, already_running=recorded.already_running,
                           not_entered=recorded.not_entered)  # fmt: skip
     if client is None:

@@ -213,12 +213,14 @@ def record_stage_move(
     return signals
 
 
-def record_stage_moves(session: Session, moves: list[tuple[str, str | None, str | None]], occasion: str) -> list[int]:
+def record_stage_moves(
+    session: Session, moves: list[tuple[str, str | None, str | None]], occasion: str, now: datetime | None = None
+) -> list[int]:
     """`record_stage_move` for each (contact id, old stage, new stage) a write made."""
     return [
         signal
         for contact_id, old, new in moves
-        for signal in record_stage_move(session, contact_id, old, new, occasion)
+        for signal in record_stage_move(session, contact_id, old, new, occasion, now)
     ]
 
 
