@@ -27,10 +27,14 @@ PREVIEW_WORDS = 12
 OUTBOX_POLICY = email_policy.clone(max_line_length=998)
 
 
+def gist(message: OutboundMessage) -> str:
+    """What a message is about, at a glance: its subject, or its first words."""
+    return message.subject or " ".join(message.text.split()[:PREVIEW_WORDS])
+
+
 def summary_line(message: OutboundMessage, at: datetime) -> str:
     """One line an operator can scan: time, channel, contact, subject or first words."""
-    gist = message.subject or " ".join(message.text.split()[:PREVIEW_WORDS])
-    return f"{at:%Y-%m-%d %H:%M:%S}Z  {message.channel:<5}  {message.contact_id}  {gist}"
+    return f"{at:%Y-%m-%d %H:%M:%S}Z  {message.channel:<5}  {message.contact_id}  {gist(message)}"
 
 
 class OutboxProvider:

@@ -1,0 +1,114 @@
+"""What to simulate: a contact, the events that happen to them and when, and for how long.
+
+Offsets count from the start of the simulation: `0d`, `2d3h`, `90m`, `1w`. On the command
+line an event is `NAME[:JSON]@OFFSET` (`order_placed:{"order_id":"A-1"}@2d3h`); in a file it
+is `{event: order_placed, at: 2d3h, data: {order_id: A-1}}`. A contact described in a file
+takes the fields `PUT /v1/contacts/{id}` takes, and an optional `id`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, PlainSerializer, ValidationError
+
+from carecast.campaign.documents import InvalidFile, load_model
+from carecast.campaign.durations import format_duration, parse_duration
+from carecast.campaign.patterns import IDENTIFIER, describe
+from carecast.contacts.schema import CONTACT_ID, ContactFields, Strict, first_error
+
+DEFAULT_WEEKS = 3
+MAX_WEEKS = 52
+SIMULATED_CONTACT = "simulated"
+_ZERO = re.compile(r"^(?:0+[wdhms])+$")
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be run, with what to write instead."""
+
+
+def parse_offset(text: str) -> timedelta:
+    """`2d3h` → 2 days 3 hours after the start; `0d` is the start itself."""
+    compact = str(text).strip().replace(" ", "")
+    if _ZERO.match(compact):
+        return timedelta()
+    try:
+        return parse_duration(compact)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an offset; write how long after the start, e.g. 0d, 90m, 2d3h or 1w"
+        ) from None
+
+
+def _coerce_offset(value: object) -> object:
+    return parse_offset(value) if isinstance(value, str) else value
+
+
+Offset = Annotated[timedelta, BeforeValidator(_coerce_offset), PlainSerializer(format_duration, return_type=str)]
+
+
+class ScheduledEvent(Strict):
+    """One event of the contact, at its offset from the start."""
+
+    event: str = Field(pattern=IDENTIFIER, description="the event's name, e.g. order_placed")
+    at: Offset = Field(default=timedelta(), description="when, after the start: 0d, 90m, 2d3h, 1w")
+    data: dict[str, Any] = Field(default_factory=dict, description="the event's data, as POST /v1/events takes it")
+
+
+class Profile(ContactFields):
+    """A contact that is not in the store: the fields of `PUT /v1/contacts/{id}`, and an optional id."""
+
+    id: str = Field(default=SIMULATED_CONTACT, pattern=CONTACT_ID)
+
+
+class EventsFile(Strict):
+    events: list[ScheduledEvent]
+
+
+def parse_event(spec: str) -> ScheduledEvent:
+    """`NAME[:JSON]@OFFSET`, as `--event` takes it."""
+    shape = 'write NAME[:JSON]@OFFSET, e.g. signed_up@0d or order_placed:{"order_id":"A-1"}@2d3h'
+    if "@" not in spec:
+        raise ScenarioError(f"--event {spec!r}: no @OFFSET; {shape}")
+    head, offset = spec.rsplit("@", 1)
+    name, _, raw = head.partition(":")
+    if not re.match(IDENTIFIER, name):
+        raise ScenarioError(f"--event {spec!r}: {name!r} is not an event name: {describe(IDENTIFIER)}")
+    data: Any = {}
+    if raw:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            problem = f"its data is not JSON ({exc.msg} at column {exc.pos + 1})"
+            raise ScenarioError(f"--event {spec!r}: {problem}; {shape}") from None
+        if not isinstance(data, dict):
+            raise ScenarioError(f"--event {spec!r}: its data must be a JSON object, {{...}}; {shape}")
+    try:
+        return ScheduledEvent(event=name, at=offset, data=data)
+    except ValidationError as exc:
+        raise ScenarioError(f"--event {spec!r}: {first_error(exc)}") from None
+
+
+def load_events(path: Path) -> list[ScheduledEvent]:
+    """An events file: `events: [{event: signed_up, at: 0d}, ...]`; errors at their line."""
+    try:
+        return load_model(path, EventsFile).events
+    except InvalidFile as exc:
+        raise ScenarioError(str(exc)) from None
+
+
+def load_profile(path: Path) -> Profile:
+    try:
+        return load_model(path, Profile)
+    except InvalidFile as exc:
+        raise ScenarioError(str(exc)) from None
+
+
+def horizon(weeks: float) -> timedelta:
+    if not 0 < weeks <= MAX_WEEKS:
+        raise ScenarioError(f"--weeks {weeks:g}: simulate between a moment and {MAX_WEEKS} weeks")
+    return timedelta(weeks=weeks)
