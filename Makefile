@@ -48,6 +48,7 @@ run: bytecode
 test: bytecode
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+	$(BIN)/carecast test
 
 clean:
 	rm -rf $(VENV) .carecast .pytest_cache

@@ -160,15 +160,17 @@ TYPED = (
 
 def test_typed_attribute_columns_store_what_filters_compare(sessions, tmp_path):
     """The shipped back_in_stock audience matches a contact imported with `true` in a bool column."""
-    path = csv_file(tmp_path, "c-1,ada@example.com,active,TRUE,3,12.50,2026-11-02T09:30:00+01:00,1990-05-01,true",
-                    "c-2,bo@example.com,active,no,,,,,", header=TYPED)  # fmt: skip
+    header = TYPED.replace("attr.note\n", "attr.note,attr.wishlist_item\n")
+    ada = "c-1,ada@example.com,active,TRUE,3,12.50,2026-11-02T09:30:00+01:00,1990-05-01,true,a kettle"
+    path = csv_file(tmp_path, ada, "c-2,bo@example.com,active,no,,,,,,", header=header)
     assert import_file(sessions, path).rejected == []
     with sessions() as session:
         attributes = session.get(Contact, "c-1").attributes
         audience = parse_filter(load_campaign(ROOT / "campaigns" / "back_in_stock.yaml").audience)
         reached = session.scalars(select(Contact.id).where(to_sql(audience, utcnow()))).all()
     assert attributes == {"wishlist_in_stock": True, "visits": 3, "spent": 12.5, "born": "1990-05-01",
-                          "last_order_at": "2026-11-02T08:30:00+00:00", "note": "true"}  # fmt: skip
+                          "last_order_at": "2026-11-02T08:30:00+00:00", "note": "true",
+                          "wishlist_item": "a kettle"}  # fmt: skip
     assert reached == ["c-1"]
 
 

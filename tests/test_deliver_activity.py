@@ -186,9 +186,9 @@ def test_quiet_hours_defer_with_the_local_time_for_the_timer_summary(engine, ses
 
 def test_broken_template_fails_without_retry_and_records_why(sessions, deliver):
     with sessions.begin() as session:
-        add_contact(session, attributes={})  # the welcome template needs first_name
-    with pytest.raises(ApplicationError, match="first_name") as failure:
-        run(deliver, request())
+        add_contact(session, attributes={})  # the welcome_interests template needs interests
+    with pytest.raises(ApplicationError, match="interests") as failure:
+        run(deliver, replace(request(), template="welcome_interests"))
     assert failure.value.non_retryable
     [row] = deliveries(sessions)
     assert (row.status, row.reason) == ("failed", "template_error")
