@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -46,8 +48,9 @@ def at(entry: dict) -> datetime:
 def test_welcome_series_over_three_weeks_follows_its_file(tmp_path):
     """settle_in waits 1d; tips goes then (or when quiet hours end); await_profile times out after 3d; nudge."""
     (tmp_path / "ada.yaml").write_text(ADA)
-    ada = str(tmp_path / "ada.yaml")
-    timeline = simulate_json(tmp_path / "home", ada, "--campaigns", "campaigns", "-e", "signed_up@0d", "--weeks", "3")
+    ada, outbox = str(tmp_path / "ada.yaml"), tmp_path / "outbox"
+    timeline = simulate_json(tmp_path / "home", ada, "--campaigns", "campaigns", "-e", "signed_up@0d", "--weeks", "3",
+                             "--outbox", str(outbox))  # fmt: skip
     assert timeline["timezone"] == "Europe/Paris"
     start = datetime.fromisoformat(timeline["start"])
     assert datetime.fromisoformat(timeline["end"]) - start == timedelta(weeks=3)
@@ -68,6 +71,9 @@ def test_welcome_series_over_three_weeks_follows_its_file(tmp_path):
     assert tips["channel"] == "email" and tips["detail"] == '"Three ways to get more out of Acme, Ada"'
     assert abs(at(nudge) - at(tips) - timedelta(days=3)) < timedelta(seconds=5)  # the wait_for's timeout
     assert ended["detail"] == "ran to its end"
+    # the messages, as the outbox wrote them, dated in simulated time
+    written = {parsedate_to_datetime(message_from_bytes(p.read_bytes())["Date"]) for p in outbox.glob("*.eml")}
+    assert written == {at(e).replace(microsecond=0) for e in timeline["entries"] if e["kind"] == "sent"}
     # welcome (transactional) went at once; the contact was never in back_in_stock's audience
     [welcome] = [e for e in entries(timeline, "welcome") if e["kind"] == "sent"]
     assert at(welcome) - start < timedelta(minutes=1)

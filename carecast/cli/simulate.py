@@ -23,6 +23,13 @@ def _timeline_only() -> None:
     logging.getLogger("temporalio").setLevel(logging.ERROR)
 
 
+def _outbox(folder: Path | None, contact: str, contacts: int) -> Path | None:
+    """The folder for a contact's simulated messages: the one given, or a folder per contact for two."""
+    if folder is None or contacts == 1:
+        return folder
+    return folder / Path(contact).stem
+
+
 def _contact(value: str):
     from carecast.simulation.scenario import load_profile
 
@@ -45,6 +52,9 @@ def simulate(
     campaigns: Annotated[
         Path | None, typer.Option(help="simulate this folder's campaign files, not the deployed versions")
     ] = None,
+    outbox: Annotated[
+        Path | None, typer.Option(help="write the simulated messages here (.eml, .txt) to read them in full")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the timeline as JSON")] = False,
 ) -> None:
     """Run the campaigns for a contact over weeks of simulated time, and print what they would get.
@@ -63,7 +73,8 @@ def simulate(
     settings = load_settings()
     try:
         scheduled = [parse_event(spec) for spec in event or []] + (load_events(events) if events else [])
-        scenarios = [Scenario(_contact(c), scheduled, horizon(weeks), campaigns) for c in contacts]
+        scenarios = [Scenario(_contact(c), scheduled, horizon(weeks), campaigns, _outbox(outbox, c, len(contacts)))
+                     for c in contacts]  # fmt: skip
     except ScenarioError as exc:
         fail(str(exc))
     if campaigns is not None and not campaigns.is_dir():

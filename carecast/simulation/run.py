@@ -67,6 +67,7 @@ class Scenario:
     events: list[ScheduledEvent]
     length: timedelta
     campaigns_dir: Path | None = None  # local campaign files instead of the deployed versions
+    outbox: Path | None = None  # where the messages are written, to read them in full (default: thrown away)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ async def simulate(settings: Settings, scenario: Scenario, store: Engine | None)
     """Runs the scenario in a scratch store and a time-skipping server of its own; `store` is the real one,
     read (never written) for the deployed campaigns and a stored contact."""
     with tempfile.TemporaryDirectory(prefix="carecast-simulate-") as folder:
-        scratch_settings, engine = open_scratch(settings, Path(folder), scenario.campaigns_dir)
+        scratch_settings, engine = open_scratch(settings, Path(folder), scenario.campaigns_dir, scenario.outbox)
         try:
             scratch = _fill(settings, scratch_settings, engine, scenario, store)
             env = await WorkflowEnvironment.start_time_skipping(

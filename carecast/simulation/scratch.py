@@ -53,8 +53,8 @@ class Scratch:
     lifecycle: Lifecycle | None
 
 
-def scratch_settings(settings: Settings, folder: Path, campaigns_dir: Path | None) -> Settings:
-    """Settings for the scratch run: its own store, outbox and queue, and a throwaway secret.
+def scratch_settings(settings: Settings, folder: Path, campaigns_dir: Path | None, outbox: Path | None) -> Settings:
+    """Settings for the scratch run: its own store, outbox (or the one asked for) and queue, and a throwaway secret.
 
     The secret is new for every run, so no link in a simulated message works against the real store.
     """
@@ -62,7 +62,7 @@ def scratch_settings(settings: Settings, folder: Path, campaigns_dir: Path | Non
         settings,
         home=folder,
         database_url=f"sqlite:///{folder / 'store.db'}",
-        outbox_dir=folder / "outbox",
+        outbox_dir=outbox or folder / "outbox",
         task_queue=TASK_QUEUE,
         campaigns_dir=campaigns_dir or settings.campaigns_dir,
         secret_key=secrets.token_urlsafe(32),
@@ -72,8 +72,10 @@ def scratch_settings(settings: Settings, folder: Path, campaigns_dir: Path | Non
     )
 
 
-def open_scratch(settings: Settings, folder: Path, campaigns_dir: Path | None) -> tuple[Settings, Engine]:
-    scratch = scratch_settings(settings, folder, campaigns_dir)
+def open_scratch(
+    settings: Settings, folder: Path, campaigns_dir: Path | None, outbox: Path | None
+) -> tuple[Settings, Engine]:
+    scratch = scratch_settings(settings, folder, campaigns_dir, outbox)
     engine = make_engine(scratch.database_url)
     upgrade(engine)
     return scratch, engine
