@@ -221,7 +221,7 @@ class DeliveryActivities:
             size = max(1, int(rate / 10))
             for start in range(0, len(messages), size):
                 chunk = messages[start : start + size]
-                with self.sessions.begin() as session:
+                with self.sessions.begin() as session:  # real time: it paces real requests to the provider
                     wait = take(session, channel, len(chunk), rate, utcnow())
                 if wait > 0:
                     time.sleep(wait)
@@ -244,7 +244,10 @@ def _new_row(request: DeliverInput) -> Row:
 
 
 def _attempt_left() -> timedelta:
-    """How long this attempt may still begin a hand-over: to its start-to-close deadline, less HANDOVER_MARGIN."""
+    """How long this attempt may still begin a hand-over: to its start-to-close deadline, less HANDOVER_MARGIN.
+
+    Real time, not the injected clock's: the server times the attempt out as real seconds pass
+    (a simulation's server skips no time while an activity runs)."""
     if not activity.in_activity():
         return DELIVER_TIMEOUT
     info = activity.info()

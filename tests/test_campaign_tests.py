@@ -1,16 +1,30 @@
 """Campaign tests (`carecast test`, campaigns/tests/*.yaml): what they check, and how a failure reads."""
 
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from carecast.campaign.documents import load_model
+from carecast.campaign.house_rules import POLICY_FILE, HouseRulesSpec
 from carecast.campaign.load import load_campaigns
-from carecast.simulation.expectations import CampaignTest, campaign_test_files, check, diff, in_hours
+from carecast.simulation.expectations import (
+    CampaignTest,
+    ExpectAtMost,
+    ExpectMessage,
+    campaign_test_files,
+    check,
+    diff,
+    in_hours,
+    unknown_names,
+)
 from carecast.simulation.timeline import Entry, Timeline
 
 CARECAST = str(Path(sys.executable).with_name("carecast"))
@@ -23,11 +37,12 @@ def sent(hours: float, campaign="news", step="send", category="marketing", chann
 
 
 def timeline(*entries: Entry) -> Timeline:
-    return Timeline("ada", ZoneInfo("Europe/Paris"), START, START + timedelta(weeks=2), list(entries))
+    return Timeline("ada", ZoneInfo("Europe/Paris"), START, START + timedelta(weeks=2), entries=list(entries))
 
 
 def expectation(**written):
-    return CampaignTest.model_validate({"contact": {"id": "ada"}, "expect": [written]}).expect[0]
+    test = {"contact": {"id": "ada"}, "events": [{"event": "account_closed", "at": "15h"}], "expect": [written]}
+    return CampaignTest.model_validate(test).expect[0]
 
 
 clock = st.times().map(lambda t: t.replace(second=0, microsecond=0))
@@ -91,10 +106,52 @@ def test_a_failure_reads_as_a_diff_of_the_timeline():
     ]
 
 
-def test_every_shipped_campaign_has_a_campaign_test():
-    tests = "\n".join(path.read_text() for path in campaign_test_files(ROOT / "campaigns" / "tests"))
-    untested = [c.id for c in load_campaigns(ROOT / "campaigns") if f"campaign: {c.id}" not in tests]
-    assert untested == []
+def test_every_shipped_campaign_has_a_campaign_test_and_one_checks_the_global_ceiling():
+    tests = [load_model(path, CampaignTest) for path in campaign_test_files(ROOT / "campaigns" / "tests")]
+    expected = {e.message.campaign for test in tests for e in test.expect if isinstance(e, ExpectMessage)}
+    campaigns = {c.id for c in load_campaigns(ROOT / "campaigns")}
+    assert campaigns - expected == set()
+    ceiling = load_model(ROOT / "campaigns" / POLICY_FILE, HouseRulesSpec).global_ceiling
+    assert any(
+        e.at_most.messages == ceiling.max and e.at_most.per == ceiling.per
+        for test in tests for e in test.expect if isinstance(e, ExpectAtMost)
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "written, says",
+    [
+        ({"message": {"step": "send", "within": ["2d", "1d"]}}, "within [2d, 1d] ends before it begins"),
+        ({"message": {"step": "send", "within": ["5w", "6w"]}}, "within starts at 5w, after the test's end (3w)"),
+        ({"message": {"step": "send", "local": ["09:00", "09:00"]}}, "the hours 09:00–09:00 are empty"),
+        ({"quiet": {"start": "00:00", "end": "00:00"}}, "the hours 00:00–00:00 are empty"),
+        ({"nothing_after": {"event": "acount_closed"}}, "the test never sends acount_closed: add it to events"),
+        ({"message": {"step": "send", "within": [0, 1]}}, "0 is not an offset; write it with its unit"),
+    ],
+)
+def test_an_expectation_that_could_never_fail_is_refused(written, says):
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        expectation(**written)
+
+
+def test_an_event_after_the_end_of_a_test_is_refused():
+    with pytest.raises(ValidationError, match="event signed_up at 2w is after the end of the simulation \\(1w\\)"):
+        late, anything = {"event": "signed_up", "at": "2w"}, {"no_message": {}}
+        CampaignTest.model_validate({"weeks": 1, "contact": {"id": "ada"}, "events": [late], "expect": [anything]})
+
+
+def test_campaigns_and_steps_the_campaigns_do_not_have_are_named():
+    sends = {"welcome_series": ["tips", "nudge_profile"], "welcome": ["welcome_email"]}
+    test = CampaignTest.model_validate({"contact": {"id": "ada"}, "expect": [
+        {"no_message": {"campaign": "welcom"}}, {"message": {"campaign": "welcome_series", "step": "tipz"}},
+        {"message": {"step": "nudge"}}, {"at_most": {"messages": 1, "per": "1d", "campaign": "welcome_seris"}},
+        {"message": {"campaign": "welcome_series", "step": "tips"}}]})  # fmt: skip
+    assert unknown_names(test, sends) == [
+        "expectation 1: no campaign 'welcom'; the campaigns are welcome_series, welcome",
+        "expectation 2: welcome_series has no step 'tipz' that sends; it sends at tips, nudge_profile",
+        "expectation 3: no campaign has a step 'nudge' that sends",
+        "expectation 4: no campaign 'welcome_seris'; the campaigns are welcome_series, welcome",
+    ]
 
 
 def run_tests(home: Path, *paths):
@@ -124,6 +181,16 @@ def test_carecast_test_passes_a_true_file_and_fails_a_false_one_with_the_timelin
         "expected    welcome · sms"
     )
     assert "1 of 2 campaign test(s) failed" in done.stderr
+
+
+def test_carecast_test_refuses_a_campaign_it_does_not_have_rather_than_pass(tmp_path):
+    (tmp_path / "typo.yaml").write_text(
+        "contact: {id: ada, email: ada@example.com}\nevents: [{event: signed_up, at: 0d}]\n"
+        "expect:\n  - no_message: {campaign: welcom}\n"
+    )
+    done = run_tests(tmp_path / "home", tmp_path / "typo.yaml")
+    assert done.returncode == 1 and "pass" not in done.stdout
+    assert f"{tmp_path / 'typo.yaml'}: expectation 1: no campaign 'welcom'; the campaigns are" in done.stderr
 
 
 def test_a_mistake_in_a_test_file_is_reported_at_its_line(tmp_path):

@@ -7,10 +7,13 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
+from carecast.cli.simulate import _outboxes
+from carecast.simulation.run import interval_times
 from carecast.store.models import Delivery, Enrolment, Event
 from tests.factories import add_contact, deploy
 
@@ -50,9 +53,12 @@ def test_welcome_series_over_three_weeks_follows_its_file(tmp_path):
     (tmp_path / "ada.yaml").write_text(ADA)
     ada, outbox = str(tmp_path / "ada.yaml"), tmp_path / "outbox"
     timeline = simulate_json(tmp_path / "home", ada, "--campaigns", "campaigns", "-e", "signed_up@0d", "--weeks", "3",
-                             "--outbox", str(outbox))  # fmt: skip
+                             "--outbox", str(outbox), "--start", "monday 07:45")  # fmt: skip
     assert timeline["timezone"] == "Europe/Paris"
     start = datetime.fromisoformat(timeline["start"])
+    local_start = start.astimezone(ZoneInfo("Europe/Paris"))
+    assert (local_start.weekday(), local_start.hour, local_start.minute) == (0, 7, 45)
+    assert timedelta(0) < start - datetime.now(UTC) <= timedelta(weeks=1)
     assert datetime.fromisoformat(timeline["end"]) - start == timedelta(weeks=3)
     series = entries(timeline, "welcome_series")
     steps = [(e["kind"], e["step"]) for e in series if e["kind"] != "deferred"]
@@ -93,6 +99,10 @@ def test_a_stored_contact_runs_the_deployed_campaigns_with_their_history_and_the
             session.add(Delivery(idempotency_key=f"earlier/{n}", workflow_id="earlier", campaign_id="spring_sale",
                                  campaign_version=1, category="marketing", step_id="send", contact_id="c-7",
                                  channel="email", status="sent", sent_at=now - timedelta(days=5, hours=n)))  # fmt: skip
+        # a journey of theirs that ended: history, not part of the simulation (its workflow is not on the test server)
+        session.add(Enrolment(campaign_id="order_confirmation", campaign_version=1, contact_id="c-7", entry_key="A-0",
+                              workflow_id="journey/order_confirmation/c-7/A-0", enrolled_at=now - timedelta(days=9),
+                              ended_at=now - timedelta(days=9)))  # fmt: skip
 
     def counts():
         with sessions() as session:
@@ -101,6 +111,7 @@ def test_a_stored_contact_runs_the_deployed_campaigns_with_their_history_and_the
     before = counts()
     timeline = simulate_json(settings.home, "c-7", "-e", "signed_up@0d", "--weeks", "2", database_url=database_url)
     assert counts() == before
+    assert not [e for e in timeline["entries"] if e["campaign"] == "order_confirmation"]
     tips = [e for e in entries(timeline, "welcome_series") if e["step"] == "tips"]
     # a day after signing up (on_cap: defer, max_hold 2d) it waits for the oldest of the three to leave the week
     assert tips[0]["kind"] == "deferred" and "marketing weekly" in tips[0]["detail"], tips
@@ -133,6 +144,9 @@ def test_two_contacts_side_by_side_a_night_worker_with_own_quiet_hours(tmp_path)
         (["-e", "Signed Up@0d"], "is not an event name"),
         (["--weeks", "0"], "--weeks 0: simulate between a moment and 52 weeks"),
         (["--campaigns", "nowhere"], "--campaigns nowhere: not a folder of campaign files"),
+        (["--weeks", "1", "-e", "signed_up@5w"], "event signed_up at 5w is after the end of the simulation (1w)"),
+        (["--start", "tomorrow"], "start 'tomorrow': write a weekday and a time (monday 09:00) or a date and time"),
+        (["--start", "2020-01-06T09:00"], "start '2020-01-06T09:00' is in the past: a simulation runs forward"),
     ],
 )
 def test_a_scenario_that_cannot_run_says_why(tmp_path, args, says):
@@ -168,3 +182,28 @@ def test_nothing_deployed_says_how_to_simulate_the_files(tmp_path, settings, dat
     done = carecast(settings.home, "simulate", str(tmp_path / "ada.yaml"), database_url=database_url)
     assert done.returncode == 1
     assert "no campaign is deployed" in done.stderr and "--campaigns campaigns/" in done.stderr
+
+
+def test_stages_are_recomputed_on_the_hour_as_the_schedule_fires():
+    start = datetime(2026, 12, 10, 9, 30, tzinfo=UTC)
+    assert interval_times(timedelta(hours=1), start, start + timedelta(hours=3)) == [
+        datetime(2026, 12, 10, h, tzinfo=UTC) for h in (10, 11, 12)
+    ]
+    assert interval_times(timedelta(hours=1), start, start + timedelta(minutes=20)) == []
+
+
+def test_two_contacts_of_the_same_name_keep_their_messages_apart(tmp_path):
+    assert _outboxes(tmp_path, ["a/ada.yaml", "b/ada.yaml"]) == [tmp_path / "1-ada", tmp_path / "2-ada"]
+    assert _outboxes(tmp_path, ["ada.yaml", "c-7"]) == [tmp_path / "ada", tmp_path / "c-7"]
+    assert _outboxes(None, ["ada.yaml", "c-7"]) == [None, None]
+
+
+def test_two_journeys_of_one_campaign_carry_their_key_and_a_refused_entry_says_why_in_words(tmp_path):
+    (tmp_path / "ada.yaml").write_text(ADA)
+    timeline = simulate_json(tmp_path / "home", str(tmp_path / "ada.yaml"), "--campaigns", "campaigns", "--weeks", "1",
+                             "-e", 'order_placed:{"order_id":"A-1"}@0d', "-e", 'order_placed:{"order_id":"A-2"}@1d',
+                             "-e", "delivery_delayed@2d")  # fmt: skip
+    ended = [e["detail"] for e in entries(timeline, "order_confirmation") if e["kind"] == "ended"]
+    assert ended == ["[A-1] ran to its end", "[A-2] ran to its end"]
+    [refused] = [e for e in entries(timeline, "delivery_delay") if e["kind"] == "not_entered"]
+    assert refused["detail"] == "the event has no order_id, which keys its journeys"

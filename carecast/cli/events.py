@@ -39,7 +39,7 @@ def events_send(
     from carecast.contacts.schema import CONTACT_ID, ContactFields, first_error, personal_id
     from carecast.contacts.writer import create_if_missing
     from carecast.intake.ingest import ingest_event
-    from carecast.intake.record import IncomingEvent, UnknownContactError
+    from carecast.intake.record import IncomingEvent, UnknownContactError, not_entered_words
     from carecast.store.db import make_sessionmaker
     from carecast.temporal import connect
 
@@ -106,6 +106,6 @@ def events_send(
     if result.queued:
         warn_queued(settings, len(result.queued), "journey signal(s)", unreachable or "it did not answer")
     for campaign_id, reason in result.not_entered.items():
-        say(f"not entered {campaign_id}: {reason}")
+        say(f"not entered {campaign_id}: {not_entered_words(reason)}")
     if not (result.started or result.already_running or result.queued or result.not_entered or result.signalled):
         say(f"no deployed campaign is triggered by {event!r}")

@@ -23,11 +23,14 @@ def _timeline_only() -> None:
     logging.getLogger("temporalio").setLevel(logging.ERROR)
 
 
-def _outbox(folder: Path | None, contact: str, contacts: int) -> Path | None:
-    """The folder for a contact's simulated messages: the one given, or a folder per contact for two."""
-    if folder is None or contacts == 1:
-        return folder
-    return folder / Path(contact).stem
+def _outboxes(folder: Path | None, contacts: list[str]) -> list[Path | None]:
+    """The folder for each contact's simulated messages: the one given, or a folder per contact for two."""
+    if folder is None or len(contacts) == 1:
+        return [folder] * len(contacts)
+    names = [Path(contact).stem for contact in contacts]
+    if len(set(names)) < len(names):  # the same file or name twice: keep them apart
+        names = [f"{number}-{name}" for number, name in enumerate(names, start=1)]
+    return [folder / name for name in names]
 
 
 def _contact(value: str):
@@ -46,14 +49,15 @@ def simulate(
     contacts: Annotated[list[str], typer.Argument(help=CONTACT_HELP + "; two are shown side by side")],
     weeks: Annotated[float, typer.Option(help="how long to simulate")] = 3,
     event: Annotated[list[str] | None, typer.Option("--event", "-e", help=EVENT_HELP)] = None,
-    events: Annotated[
-        Path | None, typer.Option(help="a YAML file: events: [{event: NAME, at: OFFSET, data: {}}]")
-    ] = None,
+    events: Annotated[Path | None, typer.Option(help=EVENTS_HELP)] = None,
     campaigns: Annotated[
         Path | None, typer.Option(help="simulate this folder's campaign files, not the deployed versions")
     ] = None,
     outbox: Annotated[
         Path | None, typer.Option(help="write the simulated messages here (.eml, .txt) to read them in full")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="when it starts: monday 09:00 (the contact's zone) or 2027-01-04T09:00; now")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the timeline as JSON")] = False,
 ) -> None:
@@ -65,7 +69,14 @@ def simulate(
     """
     from carecast.simulation.run import Scenario
     from carecast.simulation.run import simulate as run_simulation
-    from carecast.simulation.scenario import ScenarioError, horizon, load_events, parse_event
+    from carecast.simulation.scenario import (
+        ScenarioError,
+        check_start,
+        events_within,
+        horizon,
+        load_events,
+        parse_event,
+    )
 
     if len(contacts) > 2:
         fail("simulate one contact, or two side by side")
@@ -73,8 +84,10 @@ def simulate(
     settings = load_settings()
     try:
         scheduled = [parse_event(spec) for spec in event or []] + (load_events(events) if events else [])
-        scenarios = [Scenario(_contact(c), scheduled, horizon(weeks), campaigns, _outbox(outbox, c, len(contacts)))
-                     for c in contacts]  # fmt: skip
+        length = horizon(weeks)
+        events_within(scheduled, length)
+        scenarios = [Scenario(_contact(c), scheduled, length, campaigns, folder, start and check_start(start))
+                     for c, folder in zip(contacts, _outboxes(outbox, contacts), strict=True)]  # fmt: skip
     except ScenarioError as exc:
         fail(str(exc))
     if campaigns is not None and not campaigns.is_dir():
@@ -117,7 +130,7 @@ def test_campaigns(
     """Run the campaign tests: simulate each file's contact and events against the local campaign files,
     and check what they expect. A failure prints the timeline as a diff; exit 1 on any failure."""
     from carecast.campaign.documents import InvalidFile, load_model
-    from carecast.simulation.expectations import CampaignTest, campaign_test_files, check, diff
+    from carecast.simulation.expectations import CampaignTest, campaign_test_files, check, diff, unknown_names
     from carecast.simulation.run import Scenario
     from carecast.simulation.run import simulate as run_simulation
     from carecast.simulation.scenario import ScenarioError
@@ -132,8 +145,10 @@ def test_campaigns(
     for path in files:
         try:
             spec = load_model(path, CampaignTest)
-            scenario = Scenario(spec.contact, spec.events, spec.length, settings.campaigns_dir)
+            scenario = Scenario(spec.contact, spec.events, spec.length, settings.campaigns_dir, start=spec.start)
             timeline = asyncio.run(run_simulation(settings, scenario, None))
+            if unknown := unknown_names(spec, timeline.sends):
+                raise ScenarioError("\n".join(f"{path}: {problem}" for problem in unknown))
         except (InvalidFile, ScenarioError) as exc:
             failed += 1
             typer.secho(f"ERROR {path}\n{exc}", fg=typer.colors.RED, err=True)

@@ -224,6 +224,21 @@ def record_stage_moves(
     ]
 
 
+# Why an event did not enter a contact into a journey it triggers: the codes `not_entered` holds, in words.
+NOT_ENTERED_WORDS = {
+    "campaign_stopped": "the campaign is stopped",
+    "entry_filter": "the contact or the event does not match its entry filter",
+    "already_enrolled": "the contact entered it once already, and it is entered only once (reentry: never)",
+    "reentry_too_soon": "the contact entered it too recently to enter again (its reentry: after)",
+}
+
+
+def not_entered_words(reason: str) -> str:
+    if reason.startswith("no_entry_key:"):
+        return f"the event has no {reason.removeprefix('no_entry_key:')}, which keys its journeys"
+    return NOT_ENTERED_WORDS.get(reason, reason)
+
+
 def _entry(
     session: Session, campaign: Campaign, contact: Contact, event: IncomingEvent, now: datetime
 ) -> tuple[str | None, str | None]:

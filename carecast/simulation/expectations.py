@@ -2,9 +2,11 @@
 
     description: A new customer in Paris gets a tip the next morning.
     weeks: 3
+    start: monday 09:00          # the default: the next Monday at 09:00 in the contact's zone
     contact: {timezone: Europe/Paris, email: ada@example.com, attributes: {first_name: Ada}}
     events:
       - {event: signed_up, at: 0d}
+      - {event: account_closed, at: 2w}
     expect:
       - message: {campaign: welcome_series, step: tips, channel: email, within: [1d, 2d], local: ["08:00", "21:00"]}
       - no_message: {campaign: welcome_series, step: picks}
@@ -13,7 +15,9 @@
       - nothing_after: {event: account_closed}
 
 `carecast test` simulates each file against the local campaign files (carecast/simulation/run.py)
-and checks every expectation against the timeline. A failure prints the timeline as a diff:
+and checks every expectation against the timeline. An expectation that could never fail is
+refused before it runs: a campaign or step the campaigns do not have, a time range past the end
+or empty, `nothing_after` an event the test never sends. A failure prints the timeline as a diff:
 `+` marks a message that should not have come, `-` one that should have and did not.
 """
 
@@ -24,14 +28,22 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag
+from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
 
 from carecast.campaign.durations import Duration, format_duration
 from carecast.campaign.patterns import CLOCK, IDENTIFIER
 from carecast.channels.base import ChannelName
 from carecast.contacts.schema import Strict
 from carecast.policy.model import Category
-from carecast.simulation.scenario import DEFAULT_WEEKS, MAX_WEEKS, Offset, Profile, ScheduledEvent
+from carecast.simulation.scenario import (
+    DEFAULT_WEEKS,
+    MAX_WEEKS,
+    Offset,
+    Profile,
+    ScheduledEvent,
+    StartAt,
+    events_within,
+)
 from carecast.simulation.timeline import Entry, Timeline
 
 KINDS = ("message", "no_message", "quiet", "at_most", "nothing_after")
@@ -153,9 +165,13 @@ Expectation = Annotated[
 ]
 
 
+DEFAULT_TEST_START = "monday 09:00"
+
+
 class CampaignTest(Strict):
     description: str = ""
     weeks: float = Field(default=DEFAULT_WEEKS, gt=0, le=MAX_WEEKS)
+    start: StartAt = Field(default=DEFAULT_TEST_START, description="monday 09:00 (contact's zone) or a date and time")
     contact: Profile
     events: list[ScheduledEvent] = Field(default_factory=list)
     expect: list[Expectation] = Field(min_length=1)
@@ -163,6 +179,53 @@ class CampaignTest(Strict):
     @property
     def length(self) -> timedelta:
         return timedelta(weeks=self.weeks)
+
+    @model_validator(mode="after")
+    def could_fail(self) -> CampaignTest:
+        """Refuses what would hold whatever the campaigns did: events after the end, empty or late ranges."""
+        events_within(self.events, self.length)
+        sent = {e.event for e in self.events}
+        for number, expectation in enumerate(self.expect, start=1):
+            if problem := _vacuous(_rule(expectation), self.length, sent):
+                raise ValueError(f"expectation {number}: {problem}")
+        return self
+
+
+def _rule(expectation: Any) -> Any:
+    return getattr(expectation, _kind(expectation))
+
+
+def _vacuous(rule: Any, length: timedelta, sent: set[str]) -> str | None:
+    if isinstance(rule, MessageMatch) and rule.within is not None:
+        begin, finish = rule.within
+        if begin > finish:
+            return f"within [{format_duration(begin)}, {format_duration(finish)}] ends before it begins"
+        if begin > length:
+            return f"within starts at {format_duration(begin)}, after the test's end ({format_duration(length)})"
+    hours = rule.local if isinstance(rule, MessageMatch) else None
+    if isinstance(rule, Quiet):
+        hours = (rule.start, rule.end)
+    if hours is not None and hours[0] == hours[1]:
+        return f"the hours {hours[0]}–{hours[1]} are empty; write a range such as 21:00–08:00"
+    if isinstance(rule, NothingAfter) and rule.event not in sent:
+        return f"nothing_after {rule.event}, but the test never sends {rule.event}: add it to events"
+    return None
+
+
+def unknown_names(test: CampaignTest, sends: dict[str, list[str]]) -> list[str]:
+    """Campaigns and steps an expectation names that the campaigns do not have (`sends`: id → sending steps)."""
+    problems = []
+    for number, expectation in enumerate(test.expect, start=1):
+        rule = _rule(expectation)
+        campaign, step = rule.campaign, getattr(rule, "step", None)
+        if campaign is not None and campaign not in sends:
+            problems.append(f"expectation {number}: no campaign {campaign!r}; the campaigns are {', '.join(sends)}")
+        elif step is not None and campaign is not None and step not in sends[campaign]:
+            steps = ", ".join(sends[campaign])
+            problems.append(f"expectation {number}: {campaign} has no step {step!r} that sends; it sends at {steps}")
+        elif step is not None and campaign is None and not any(step in steps for steps in sends.values()):
+            problems.append(f"expectation {number}: no campaign has a step {step!r} that sends")
+    return problems
 
 
 @dataclass

@@ -14,13 +14,14 @@ import asyncio
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from croniter import croniter
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import sessionmaker
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
@@ -34,11 +35,11 @@ from carecast.contacts.views import contact_facts
 from carecast.filters.evaluate import matches
 from carecast.filters.model import parse_filter
 from carecast.intake.ingest import ingest_event
-from carecast.intake.record import IncomingEvent
+from carecast.intake.record import IncomingEvent, not_entered_words
 from carecast.intake.relay import Relay
 from carecast.policy.timezones import contact_zone, zone
 from carecast.simulation.clock import SimulatedClock
-from carecast.simulation.scenario import Profile, ScenarioError, ScheduledEvent
+from carecast.simulation.scenario import Profile, ScenarioError, ScheduledEvent, start_moment
 from carecast.simulation.scratch import (
     TASK_QUEUE,
     Scratch,
@@ -68,6 +69,7 @@ class Scenario:
     length: timedelta
     campaigns_dir: Path | None = None  # local campaign files instead of the deployed versions
     outbox: Path | None = None  # where the messages are written, to read them in full (default: thrown away)
+    start: str | None = None  # `monday 09:00` or a date and time (scenario.start_moment); None: now
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,13 @@ def _fill(settings: Settings, scratch_settings: Settings, engine: Engine, scenar
 
 async def _drive(env: WorkflowEnvironment, scratch: Scratch, scenario: Scenario) -> Timeline:
     client, sessions = env.client, make_sessionmaker(scratch.engine)
-    start = await env.get_current_time()
+    tz = _contact_zone(scratch, sessions)
+    start = start_moment(scenario.start, await env.get_current_time(), tz)
     clock = SimulatedClock(start)
-    timeline = Timeline(scratch.contact_id, _contact_zone(scratch, sessions), start, start + scenario.length)
+    await _advance(env, clock, start)
+    timeline = Timeline(scratch.contact_id, tz, start, start + scenario.length, _sends(scratch))
+    with sessions() as session:  # a stored contact's past journeys are not the simulation's
+        before = session.scalar(select(func.coalesce(func.max(Enrolment.id), 0)))
     provider = RecordingProvider(OutboxProvider(scratch.settings.outbox_dir, echo=lambda line: None, clock=clock))
 
     def observe(request, outcome) -> None:  # in an activity's thread: the clock is the activity's moment
@@ -145,7 +151,8 @@ async def _drive(env: WorkflowEnvironment, scratch: Scratch, scenario: Scenario)
         event = IncomingEvent(f"simulated-{index}", scratch.contact_id, scheduled.event, clock(), scheduled.data)
         timeline.entries.append(Entry(clock(), "event", detail=scheduled.event))
         result = await ingest_event(client, sessions, TASK_QUEUE, event, now=clock())
-        timeline.entries += [Entry(clock(), "not_entered", cid, detail=why) for cid, why in result.not_entered.items()]
+        timeline.entries += [Entry(clock(), "not_entered", cid, detail=not_entered_words(why))
+                             for cid, why in result.not_entered.items()]  # fmt: skip
 
     broadcasts: list[tuple[str, datetime, str]] = []
 
@@ -189,9 +196,14 @@ async def _drive(env: WorkflowEnvironment, scratch: Scratch, scenario: Scenario)
             if state.total == 0:
                 timeline.entries.append(Entry(at, "not_reached", campaign_id, detail="not in its audience at this run"))
         with sessions() as session:
-            journeys = session.scalars(select(Enrolment.workflow_id).order_by(Enrolment.id)).all()
+            journeys = session.scalars(
+                select(Enrolment.workflow_id).where(Enrolment.id > before).order_by(Enrolment.id)
+            ).all()
+        per_campaign = Counter(workflow_id.split("/")[1] for workflow_id in journeys)
         for workflow_id in journeys:
-            timeline.entries += await journey_entries(client, workflow_id, timeline.end)
+            _, campaign, _, key = workflow_id.split("/", 3)
+            label = key if per_campaign[campaign] > 1 else None  # two orders' journeys, told apart by their key
+            timeline.entries += await journey_entries(client, workflow_id, timeline.end, label)
         await _end_running(env, [*journeys, *(w for _, _, w in broadcasts)])
     return timeline
 
@@ -223,6 +235,11 @@ def _stage_due(sessions: sessionmaker, scratch: Scratch, now: datetime) -> bool:
         return target != contact.lifecycle_stage
 
 
+def _sends(scratch: Scratch) -> dict[str, list[str]]:
+    """Campaign id → the ids of the steps that send, of every campaign the simulation runs."""
+    return {d.campaign.id: [step for step, _ in d.campaign.sends()] for d in scratch.campaigns}
+
+
 def _contact_zone(scratch: Scratch, sessions: sessionmaker):
     rules = DeployedHouseRules(sessions, fallback=load_house_rules(scratch.settings.campaigns_dir))()
     with sessions() as session:
@@ -239,6 +256,9 @@ def cron_times(cron: str, tz, start: datetime, end: datetime) -> list[datetime]:
 
 
 def interval_times(every: timedelta, start: datetime, end: datetime) -> list[datetime]:
-    """Moments every `every` after `start`, up to `end`: when a schedule of that interval fires."""
-    count = int((end - start) / every)
-    return [start + every * n for n in range(1, count + 1)]
+    """The moments in (start, end] at which a schedule of that interval fires: whole multiples of it since
+    the Unix epoch, as Temporal's interval specs count (every hour: on the hour)."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    first = epoch + every * ((start - epoch) // every + 1)
+    count = int((end - first) / every) + 1 if first <= end else 0
+    return [first + every * n for n in range(count)]

@@ -4,27 +4,39 @@ Offsets count from the start of the simulation: `0d`, `2d3h`, `90m`, `1w`. On th
 line an event is `NAME[:JSON]@OFFSET` (`order_placed:{"order_id":"A-1"}@2d3h`); in a file it
 is `{event: order_placed, at: 2d3h, data: {order_id: A-1}}`. A contact described in a file
 takes the fields `PUT /v1/contacts/{id}` takes, and an optional `id`.
+
+A simulation starts now, or at a given start: `monday 09:00` (the next one, in the contact's
+own zone) or a date and time (`2027-01-04T09:00`, the contact's zone unless it says its offset).
+Campaign tests start on a Monday at 09:00 unless they say otherwise, so they mean the same at
+every hour they are run.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field, PlainSerializer, ValidationError
 
+from activities.journey_steps import next_local_time  # the journeys' own `wait_until` arithmetic
 from carecast.campaign.documents import InvalidFile, load_model
 from carecast.campaign.durations import format_duration, parse_duration
 from carecast.campaign.patterns import IDENTIFIER, describe
+from carecast.campaign.steps.wait_until import WEEKDAYS
 from carecast.contacts.schema import CONTACT_ID, ContactFields, Strict, first_error
 
 DEFAULT_WEEKS = 3
 MAX_WEEKS = 52
 SIMULATED_CONTACT = "simulated"
 _ZERO = re.compile(r"^(?:0+[wdhms])+$")
+_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+WEEKDAY_NAMES = {**dict(zip(WEEKDAYS, WEEKDAYS, strict=True)), **dict(zip(_DAY_NAMES, WEEKDAYS, strict=True))}
+_WEEKDAY_TIME = re.compile(r"^([a-z]+)\s+([01]\d|2[0-3]):([0-5]\d)$", re.IGNORECASE)
+START_SHAPE = "write a weekday and a time (monday 09:00) or a date and time (2027-01-04T09:00)"
 
 
 class ScenarioError(ValueError):
@@ -45,7 +57,11 @@ def parse_offset(text: str) -> timedelta:
 
 
 def _coerce_offset(value: object) -> object:
-    return parse_offset(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        return parse_offset(value)
+    if not isinstance(value, timedelta):  # a bare 2 would be read as seconds
+        raise ValueError(f"{value!r} is not an offset; write it with its unit, e.g. 0d, 90m, 2d3h or 1w")
+    return value
 
 
 Offset = Annotated[timedelta, BeforeValidator(_coerce_offset), PlainSerializer(format_duration, return_type=str)]
@@ -112,3 +128,41 @@ def horizon(weeks: float) -> timedelta:
     if not 0 < weeks <= MAX_WEEKS:
         raise ScenarioError(f"--weeks {weeks:g}: simulate between a moment and {MAX_WEEKS} weeks")
     return timedelta(weeks=weeks)
+
+
+def events_within(events: list[ScheduledEvent], length: timedelta) -> None:
+    """Refuses an event after the end: it would never be seen to do anything."""
+    for scheduled in events:
+        if scheduled.at > length:
+            raise ScenarioError(
+                f"event {scheduled.event} at {format_duration(scheduled.at)} is after the end of the simulation "
+                f"({format_duration(length)}): simulate longer, or move the event"
+            )
+
+
+def check_start(text: str) -> str:
+    """A start as a marketer writes it, checked (its moment depends on when and for whom it runs)."""
+    if (found := _WEEKDAY_TIME.match(text.strip())) and found[1].lower() in WEEKDAY_NAMES:
+        return text
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise ScenarioError(f"start {text!r}: {START_SHAPE}") from None
+    return text
+
+
+def start_moment(text: str | None, now: datetime, tz: ZoneInfo) -> datetime:
+    """When a simulation given `text` starts, seen at `now` (the server's) by a contact in `tz`."""
+    if text is None:
+        return now
+    if (found := _WEEKDAY_TIME.match(text.strip())) and found[1].lower() in WEEKDAY_NAMES:
+        day, hour, minute = found.groups()
+        return next_local_time(now, tz, f"{hour}:{minute}", [WEEKDAY_NAMES[day.lower()]])
+    moment = datetime.fromisoformat(text)
+    moment = (moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)).astimezone(UTC)
+    if moment < now:
+        raise ScenarioError(f"start {text!r} is in the past: a simulation runs forward from now; {START_SHAPE}")
+    return moment
+
+
+StartAt = Annotated[str, BeforeValidator(lambda value: check_start(str(value)))]

@@ -10,7 +10,7 @@ Three sources, each the one that knows:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -51,6 +51,7 @@ class Timeline:
     zone: ZoneInfo
     start: datetime
     end: datetime
+    sends: dict[str, list[str]] = field(default_factory=dict)  # campaign id → its steps that send
     entries: list[Entry] = field(default_factory=list)
 
     def ordered(self) -> list[Entry]:
@@ -118,8 +119,16 @@ def outcome_entry(request: DeliverInput, outcome: Any, at: datetime, gists: dict
     return Entry(at, outcome.status, **where, channel=outcome.channel, detail=reason)
 
 
-async def journey_entries(client: Client, workflow_id: str, end: datetime) -> list[Entry]:
-    """A journey's beginning, waits and end, from its Temporal history (the latest run's)."""
+async def journey_entries(client: Client, workflow_id: str, end: datetime, label: str | None = None) -> list[Entry]:
+    """A journey's beginning, waits and end, from its Temporal history (the latest run's); `label` tells
+    apart journeys of one campaign (its entry key), in front of each entry's detail."""
+    entries = await _history_entries(client, workflow_id, end)
+    if label is None:
+        return entries
+    return [replace(e, detail=f"[{label}] {e.detail}".rstrip()) for e in entries]
+
+
+async def _history_entries(client: Client, workflow_id: str, end: datetime) -> list[Entry]:
     campaign = workflow_id.split("/")[1]
     handle = client.get_workflow_handle(workflow_id)
     converter = client.data_converter
