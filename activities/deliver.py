@@ -144,7 +144,7 @@ class DeliveryActivities:
             lease_ends = now + _lease([decision.channel for _, _, decision, _ in claims], rules)
             for _, row, _, _ in claims:
                 row.retry_at = lease_ends  # a `sending` row's retry_at is the end of its lease
-            ledger.write(session, rows.values())  # and the new rows learn their ids
+            ledger.write(session, rows.values(), now)  # and the new rows learn their ids
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, Settled):
                 outcomes[index] = outcome.outcome()

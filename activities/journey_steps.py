@@ -104,7 +104,7 @@ class JourneyStepActivities:
         events coming in. Lost only with a crash, it is learnt again the first time something is
         sent to the journey (Temporal answers that it is over).
         """
-        leave(self.sessions, Settlement(ended={request.enrolment_id}))
+        leave(self.sessions, Settlement(ended={request.enrolment_id: request.ended_by}))
 
     @activity.defn(name=UPDATE_CONTACT)
     async def update_contact(self, request: UpdateContactInput) -> None:

@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -25,6 +26,7 @@ from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInpu
 from carecast.contacts.suppressions import add_suppression, normalised_address
 from carecast.contacts.writer import write_contacts
 from carecast.delivery import ledger
+from carecast.delivery.events import SENDGRID_KINDS, TWILIO_KINDS, add_event, answered
 from carecast.intake.replies import meaning
 from carecast.store.models import Contact, Delivery, ProviderEvent, Suppression, utcnow
 from carecast.store.writes import upsert
@@ -89,6 +91,14 @@ def _change_preferences(session: Session, contact_id: str, source: str, wording:
     write_contacts(session, [item], source=source, wording=wording, address_key=None)
 
 
+def _when(event: Mapping[str, Any]) -> datetime:
+    """When SendGrid says the event happened (its `timestamp`, Unix seconds), or now."""
+    try:
+        return datetime.fromtimestamp(int(event["timestamp"]), UTC)
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        return utcnow()
+
+
 def _delivery_id(value: Any) -> int | None:
     try:
         return int(value)
@@ -121,11 +131,16 @@ def apply_sendgrid_events(
         status, _ = SENDGRID_EVENTS[kind]
         suppression = _sendgrid_suppression(kind, event)
         contact = session.get(Contact, delivery.contact_id)
+        url = without_tokens(str(event["url"])) if event.get("url") and contact is not None else None
         if contact is None:  # forgotten: the message's course is noted, never the provider's words about the person
             _note(delivery, kind, status)
         else:
-            url = without_tokens(str(event["url"])) if event.get("url") else None
             _note(delivery, kind, status, reason=event.get("reason"), url=url)
+        if kind in SENDGRID_KINDS:
+            machine = kind == "open" and event.get("sg_machine_open") is True
+            bounce_type = str(event["type"])[:64] if kind == "bounce" and event.get("type") else None
+            kind_of_row = "machine_opened" if machine else SENDGRID_KINDS[kind]
+            add_event(session, delivery, kind_of_row, _when(event), url=url, reason=bounce_type)
         if suppression and contact is not None and contact.email:
             add_suppression(session, "email", contact.email, suppression, f"sendgrid:{kind}")
         if contact is not None:
@@ -202,6 +217,8 @@ def apply_twilio_status(session: Session, delivery_id: int | None, params: Mappi
         return "unknown_delivery"
     error_code = params.get("ErrorCode")
     _note(delivery, reported, TWILIO_STATUSES[reported], error_code=error_code)
+    if reported in TWILIO_KINDS:
+        add_event(session, delivery, TWILIO_KINDS[reported], utcnow(), reason=error_code[:64] if error_code else None)
     reason = TWILIO_SUPPRESSING_ERRORS.get(error_code or "")
     if reason and delivery.channel in ("sms", "voice"):
         contact = session.get(Contact, delivery.contact_id)
@@ -226,6 +243,12 @@ def apply_inbound_sms(session: Session, message_sid: str, from_number: str, body
     contact_ids = list(session.scalars(select(Contact.id).where(Contact.phone == from_number).order_by(Contact.id)))
     if not _first_time(session, "twilio", f"{message_sid}:inbound", f"inbound:{word or 'text'}", None):
         return InboundSms(contact_ids, word, duplicate=True)
+    now = utcnow()
+    for contact_id in contact_ids:  # a reply answers the latest text they were sent, and STOP unsubscribes from it
+        if (texted := answered(session, contact_id, now, channel="sms")) is not None:
+            add_event(session, texted, "replied", now)
+            if word == "STOP":
+                add_event(session, texted, "unsubscribed", now)
     if word in ("STOP", "START"):
         for contact_id in contact_ids:
             _change_preferences(

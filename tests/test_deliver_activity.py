@@ -23,7 +23,7 @@ from carecast.intake.controls import control_campaign
 from carecast.policy.model import CapRule, EmailIdentity, HouseRules, QuietHours
 from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateRenderer
-from carecast.store.models import Delivery, Preferences, Suppression, utcnow
+from carecast.store.models import Delivery, DeliveryEvent, Preferences, Suppression, utcnow
 from tests.factories import add_contact, deliver_attempt
 from workflows.journey.contract import DELIVER_TIMEOUT, DeliverInput
 
@@ -182,6 +182,9 @@ def test_quiet_hours_defer_with_the_local_time_for_the_timer_summary(engine, ses
     assert result.deferred_until_local == "08:00 Europe/Paris"
     assert deliveries(sessions)[0].status == "deferred"
     assert printed == []
+    with sessions() as session:  # a row for reports: deferrals by reason
+        [deferral] = session.scalars(select(DeliveryEvent)).all()
+    assert (deferral.kind, deferral.reason, deferral.step_id) == ("deferred", "quiet_hours", request().step_id)
 
 
 def test_broken_template_fails_without_retry_and_records_why(sessions, deliver):

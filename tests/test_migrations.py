@@ -1,16 +1,17 @@
 """The store's schema: created from nothing by Alembic, identical to the models, reversible."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
 from carecast.intake.record import entry_key_of
-from carecast.store.db import make_engine
+from carecast.store.db import make_engine, make_sessionmaker
 from carecast.store.migrate import downgrade, upgrade
-from carecast.store.models import Base
+from carecast.store.models import Base, DeliveryEvent, Enrolment
 
 pytestmark = pytest.mark.store
 
@@ -105,3 +106,44 @@ def test_messages_deferred_before_retry_at_are_due_at_once_after_the_upgrade(emp
     with empty_engine.connect() as connection:
         rows = dict(connection.execute(text("SELECT idempotency_key, retry_at FROM deliveries")).all())
     assert rows["k-deferred"] is not None and rows["k-sent"] is None
+
+
+def test_report_rows_are_filled_from_what_was_stored_before_them(empty_engine):
+    """Goal windows from each entry's own version; opens, clicks and deferrals from the deliveries' histories."""
+    from sqlalchemy import text
+
+    upgrade(empty_engine, "0010")
+    spec = {"id": "apology", "goal": {"event": "order_placed", "within": "2d12h"}, "trigger": {"event": "late"}}
+    history = [{"status": "reserved", "at": "2026-11-02T00:00:00+00:00"},
+               {"status": "deferred", "reason": "quiet_hours", "at": "2026-11-02T00:00:01+00:00"},
+               {"status": "sent", "at": "2026-11-02T08:00:00+00:00"},
+               {"status": "delivered", "event": "delivered", "at": "2026-11-02T08:00:05+00:00"},
+               {"status": "delivered", "event": "open", "at": "2026-11-02T09:00:00+00:00"},
+               {"status": "delivered", "event": "click", "url": "https://acme.example/shoes", "at":
+                "2026-11-02T09:01:00+00:00"}]  # fmt: skip
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO campaign_versions (campaign_id, version, content_hash, spec, active, deployed_at) "
+                 "VALUES ('apology', 1, 'h1', :spec, true, '2026-11-01 00:00:00')"), {"spec": json.dumps(spec)}
+        )  # fmt: skip
+        connection.execute(
+            text("INSERT INTO enrolments (campaign_id, campaign_version, contact_id, entry_key, workflow_id, holdout, "
+                 "enrolled_at, listens_to) VALUES ('apology', 1, 'c-1', 'A1', 'journey/apology/c-1/A1', false, "
+                 "'2026-11-02 00:00:00', '[]')")
+        )  # fmt: skip
+        connection.execute(
+            text("INSERT INTO deliveries (idempotency_key, workflow_id, campaign_id, campaign_version, category, "
+                 "step_id, contact_id, channel, status, status_history, created_at, updated_at) VALUES ('k', "
+                 "'journey/apology/c-1/A1', 'apology', 1, 'care', 'sorry', 'c-1', 'email', 'delivered', :history, "
+                 "'2026-11-02 00:00:00', '2026-11-02 00:00:00')"), {"history": json.dumps(history)}
+        )  # fmt: skip
+    upgrade(empty_engine)
+    with make_sessionmaker(empty_engine)() as session:
+        [entry] = session.scalars(select(Enrolment)).all()
+        events = session.scalars(select(DeliveryEvent).order_by(DeliveryEvent.occurred_at)).all()
+    assert entry.goal_by == entry.enrolled_at + timedelta(days=2, hours=12)
+    assert {(e.step_id, e.channel) for e in events} == {("sorry", "email")}
+    assert [(e.kind, e.reason, e.url) for e in events] == [
+        ("deferred", "quiet_hours", None), ("delivered", None, None), ("opened", None, None),
+        ("clicked", None, "https://acme.example/shoes")]  # fmt: skip
+    assert events[0].occurred_at == datetime(2026, 11, 2, 0, 0, 1, tzinfo=UTC)

@@ -20,6 +20,7 @@ from carecast.contacts.privacy import forget
 from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput
 from carecast.contacts.suppressions import suppress
 from carecast.contacts.writer import write_contacts
+from carecast.delivery.events import add_event
 from carecast.feedback import apply_sendgrid_events
 from carecast.intake.ingest import ingest_event
 from carecast.intake.record import IncomingEvent
@@ -73,6 +74,8 @@ def message(session, n, contact_id="c-1", channel="email") -> Delivery:
                    sent_at=utcnow())  # fmt: skip
     session.add(row)
     session.flush()
+    email = "ada@example.com" if contact_id == "c-1" else "bo@example.com"
+    add_event(session, row, "clicked", utcnow(), url=f"https://shop.example/?u={email}")  # a report row: no address
     return row
 
 

@@ -5,17 +5,18 @@ from sqlalchemy import select
 
 from carecast.intake import settlement
 from carecast.intake.settlement import Settlement, flush, leave
-from carecast.store.models import Enrolment
+from carecast.store.models import Contact, Enrolment
 from tests.factories import add_contact
 
 pytestmark = pytest.mark.store
 
 
-def enrolment(sessions) -> int:
+def enrolment(sessions, key: str = "e-1") -> int:
     with sessions.begin() as session:
-        add_contact(session)
-        row = Enrolment(campaign_id="welcome", campaign_version=1, contact_id="c-1", entry_key="e-1",
-                        workflow_id="journey/welcome/c-1/e-1")  # fmt: skip
+        if session.get(Contact, "c-1") is None:
+            add_contact(session)
+        row = Enrolment(campaign_id="welcome", campaign_version=1, contact_id="c-1", entry_key=key,
+                        workflow_id=f"journey/welcome/c-1/{key}")  # fmt: skip
         session.add(row)
         session.flush()
         return row.id
@@ -30,7 +31,7 @@ def marks(sessions, enrolment_id):
 def test_a_start_settled_after_the_end_is_still_written(sessions):
     """The worker's end of a short journey can commit before the API settles its start."""
     enrolled = enrolment(sessions)
-    for written in (Settlement(ended={enrolled}), Settlement(started={enrolled})):
+    for written in (Settlement(ended={enrolled: None}), Settlement(started={enrolled})):
         with sessions.begin() as session:
             written.write(session)
     started, ended = marks(sessions, enrolled)
@@ -49,8 +50,20 @@ async def test_a_settlement_whose_write_fails_is_kept_for_the_next(sessions, mon
 
     monkeypatch.setattr(Settlement, "write", store_away_once)
     monkeypatch.setattr(settlement, "FLUSH_AFTER_SECONDS", 3600)  # no background flush: this test flushes
-    leave(sessions, Settlement(ended={enrolled}))
+    leave(sessions, Settlement(ended={enrolled: "completed"}))
     with pytest.raises(ConnectionError):
         flush(sessions)
     flush(sessions)
     assert marks(sessions, enrolled)[1] is not None
+
+
+def test_how_a_journey_ended_is_written_whether_its_end_was_learnt_before_or_after(sessions):
+    """The relay learns that a journey is over (not how); the journey's own activity says how."""
+    first, second = enrolment(sessions), enrolment(sessions, key="B")
+    for written in (Settlement(ended={first: None}), Settlement(ended={first: "goal", second: "exit:order_cancelled"}),
+                    Settlement(ended={second: None})):  # fmt: skip
+        with sessions.begin() as session:
+            written.write(session)
+    with sessions() as session:
+        rows = session.execute(select(Enrolment.id, Enrolment.ended_by, Enrolment.ended_at).order_by(Enrolment.id))
+        assert [(r.ended_by, r.ended_at is not None) for r in rows] == [("goal", True), ("exit:order_cancelled", True)]

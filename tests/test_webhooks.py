@@ -11,7 +11,16 @@ from sqlalchemy import func, select
 from carecast.api.app import create_app
 from carecast.campaign.load import campaign_files
 from carecast.fakes.server import FakeProviders
-from carecast.store.models import ConsentRecord, Delivery, Event, Preferences, ProviderEvent, Suppression
+from carecast.store.models import (
+    ConsentRecord,
+    Delivery,
+    DeliveryEvent,
+    Event,
+    Preferences,
+    ProviderEvent,
+    Suppression,
+    utcnow,
+)
 from tests.factories import add_contact, deploy
 from tests.serving import serve
 
@@ -288,3 +297,36 @@ async def test_a_contact_stored_before_the_id_rule_can_still_opt_out(wired, sess
     assert await wired.flush() == [200]
     with sessions() as session:
         assert session.get(Preferences, "old@example.com").sms_consent is False
+
+
+def report_rows(sessions) -> list[tuple]:
+    with sessions() as session:
+        rows = session.scalars(select(DeliveryEvent).order_by(DeliveryEvent.id)).all()
+        return [(r.delivery_id, r.campaign_id, r.step_id, r.channel, r.kind, r.reason, r.url) for r in rows]
+
+
+async def test_provider_news_becomes_rows_a_report_counts_once_each(wired, sessions):
+    email, sms = add_delivery(sessions), add_delivery(sessions, channel="sms", campaign_id="welcome")
+    with sessions.begin() as session:
+        session.get(Delivery, sms).sent_at = utcnow()  # the text a reply answers
+    link = "https://acme.example/u/SEALED-TOKEN?utm_source=mail&token=abc"
+    wired.fakes.sendgrid.post_events([
+        event(email, "delivered", "ev-1"), event(email, "open", "ev-2", sg_machine_open=False),
+        event(email, "open", "ev-3", sg_machine_open=True), event(email, "click", "ev-4", url=link),
+        event(email, "spamreport", "ev-5"), event(email, "bounce", "ev-6", type="blocked", reason="421 try later"),
+    ])  # fmt: skip
+    wired.fakes.sendgrid.post_events([event(email, "open", "ev-2", sg_machine_open=False)])  # sent again: once
+    status_url = f"{wired.url}/webhooks/twilio/status?delivery={sms}"
+    for status in ("sent", "delivered"):
+        wired.fakes.journal.owe(wired.fakes.twilio.signed(status_url, {"MessageSid": "SM9", "MessageStatus": status}))
+    wired.fakes.inbound_sms(PHONE, "STOP")
+    assert await wired.flush() == [200, 200, 204, 204, 200]
+    where_email, where_sms = (email, "win_back", "s", "email"), (sms, "welcome", "s", "sms")
+    assert report_rows(sessions) == [
+        (*where_email, "delivered", None, None), (*where_email, "opened", None, None),
+        (*where_email, "machine_opened", None, None),
+        (*where_email, "clicked", None, "https://acme.example/u/[token]?utm_source=mail&token=[token]"),
+        (*where_email, "complained", None, None), (*where_email, "bounced", "blocked", None),
+        (*where_sms, "delivered", None, None), (*where_sms, "replied", None, None),
+        (*where_sms, "unsubscribed", None, None),
+    ]  # fmt: skip

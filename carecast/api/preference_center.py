@@ -35,6 +35,7 @@ from carecast.contacts.grants import grants
 from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInput, QuietHoursInput
 from carecast.contacts.views import contact_view, preference_view
 from carecast.contacts.writer import unsubscribe_wording, write_contacts
+from carecast.delivery.events import add_event, answered
 from carecast.policy.model import HouseRules, QuietHours, rules_source
 from carecast.policy.timezones import contact_zone
 from carecast.render.links import Link, LinkSigner
@@ -283,6 +284,10 @@ def preference_center_router(center: PreferenceCenter) -> APIRouter:
                     wording=wording,
                     address_key=None,
                 )
+                left = {d.campaign.id for d in active_versions(session)  # the topic's campaigns, or all marketing
+                        if (d.campaign.topic == topic if topic else d.campaign.category == "marketing")}  # fmt: skip
+                if (message := answered(session, contact.id, utcnow(), campaigns=left)) is not None:
+                    add_event(session, message, "unsubscribed", utcnow())  # for the report of what they left
                 return center.page(
                     "unsubscribed.html.j2",
                     contact.locale,

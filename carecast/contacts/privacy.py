@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from carecast.contacts.kept import SUPPRESSION, AddressKey, addresses_of
@@ -27,6 +27,7 @@ from carecast.store.models import (
     ConsentRecord,
     Contact,
     Delivery,
+    DeliveryEvent,
     Enrolment,
     Event,
     JourneySignal,
@@ -117,6 +118,8 @@ def forget(session: Session, contact_id: str, key: AddressKey) -> Forgotten:
     for message in messages:
         message.status_history = [_bare(entry) for entry in message.status_history or []]
     done.message_ids = [message.id for message in messages]
+    if done.message_ids:  # what happened to them stays counted; the links clicked may name the person
+        session.execute(update(DeliveryEvent).where(DeliveryEvent.delivery_id.in_(done.message_ids)).values(url=None))
     done.events = session.execute(delete(Event).where(Event.contact_id == contact_id)).rowcount
     done.consent_records = session.execute(delete(ConsentRecord).where(ConsentRecord.contact_id == contact_id)).rowcount
     session.execute(delete(Preferences).where(Preferences.contact_id == contact_id))

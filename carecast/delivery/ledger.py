@@ -33,12 +33,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, insert, select, text, update
+from sqlalchemy import bindparam, case, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from carecast.policy.model import SentDelivery
 from carecast.store.expressions import json_append, one_of
-from carecast.store.models import Delivery, utcnow
+from carecast.store.models import Delivery, DeliveryEvent, utcnow
 from carecast.store.types import JsonDocument, UtcDateTime
 from carecast.store.writes import bulk_insert
 
@@ -65,6 +65,8 @@ FEEDBACK = frozenset({Status.DELIVERED, Status.BOUNCED, Status.DROPPED, Status.U
 FINAL = frozenset({Status.SENT, Status.SKIPPED, Status.FAILED, Status.UNCERTAIN, Status.HOLDOUT}) | FEEDBACK
 # Rows that never reached a provider do not count toward caps.
 NOT_COUNTED = (Status.RESERVED, Status.DEFERRED, Status.SKIPPED, Status.FAILED, Status.HOLDOUT)
+# A message the provider took (or may have: uncertain), whatever it said after: what reports count as sent.
+HANDED_OVER = (Status.SENT, Status.UNCERTAIN, *sorted(FEEDBACK))
 
 _WAITING_MOVES = {Status.SENDING, Status.DEFERRED, Status.RESERVED, Status.SKIPPED, Status.HOLDOUT, Status.FAILED}
 MOVES: dict[Status, frozenset[Status]] = {
@@ -165,8 +167,9 @@ def load(session: Session, keys: Sequence[str]) -> dict[str, Row]:
     }
 
 
-def write(session: Session, rows: Iterable[Row]) -> None:
-    """Inserts the new rows (learning their ids) and updates the changed ones, a statement each."""
+def write(session: Session, rows: Iterable[Row], now: datetime | None = None) -> None:
+    """Inserts the new rows (learning their ids) and updates the changed ones, a statement each; a deferral
+    among them is also a `delivery_events` row, at `now`."""
     rows = list(rows)
     new = [r for r in rows if r.id is None]
     changed = [r for r in rows if r.changed and r.id is not None]
@@ -189,8 +192,20 @@ def write(session: Session, rows: Iterable[Row]) -> None:
                 r.id = ids[r.key]
     if changed:
         session.execute(UPDATE_ROW, [_update_values(r) for r in changed])
+    _record_deferrals(session, [r.id for r in [*new, *changed] if r.status == Status.DEFERRED], now or utcnow())
     for r in rows:
         r.changed = False
+
+
+def _record_deferrals(session: Session, delivery_ids: Sequence[int], now: datetime) -> None:
+    """A `delivery_events` row for each deferral just written, with its reason, for reports: one statement."""
+    if not delivery_ids:
+        return
+    d, e = Delivery, DeliveryEvent
+    chosen = select(d.id, d.campaign_id, d.campaign_version, d.step_id, d.channel, literal(Status.DEFERRED.value),
+                    d.reason, literal(now, e.occurred_at.type)).where(d.id.in_(sorted(delivery_ids)))  # fmt: skip
+    columns = ("delivery_id", "campaign_id", "campaign_version", "step_id", "channel", "kind", "reason", "occurred_at")
+    session.execute(insert(DeliveryEvent).from_select(columns, chosen))
 
 
 NEXT_DELIVERY_IDS = text("SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, :n)")

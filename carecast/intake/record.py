@@ -152,7 +152,8 @@ def record_event(session: Session, event: IncomingEvent, now: datetime | None = 
         holdout = in_holdout(campaign.id, contact.id, campaign.holdout)
         row = dict(campaign_id=campaign.id, campaign_version=deployed.version, contact_id=contact.id, entry_key=key,
                    key_field=campaign.entry.key, listens_to=campaign.listens_to(), workflow_id=workflow_id,
-                   trigger_event_id=event.event_id, holdout=holdout, enrolled_at=now)  # fmt: skip
+                   trigger_event_id=event.event_id, holdout=holdout, enrolled_at=now,
+                   goal_by=now + campaign.goal.within if campaign.goal is not None else None)  # fmt: skip
         enrolment_id = insert_new(session, Enrolment, row, ["campaign_id", "contact_id", "entry_key"], Enrolment.id)
         if enrolment_id is None:
             recorded.already_running.append(workflow_id)  # the same entry again: its journey runs already

@@ -172,7 +172,7 @@ class Relay:
         settlement = Settlement(
             done={r.id for r in done + ended},
             started={r.enrolment_id for r in started},
-            ended={r.enrolment_id for r in ended},
+            ended=dict.fromkeys(r.enrolment_id for r in ended),
             failed={row_id: (by_id[row_id].attempts, error) for row_id, error in failed.items()},
         )
         if settle_later:

@@ -18,7 +18,7 @@ import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, delete, func, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from carecast.store.db import READS_ONLY
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class Settlement:
     done: set[int] = field(default_factory=set)  # outbox rows delivered: they go
     started: set[int] = field(default_factory=set)  # enrolments whose journey Temporal now knows
-    ended: set[int] = field(default_factory=set)  # enrolments whose journey is over
+    ended: dict[int, str | None] = field(default_factory=dict)  # enrolments whose journey is over → how (if known)
     failed: dict[int, tuple[int, str]] = field(default_factory=dict)  # row id -> (attempts so far, error)
 
     def __bool__(self) -> bool:
@@ -41,20 +41,28 @@ class Settlement:
     def add(self, other: Settlement) -> None:
         self.done |= other.done
         self.started |= other.started
-        self.ended |= other.ended
+        for enrolment_id, how in other.ended.items():
+            self.ended[enrolment_id] = how or self.ended.get(enrolment_id)
         self.failed.update(other.failed)
 
     def write(self, session: Session, now: datetime | None = None) -> None:
         now = now or utcnow()
         gone = delete(JourneySignal).where(JourneySignal.id.in_(sorted(self.done))) if self.done else None
         # Each is written once; an end may be written before the start that the API process settles later.
-        for ids, column in ((self.started, Enrolment.started_at), (self.ended, Enrolment.ended_at)):
-            if ids:
-                moved = update(Enrolment).where(Enrolment.id.in_(sorted(ids)), column.is_(None)).values({column: now})
-                if gone is not None and session.get_bind().dialect.name == "postgresql":
-                    # One round trip for both: the delete as a data-modifying CTE of the update.
-                    moved, gone = moved.add_cte(gone.cte("done")), None
-                session.execute(moved)
+        moves = [(self.started, Enrolment.started_at, {Enrolment.started_at: now})] if self.started else []
+        for how in {*self.ended.values()}:  # how it ended only the journey's own activity knows; the relay learns that
+            ids = {enrolment_id for enrolment_id, said in self.ended.items() if said == how}  # it did, later or sooner
+            if how is None:
+                moves.append((ids, Enrolment.ended_at, {Enrolment.ended_at: now}))
+            else:
+                ended = {Enrolment.ended_by: how, Enrolment.ended_at: func.coalesce(Enrolment.ended_at, now)}
+                moves.append((ids, Enrolment.ended_by, ended))
+        for ids, unset, values in moves:
+            moved = update(Enrolment).where(Enrolment.id.in_(sorted(ids)), unset.is_(None)).values(values)
+            if gone is not None and session.get_bind().dialect.name == "postgresql":
+                # One round trip for both: the delete as a data-modifying CTE of the update.
+                moved, gone = moved.add_cte(gone.cte("done")), None
+            session.execute(moved)
         if gone is not None:
             session.execute(gone)
         for row_id, (attempts, error) in self.failed.items():

@@ -219,6 +219,7 @@ class Enrolment(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id", "entry_key", name="uq_enrolments_campaign_contact_entry"),
         Index("ix_enrolments_contact_ended", "contact_id", "ended_at"),  # an event's running journeys
+        Index("ix_enrolments_campaign_version", "campaign_id", "campaign_version"),  # reports
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -232,8 +233,14 @@ class Enrolment(Base):
     trigger_event_id: Mapped[str | None] = mapped_column(String(128))
     holdout: Mapped[bool] = mapped_column(Boolean, default=False)
     enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    goal_by: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, doc="the end of its goal window: a goal event until then converts this entry (reports)"
+    )
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="when Temporal first confirmed the journey")
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="when carecast learned the journey is over")
+    ended_by: Mapped[str | None] = mapped_column(
+        String(160), doc="how it ended: completed, goal, exit:<event>, stopped, ... (None: learnt from Temporal)"
+    )
 
 
 class JourneySignal(Base):
@@ -333,3 +340,28 @@ class Delivery(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class DeliveryEvent(Base):
+    """What happened to a message after its step decided it: a row to count in reports.
+
+    Provider news (delivered, bounced, dropped, undelivered, not answered), what the
+    recipient did (opened — `machine_opened` when SendGrid says a mail server's privacy
+    proxy fetched it —, clicked, unsubscribed, complained, replied) and each deferral with
+    its reason. The campaign, version, step and channel are copied from the delivery, so a
+    report groups these rows without a join. A clicked URL is kept without its tokens.
+    """
+
+    __tablename__ = "delivery_events"
+    __table_args__ = (Index("ix_delivery_events_campaign_kind", "campaign_id", "campaign_version", "kind"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(BigId, index=True)
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    campaign_version: Mapped[int] = mapped_column(Integer)
+    step_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str | None] = mapped_column(String(64), doc="why it was deferred; a bounce's type")
+    url: Mapped[str | None] = mapped_column(Text, doc="the link clicked, without its tokens")
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
