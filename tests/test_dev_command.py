@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import json
 import os
 import re
 import shutil
@@ -238,4 +239,20 @@ async def test_a_mailbox_providers_one_click_unsubscribes_from_the_topic_and_kee
         engine.dispose()
     assert prefs.topics == {"order_updates": False}
     assert (prefs.email_consent, prefs.marketing_consent) == (True, True)  # the next order email still comes
+
+    # The report counts what the outbox holds, and the unsubscribe against the message it came from.
+    report = subprocess.run([CARECAST, "report", "delivery_delay", "--json"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    [version] = json.loads(report.stdout)["versions"]
+    [apology_step] = [s for s in version["steps"] if s["step"] == "apologise"]
+    assert (version["entered"], apology_step["sent"], apology_step["feedback"]) == (
+        1,
+        {"email": 1},
+        {"unsubscribed": 1},
+    )
+    overall = subprocess.run([CARECAST, "report", "--json"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+    sent = sum(v["totals"]["sent"] for campaign in json.loads(overall.stdout) for v in campaign["versions"])
+    assert sent == len(list((tmp_path / "home" / "outbox").glob("*.eml"))) == 1
     assert [(r.channel, r.topic, r.granted, r.source) for r in records] == [(None, "order_updates", False, "one_click")]

@@ -40,7 +40,7 @@ def test_no_policy_file_means_no_quiet_hours_and_no_caps(tmp_path):
         (
             "quiet_hour: {start: '21:00', end: '08:00'}",
             "1:1: unknown key 'quiet_hour'; allowed here: timezone, quiet_hours, regional_quiet_hours, frequency_caps, "
-            "global_ceiling, send_rates, email",
+            "global_ceiling, send_rates, email, guardrails",
         ),
         (
             "regional_quiet_hours: {Florida: {start: '20:00', end: '08:00'}}",

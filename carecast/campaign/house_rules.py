@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from carecast.campaign.documents import load_model
 from carecast.campaign.durations import Duration
+from carecast.campaign.kpis import HouseGuardrails
 from carecast.campaign.patterns import CLOCK, RULE_NAME, Mailbox
 from carecast.policy.model import CapRule, EmailIdentity, HouseRules, QuietHours
 from carecast.policy.timezones import is_known_zone
@@ -77,6 +78,9 @@ class HouseRulesSpec(Strict):
         default_factory=dict, description="messages per second handed to each channel's provider, across all workers"
     )
     email: EmailSpec | None = Field(default=None, description="sender, reply-to and postal address of emails")
+    guardrails: HouseGuardrails = Field(
+        default_factory=HouseGuardrails, description="every campaign's ceilings on unsubscribes, complaints, bounces"
+    )
 
     @field_validator("send_rates")
     @classmethod

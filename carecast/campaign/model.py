@@ -18,6 +18,7 @@ from croniter import croniter
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from carecast.campaign.durations import Duration
+from carecast.campaign.kpis import Kpis
 from carecast.campaign.patterns import Mailbox
 from carecast.campaign.steps import Step
 from carecast.campaign.steps.base import Name, Strict
@@ -123,6 +124,7 @@ class Campaign(Strict):
     send: SendAction | None = None
     samples: Samples = Field(default_factory=Samples)
     sender: Sender | None = Field(default=None, description="who emails of this campaign come from")
+    kpis: Kpis | None = Field(default=None, description="the numbers set before launch; `carecast report` reads them")
 
     @model_validator(mode="after")
     def journey_or_broadcast(self) -> Campaign:
@@ -135,6 +137,10 @@ class Campaign(Strict):
             raise ValueError("a journey has a trigger and steps, and no send or schedule of its own")
         if broadcast and (self.send is None or self.steps):
             raise ValueError("a broadcast has an audience and one send, and no steps")
+        if self.kpis is not None and (self.kpis.conversion or self.kpis.lift) and self.goal is None:
+            raise ValueError("a conversion or lift KPI counts goal events: give the campaign a goal")
+        if self.kpis is not None and self.kpis.lift is not None and not self.holdout:
+            raise ValueError("a lift KPI compares with a holdout: give the campaign a holdout, e.g. holdout: 10")
         return self
 
     @property

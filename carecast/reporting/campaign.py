@@ -1,0 +1,312 @@
+"""A campaign's report: what each version and step did, from rows, by SQL.
+
+Three kinds of row, each written where the ledger already writes:
+- `deliveries`: one per message meant, with the step's outcome (sent and on which channel,
+  skipped and why, held out, failed) as its status and reason;
+- `delivery_events`: what happened to a message after (delivered, bounced, opened by a person
+  or by a machine, clicked, unsubscribed, complained, replied) and each deferral with its reason;
+- `enrolments`: who entered a journey, as holdout or not, and how the journey ended.
+
+Conversions count goal events: an event of the goal's name that happened between an entry
+and the end of its goal window (`enrolments.goal_by`) converts that entry. One event converts
+one entry of a campaign at most, the latest that began before it (a contact who entered twice
+converts the entry whose window was open, once); an entry converts once however many goal events
+follow. Holdout entries convert the same way, so treated minus holdout conversion is the lift,
+given with Newcombe's interval (carecast/reporting/intervals.py). Conversions count every entry,
+whether or not its journey ended before the goal: the comparison with the holdout stays fair.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, distinct, func, select
+from sqlalchemy.orm import Session
+
+from carecast.campaign.house_rules import HouseRulesSpec
+from carecast.campaign.kpis import GUARDRAILS, HouseGuardrails, Kpis, Target
+from carecast.campaign.model import Campaign
+from carecast.delivery.ledger import HANDED_OVER, Status
+from carecast.reporting.intervals import Interval, newcombe, wilson
+from carecast.reporting.verdicts import NOT_YET, Verdict, judge
+from carecast.store.models import CampaignVersion, Delivery, DeliveryEvent, Enrolment, Event, HouseRulesVersion
+
+NEWCOMBE = "Newcombe hybrid score interval (method 10), 95 %"
+# What a version's totals count: messages handed over, and messages with each kind of news.
+TOTALS = ("sent", "delivered", "bounced", "opened", "machine_opened", "clicked", "unsubscribed", "complained",
+          "replied")  # fmt: skip
+
+
+@dataclass
+class StepReport:
+    step: str
+    sent: dict[str, int] = field(default_factory=dict)  # channel → messages handed over
+    skipped: dict[str, int] = field(default_factory=dict)  # reason → messages
+    deferred: dict[str, int] = field(default_factory=dict)  # reason → messages deferred at least once for it
+    held_out: int = 0
+    failed: int = 0
+    waiting: int = 0  # not settled yet: reserved, deferred or being handed over now
+    feedback: dict[str, int] = field(default_factory=dict)  # delivered, opened, clicked, ... → messages
+    emails_delivered: int = 0  # what open and click rates count against
+
+    @property
+    def handed_over(self) -> int:
+        return sum(self.sent.values())
+
+
+@dataclass
+class Lift:
+    treated: int
+    treated_converted: int
+    held_out: int
+    held_out_converted: int
+    difference: float | None
+    interval: Interval
+    method: str = NEWCOMBE
+
+
+@dataclass
+class VersionReport:
+    version: int
+    deployed_at: datetime | None
+    entered: int = 0  # journeys entered (treated and holdout); a broadcast's messages meant
+    held_out: int = 0
+    ended: dict[str, int] = field(default_factory=dict)  # how journeys ended → how many
+    converted: int = 0  # treated entries that reached the goal in its window
+    steps: list[StepReport] = field(default_factory=list)
+    lift: Lift | None = None
+    kpis: list[Verdict] = field(default_factory=list)
+
+    def total(self, name: str) -> int:
+        """A feedback count (delivered, opened, ...) over the steps; `sent` is the messages handed over."""
+        if name == "sent":
+            return sum(s.handed_over for s in self.steps)
+        return sum(s.feedback.get(name, 0) for s in self.steps)
+
+
+@dataclass
+class CampaignReport:
+    campaign_id: str
+    name: str
+    category: str
+    since: datetime | None
+    versions: list[VersionReport]
+
+    def total(self, name: str) -> int:
+        return sum(v.total(name) for v in self.versions)
+
+
+def campaign_report(
+    session: Session,
+    campaign_id: str,
+    house: HouseGuardrails,
+    version: int | None = None,
+    since: datetime | None = None,
+) -> CampaignReport | None:
+    """The report of a deployed campaign (None if it was never deployed), per version, newest first."""
+    versions = session.execute(
+        select(CampaignVersion.version, CampaignVersion.spec, CampaignVersion.deployed_at)
+        .where(CampaignVersion.campaign_id == campaign_id, *([CampaignVersion.version == version] if version else []))
+        .order_by(CampaignVersion.version.desc())
+    ).all()
+    if not versions:
+        return None
+    specs = {v: Campaign.model_validate(spec) for v, spec, _ in versions}
+    reports = {v: VersionReport(v, at) for v, _, at in versions}
+    steps: dict[tuple[int, str], StepReport] = {}
+
+    def step(v: int, step_id: str) -> StepReport:
+        return steps.setdefault((v, step_id), StepReport(step_id))
+
+    for v, step_id, channel, status, reason, count in session.execute(_outcomes(campaign_id, version, since)):
+        if v not in reports:
+            continue
+        row = step(v, step_id)
+        if status in HANDED_OVER:
+            row.sent[channel or "?"] = row.sent.get(channel or "?", 0) + count
+        elif status == Status.SKIPPED:
+            row.skipped[reason or "?"] = row.skipped.get(reason or "?", 0) + count
+        elif status == Status.HOLDOUT:
+            row.held_out += count
+        elif status == Status.FAILED:
+            row.failed += count
+        else:
+            row.waiting += count
+    for v, step_id, channel, kind, reason, count in session.execute(_feedback(campaign_id, version, since)):
+        if v not in reports:
+            continue
+        row = step(v, step_id)
+        if kind == "deferred":
+            row.deferred[reason or "?"] = row.deferred.get(reason or "?", 0) + count
+        else:
+            row.feedback[kind] = row.feedback.get(kind, 0) + count
+            row.emails_delivered += count if (kind, channel) == ("delivered", "email") else 0
+    for (v, _), row in sorted(steps.items(), key=lambda item: _step_order(specs[item[0][0]], item[0][1])):
+        reports[v].steps.append(row)
+    entered: dict[int, dict[bool, int]] = defaultdict(lambda: {False: 0, True: 0})
+    for v, holdout, ended_by, count in session.execute(_entries(campaign_id, version, since)):
+        if v not in reports:
+            continue
+        entered[v][bool(holdout)] += count
+        if ended_by:
+            reports[v].ended[ended_by] = reports[v].ended.get(ended_by, 0) + count
+    converted: dict[int, dict[bool, int]] = defaultdict(lambda: {False: 0, True: 0})
+    goals = {s.goal.event for s in specs.values() if s.goal is not None}
+    for goal in goals:
+        for v, holdout, count in session.execute(_conversions(campaign_id, goal, version, since)):
+            if v in reports and specs[v].goal is not None and specs[v].goal.event == goal:
+                converted[v][bool(holdout)] += count
+    for v, report in reports.items():
+        spec = specs[v]
+        report.held_out = entered[v][True]
+        if spec.is_journey:
+            report.entered = entered[v][False] + entered[v][True]
+            report.converted = converted[v][False]
+        else:
+            report.entered = sum(s.handed_over + s.held_out + s.failed + s.waiting + sum(s.skipped.values())
+                                 for s in report.steps)  # fmt: skip
+        if spec.goal is not None and spec.holdout > 0:
+            report.lift = _lift(entered[v], converted[v])
+        report.kpis = kpi_verdicts(report, spec.kpis, house, entered[v][False])
+    any_spec = specs[versions[0][0]]
+    return CampaignReport(campaign_id, any_spec.name, any_spec.category, since, list(reports.values()))
+
+
+def _step_order(spec: Campaign, step_id: str) -> tuple[int, str]:
+    order = [step for step, _ in spec.sends()]
+    return (order.index(step_id) if step_id in order else len(order), step_id)
+
+
+def _lift(entered: dict[bool, int], converted: dict[bool, int]) -> Lift:
+    n1, x1, n2, x2 = entered[False], converted[False], entered[True], converted[True]
+    difference = x1 / n1 - x2 / n2 if n1 and n2 else None
+    return Lift(n1, x1, n2, x2, difference, newcombe(x1, n1, x2, n2))
+
+
+def kpi_verdicts(report: VersionReport, kpis: Kpis | None, house: HouseGuardrails, treated: int) -> list[Verdict]:
+    """Each KPI the version set, and each guardrail (its own ceiling or the house's), with its verdict."""
+    kpis = kpis or Kpis()
+    delivered, sent = report.total("delivered"), report.total("sent")
+    email_delivered = sum(s.emails_delivered for s in report.steps)
+    rates: dict[str, tuple[int, int]] = {
+        "conversion": (report.converted, treated),
+        "open_rate": (report.total("opened"), email_delivered),
+        "click_rate": (report.total("clicked"), email_delivered),
+        "unsubscribe_rate": (report.total("unsubscribed"), delivered),
+        "complaint_rate": (report.total("complained"), delivered),
+        "bounce_rate": (report.total("bounced"), sent),
+    }
+    verdicts = []
+    for name in ("conversion", "lift", "open_rate", "click_rate", *GUARDRAILS):
+        target: Target | None = getattr(kpis, name) or getattr(house, name, None)
+        if target is None:
+            continue
+        if name == "lift":
+            if report.lift is None:
+                continue
+            verdicts.append(judge(name, target, report.lift.difference, report.lift.interval))
+            continue
+        hits, trials = rates[name]
+        verdict = judge(name, target, hits / trials if trials else None, wilson(hits, trials))
+        if name in GUARDRAILS and sent < house.min_sample:  # as the guardrail that pauses judges it
+            verdict = replace(verdict, verdict=NOT_YET, note=f"{sent} of the {house.min_sample} sent it waits for")
+        verdicts.append(verdict)
+    return verdicts
+
+
+def _since(column: Any, since: datetime | None) -> list[Any]:
+    return [column >= since] if since is not None else []
+
+
+def _version(column: Any, version: int | None) -> list[Any]:
+    return [column == version] if version is not None else []
+
+
+def _outcomes(campaign_id: str, version: int | None, since: datetime | None):
+    d = Delivery
+    return (
+        select(d.campaign_version, d.step_id, d.channel, d.status, d.reason, func.count())
+        .where(d.campaign_id == campaign_id, *_version(d.campaign_version, version), *_since(d.created_at, since))
+        .group_by(d.campaign_version, d.step_id, d.channel, d.status, d.reason)
+    )
+
+
+def _feedback(campaign_id: str, version: int | None, since: datetime | None):
+    e = DeliveryEvent
+    return (
+        select(e.campaign_version, e.step_id, e.channel, e.kind, e.reason, func.count(distinct(e.delivery_id)))
+        .where(e.campaign_id == campaign_id, *_version(e.campaign_version, version), *_since(e.occurred_at, since))
+        .group_by(e.campaign_version, e.step_id, e.channel, e.kind, e.reason)
+    )
+
+
+def _entries(campaign_id: str, version: int | None, since: datetime | None):
+    n = Enrolment
+    return (
+        select(n.campaign_version, n.holdout, n.ended_by, func.count())
+        .where(n.campaign_id == campaign_id, *_version(n.campaign_version, version), *_since(n.enrolled_at, since))
+        .group_by(n.campaign_version, n.holdout, n.ended_by)
+    )
+
+
+def _conversions(campaign_id: str, goal: str, version: int | None, since: datetime | None):
+    """(version, holdout, entries converted): each goal event to the latest entry whose window held it."""
+    n, ev = Enrolment, Event
+    latest = func.row_number().over(partition_by=ev.id, order_by=(n.enrolled_at.desc(), n.id.desc()))
+    pairs = (
+        select(n.id.label("entry"), n.campaign_version, n.holdout, latest.label("rank"))
+        .join(
+            ev,
+            and_(
+                ev.contact_id == n.contact_id,
+                ev.name == goal,
+                ev.occurred_at >= n.enrolled_at,
+                ev.occurred_at <= n.goal_by,
+            ),
+        )  # fmt: skip
+        .where(n.campaign_id == campaign_id, *_version(n.campaign_version, version), *_since(n.enrolled_at, since))
+        .subquery()
+    )
+    return (
+        select(pairs.c.campaign_version, pairs.c.holdout, func.count(distinct(pairs.c.entry)))
+        .where(pairs.c.rank == 1)
+        .group_by(pairs.c.campaign_version, pairs.c.holdout)
+    )
+
+
+def reported_campaigns(session: Session) -> list[str]:
+    """Every campaign ever deployed, by id."""
+    return list(session.scalars(select(CampaignVersion.campaign_id).distinct().order_by(CampaignVersion.campaign_id)))
+
+
+def house_guardrails(session: Session, fallback: HouseGuardrails) -> HouseGuardrails:
+    """The guardrails of the newest deployed policy.yaml (`fallback`, the local file's, before any deploy)."""
+    document = session.scalar(select(HouseRulesVersion.document).order_by(HouseRulesVersion.id.desc()).limit(1))
+    if document is None:
+        return fallback
+    return HouseRulesSpec.model_validate(document).guardrails
+
+
+def as_dict(report: CampaignReport) -> dict[str, Any]:
+    """The report as `--json` prints it: plain data, rates as fractions, times in ISO 8601 UTC."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, Interval):
+            return [value.low, value.high]
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if hasattr(value, "__dataclass_fields__"):
+            return {k: plain(getattr(value, k)) for k in value.__dataclass_fields__}
+        return value
+
+    document = plain(report)
+    for version, data in zip(report.versions, document["versions"], strict=True):
+        data["totals"] = {name: version.total(name) for name in TOTALS}
+    return document
