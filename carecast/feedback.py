@@ -26,7 +26,7 @@ from carecast.contacts.schema import ConsentInput, ContactInput, PreferencesInpu
 from carecast.contacts.suppressions import add_suppression, normalised_address
 from carecast.contacts.writer import write_contacts
 from carecast.delivery import ledger
-from carecast.delivery.events import SENDGRID_KINDS, TWILIO_KINDS, add_event, answered
+from carecast.delivery.events import SENDGRID_KINDS, TWILIO_KINDS, News, add_event, answered
 from carecast.intake.replies import meaning
 from carecast.store.models import Contact, Delivery, ProviderEvent, Suppression, utcnow
 from carecast.store.writes import upsert
@@ -110,7 +110,7 @@ def apply_sendgrid_events(
     session: Session, events: Iterable[Mapping[str, Any]], topics: Mapping[str, str]
 ) -> FeedbackSummary:
     """Applies a verified batch; `topics` maps campaign id → topic (for group unsubscribes)."""
-    summary = FeedbackSummary()
+    summary, news = FeedbackSummary(), News()
     for event in events:
         kind = str(event.get("event", ""))
         delivery_id = _delivery_id(event.get("delivery_id"))
@@ -140,13 +140,14 @@ def apply_sendgrid_events(
             machine = kind == "open" and event.get("sg_machine_open") is True
             bounce_type = str(event["type"])[:64] if kind == "bounce" and event.get("type") else None
             kind_of_row = "machine_opened" if machine else SENDGRID_KINDS[kind]
-            add_event(session, delivery, kind_of_row, _when(event), url=url, reason=bounce_type)
+            news.add(delivery, kind_of_row, _when(event), url=url, reason=bounce_type)
         if suppression and contact is not None and contact.email:
             add_suppression(session, "email", contact.email, suppression, f"sendgrid:{kind}")
         if contact is not None:
             _sendgrid_preferences(session, contact.id, kind, topics.get(delivery.campaign_id))
         summary.applied += 1
         summary.statuses[kind] = summary.statuses.get(kind, 0) + 1
+    news.write(session)
     return summary
 
 

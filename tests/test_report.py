@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from carecast.campaign.kpis import HouseGuardrails, Kpis, parse_percent
 from carecast.campaign.model import Campaign
+from carecast.delivery.events import add_event
 from carecast.reporting.campaign import as_dict, campaign_report
 from carecast.reporting.intervals import newcombe, wilson
 from carecast.store.models import Delivery, DeliveryEvent, Enrolment, Event
@@ -100,8 +102,7 @@ def message(session, n, status, reason=None, channel="email") -> Delivery:
 
 def news(session, delivery, *kinds, reason=None):
     for kind in kinds:
-        session.add(DeliveryEvent(delivery_id=delivery.id, campaign_id="win_back", campaign_version=1, step_id="offer",
-                                  channel=delivery.channel, kind=kind, reason=reason, occurred_at=T0))  # fmt: skip
+        add_event(session, delivery, kind, T0, reason=reason)
 
 
 @pytest.fixture
@@ -161,6 +162,9 @@ def test_a_report_counts_rows_attributes_each_conversion_once_and_judges_the_kpi
     assert verdicts["click_rate"] == ("met", pytest.approx(1 / 6))
     assert verdicts["bounce_rate"] == ("not enough data yet", pytest.approx(1 / 8))  # under the minimum sample
     assert json.loads(json.dumps(as_dict(report)))["versions"][0]["totals"]["opened"] == 2
+    with sessions() as session:  # every open is kept; the second open of a message is not its first
+        firsts = session.execute(select(DeliveryEvent.first).where(DeliveryEvent.kind == "opened")).scalars().all()
+    assert sorted(firsts) == [False, True, True]
 
 
 @pytest.mark.store

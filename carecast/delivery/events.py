@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from carecast.delivery.ledger import HANDED_OVER
@@ -31,12 +31,47 @@ TWILIO_KINDS = {
 ANSWER_WINDOW = timedelta(days=30)
 
 
+class News:
+    """Rows of news about messages, written together as one INSERT (a webhook batch's, say).
+
+    Each is marked `first` unless its message had news of that kind (and reason) before, in
+    the store or earlier in the batch. `write` flushes the session first, so the deliveries'
+    own updates, which every caller makes, take their rows' locks before the question is
+    asked: two callbacks of one message in two transactions at once cannot both be first.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def add(
+        self, delivery: Delivery, kind: str, at: datetime, url: str | None = None, reason: str | None = None
+    ) -> None:
+        self.rows.append(dict(delivery_id=delivery.id, campaign_id=delivery.campaign_id,
+                              campaign_version=delivery.campaign_version, step_id=delivery.step_id,
+                              channel=delivery.channel, kind=kind, reason=reason, url=url, occurred_at=at))  # fmt: skip
+
+    def write(self, session: Session) -> None:
+        if not self.rows:
+            return
+        session.flush()
+        e = DeliveryEvent
+        ids = sorted({row["delivery_id"] for row in self.rows})
+        seen = set(session.execute(select(e.delivery_id, e.kind, e.reason).where(e.first, e.delivery_id.in_(ids))))
+        for row in self.rows:
+            key = (row["delivery_id"], row["kind"], row["reason"])
+            row["first"] = key not in seen
+            seen.add(key)
+        session.execute(insert(DeliveryEvent.__table__), self.rows)
+        self.rows = []
+
+
 def add_event(
     session: Session, delivery: Delivery, kind: str, at: datetime, url: str | None = None, reason: str | None = None
 ) -> None:
-    session.add(DeliveryEvent(delivery_id=delivery.id, campaign_id=delivery.campaign_id,
-                              campaign_version=delivery.campaign_version, step_id=delivery.step_id,
-                              channel=delivery.channel, kind=kind, reason=reason, url=url, occurred_at=at))  # fmt: skip
+    """One row of news about `delivery`, written now."""
+    news = News()
+    news.add(delivery, kind, at, url, reason)
+    news.write(session)
 
 
 def answered(

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, insert, literal, select, text, update
+from sqlalchemy import bindparam, case, exists, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from carecast.policy.model import SentDelivery
@@ -202,9 +202,12 @@ def _record_deferrals(session: Session, delivery_ids: Sequence[int], now: dateti
     if not delivery_ids:
         return
     d, e = Delivery, DeliveryEvent
-    chosen = select(d.id, d.campaign_id, d.campaign_version, d.step_id, d.channel, literal(Status.DEFERRED.value),
-                    d.reason, literal(now, e.occurred_at.type)).where(d.id.in_(sorted(delivery_ids)))  # fmt: skip
-    columns = ("delivery_id", "campaign_id", "campaign_version", "step_id", "channel", "kind", "reason", "occurred_at")
+    deferred = literal(Status.DEFERRED.value)
+    before = exists().where(e.delivery_id == d.id, e.kind == deferred, e.reason.is_not_distinct_from(d.reason))
+    chosen = select(d.id, d.campaign_id, d.campaign_version, d.step_id, d.channel, deferred, d.reason, ~before,
+                    literal(now, e.occurred_at.type)).where(d.id.in_(sorted(delivery_ids)))  # fmt: skip
+    columns = ("delivery_id", "campaign_id", "campaign_version", "step_id", "channel", "kind", "reason", "first",
+               "occurred_at")  # fmt: skip
     session.execute(insert(DeliveryEvent).from_select(columns, chosen))
 
 

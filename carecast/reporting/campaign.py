@@ -237,8 +237,10 @@ def _outcomes(campaign_id: str, version: int | None, since: datetime | None):
 def _feedback(campaign_id: str, version: int | None, since: datetime | None):
     e = DeliveryEvent
     return (
-        select(e.campaign_version, e.step_id, e.channel, e.kind, e.reason, func.count(distinct(e.delivery_id)))
-        .where(e.campaign_id == campaign_id, *_version(e.campaign_version, version), *_since(e.occurred_at, since))
+        select(e.campaign_version, e.step_id, e.channel, e.kind, e.reason, func.count())
+        .where(
+            e.campaign_id == campaign_id, e.first, *_version(e.campaign_version, version), *_since(e.occurred_at, since)
+        )  # fmt: skip
         .group_by(e.campaign_version, e.step_id, e.channel, e.kind, e.reason)
     )
 

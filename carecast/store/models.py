@@ -349,7 +349,8 @@ class DeliveryEvent(Base):
     recipient did (opened — `machine_opened` when SendGrid says a mail server's privacy
     proxy fetched it —, clicked, unsubscribed, complained, replied) and each deferral with
     its reason. The campaign, version, step and channel are copied from the delivery, so a
-    report groups these rows without a join. A clicked URL is kept without its tokens.
+    report groups these rows without a join, and counts the `first` ones (a message opened
+    three times is one opened message) without a DISTINCT. A clicked URL is kept without its tokens.
     """
 
     __tablename__ = "delivery_events"
@@ -364,4 +365,7 @@ class DeliveryEvent(Base):
     kind: Mapped[str] = mapped_column(String(24))
     reason: Mapped[str | None] = mapped_column(String(64), doc="why it was deferred; a bounce's type")
     url: Mapped[str | None] = mapped_column(Text, doc="the link clicked, without its tokens")
+    first: Mapped[bool] = mapped_column(
+        Boolean, default=True, doc="the first of its kind (and reason) for its message: what reports count"
+    )
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=24), nullable=False),
         sa.Column("reason", sa.String(length=64), nullable=True),
         sa.Column("url", sa.Text(), nullable=True),
+        sa.Column("first", sa.Boolean(), nullable=False),
         sa.Column("occurred_at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_delivery_events")),
     )
@@ -99,7 +100,7 @@ def _fill_delivery_events(connection) -> None:
                           sa.column("campaign_version", sa.Integer), sa.column("step_id", sa.String),
                           sa.column("channel", sa.String), sa.column("status_history", JSON_DOCUMENT))  # fmt: skip
     events = sa.table("delivery_events", *(sa.column(name) for name in (
-        "delivery_id", "campaign_id", "campaign_version", "step_id", "channel", "kind", "reason", "url"
+        "delivery_id", "campaign_id", "campaign_version", "step_id", "channel", "kind", "reason", "url", "first"
     )), sa.column("occurred_at", UtcDateTime()))  # fmt: skip
     last = 0
     while page := connection.execute(
@@ -115,12 +116,14 @@ def _events_of(delivery) -> list[dict]:
     where = dict(delivery_id=delivery.id, campaign_id=delivery.campaign_id, campaign_version=delivery.campaign_version,
                  step_id=delivery.step_id, channel=delivery.channel)  # fmt: skip
     history = delivery.status_history
-    rows = []
+    rows, seen = [], set()
     for entry in history if isinstance(history, list) else json.loads(history or "[]"):
         kind = KINDS.get(entry.get("event", "")) or ("deferred" if entry.get("status") == "deferred" else None)
         if kind is not None and "at" in entry:
-            rows.append(where | dict(kind=kind, reason=entry.get("reason"), url=entry.get("url"),
+            reason = entry.get("reason") if kind == "deferred" else None
+            rows.append(where | dict(kind=kind, reason=reason, url=entry.get("url"), first=(kind, reason) not in seen,
                                      occurred_at=datetime.fromisoformat(entry["at"])))  # fmt: skip
+            seen.add((kind, reason))
     return rows
 
 
