@@ -128,6 +128,9 @@ class Settings:
     twilio_messaging_service_sid: str | None = None
     twilio_from_number: str | None = None
     provider_timeout_seconds: float = 10.0
+    # Where a guardrail breach is POSTed as JSON (an operator's chat or pager hook); None: logged only.
+    alert_webhook_url: str | None = None
+    guardrail_check_seconds: float = 60.0  # how often, at most, news from the providers sets off a check
     api_docs: bool = False  # /docs, /redoc and /openapi.json, off unless CARECAST_API_DOCS=1
     # TLS or mTLS to Temporal, and gRPC metadata, from Temporal's client configuration (temporal_config.py).
     temporal_tls: bool | TLSConfig = False
@@ -241,5 +244,7 @@ class Settings:
             twilio_messaging_service_sid=env.get("TWILIO_MESSAGING_SERVICE_SID") or None,
             twilio_from_number=env.get("TWILIO_FROM_NUMBER") or None,
             provider_timeout_seconds=_float_env(env, "CARECAST_PROVIDER_TIMEOUT", 10.0),
+            alert_webhook_url=env.get("CARECAST_ALERT_WEBHOOK_URL") or None,
+            guardrail_check_seconds=_float_env(env, "CARECAST_GUARDRAIL_CHECK_SECONDS", 60.0),
             api_docs=env.get("CARECAST_API_DOCS") == "1",
         )

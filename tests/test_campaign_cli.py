@@ -87,7 +87,7 @@ async def test_pause_holds_sends_resume_releases_them_stop_ends_the_journeys(
         details = await handle.query(JourneyWorkflow.progress)
         assert details.paused and details.current_step == "again"
         shown = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
-        assert shown.current_details == "paused by an operator at step again"  # the UI's "Current details"
+        assert shown.current_details == "paused at step again: checking the copy"  # the UI's "Current details"
         code, out, _ = await cli(env, "status", campaign_id)
         assert code == 0 and out.startswith(f"{campaign_id}: paused since ") and "(checking the copy)" in out
 

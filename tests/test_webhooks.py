@@ -9,13 +9,21 @@ import pytest
 from sqlalchemy import func, select
 
 from carecast.api.app import create_app
+from carecast.campaign.house_rules import HouseRulesSpec
+from carecast.campaign.kpis import HouseGuardrails
 from carecast.campaign.load import campaign_files
 from carecast.fakes.server import FakeProviders
+from carecast.intake.controls import control_campaign
+from carecast.reporting.campaign import campaign_report
 from carecast.store.models import (
+    CampaignControl,
+    CampaignVersion,
     ConsentRecord,
     Delivery,
     DeliveryEvent,
     Event,
+    GuardrailBreach,
+    HouseRulesVersion,
     Preferences,
     ProviderEvent,
     Suppression,
@@ -39,7 +47,24 @@ class Wired:
 
 
 @pytest.fixture
-async def wired(settings, engine, sessions, time_skipping_env):
+async def alert_inbox():
+    """An operator's webhook: the JSON each guardrail alert POSTs."""
+    from fastapi import FastAPI, Request
+
+    received: list[dict] = []
+    app = FastAPI()
+
+    @app.post("/hook")
+    async def hook(request: Request) -> dict:
+        received.append(await request.json())
+        return {}
+
+    async with serve(lambda url: app) as url:
+        yield f"{url}/hook", received
+
+
+@pytest.fixture
+async def wired(settings, engine, sessions, time_skipping_env, alert_inbox):
     with sessions.begin() as session:
         deploy(session, settings.templates_dir, *campaign_files(settings.campaigns_dir))
         add_contact(session, "c-1", email="ada@example.com", phone=PHONE, sms_consent=True)
@@ -59,6 +84,8 @@ async def wired(settings, engine, sessions, time_skipping_env):
             sendgrid_webhook_public_key=fakes.sendgrid.signer.public_key,
             twilio_account_sid=fakes.twilio.account_sid,
             twilio_auth_token=fakes.twilio.auth_token,
+            alert_webhook_url=alert_inbox[0],
+            guardrail_check_seconds=0,  # every callback sets off a check
         )
         return create_app(configured, engine=engine, temporal=temporal)
 
@@ -330,3 +357,53 @@ async def test_provider_news_becomes_rows_a_report_counts_once_each(wired, sessi
         (*where_sms, "delivered", None, None), (*where_sms, "replied", None, None),
         (*where_sms, "unsubscribed", None, None),
     ]  # fmt: skip
+
+
+def sent_messages(sessions, campaign_id, count) -> list[int]:
+    with sessions.begin() as session:
+        version = session.scalar(select(CampaignVersion.version).where(CampaignVersion.campaign_id == campaign_id))
+        rows = [Delivery(idempotency_key=f"{campaign_id}-{n}", workflow_id="w", campaign_id=campaign_id,
+                         campaign_version=version, category="x", step_id="s", contact_id="c-1", channel="email",
+                         status="sent", status_history=[], sent_at=utcnow()) for n in range(count)]  # fmt: skip
+        session.add_all(rows)
+        session.flush()
+        return [row.id for row in rows]
+
+
+async def test_complaints_over_the_guardrail_pause_a_marketing_campaign_and_only_alert_a_transactional_one(
+    wired, sessions, alert_inbox, caplog
+):
+    with sessions.begin() as session:  # a house that judges guardrails after 20 messages
+        rules = {"guardrails": {"min_sample": 20, "complaint_rate": {"at_most": "0.1%"}}}
+        session.add(HouseRulesVersion(content_hash="h", document=HouseRulesSpec.model_validate(rules).model_dump(
+            mode="json", by_alias=True)))  # fmt: skip
+    offers, receipts = sent_messages(sessions, "win_back", 20), sent_messages(sessions, "order_confirmation", 20)
+    news = [event(i, "delivered", f"d-{i}") for i in offers + receipts]
+    news += [event(i, "spamreport", f"s-{i}") for i in offers[:3] + receipts[:3]]  # 15 %: far over 0.1 %
+    wired.fakes.sendgrid.post_events(news)
+    assert await wired.flush() == [200]
+    with sessions() as session:
+        controls = {c.campaign_id: (c.state, c.reason) for c in session.scalars(select(CampaignControl))}
+        breaches = {
+            (b.campaign_id, b.kpi, b.action, b.hits, b.trials) for b in session.scalars(select(GuardrailBreach))
+        }
+    assert breaches == {("win_back", "complaint_rate", "paused", 3, 20),
+                        ("order_confirmation", "complaint_rate", "alerted", 3, 20)}  # fmt: skip
+    assert list(controls) == ["win_back"]  # order confirmations must go out
+    assert controls["win_back"][0] == "paused"
+    assert controls["win_back"][1] == "guardrail: complaint_rate 15.00% over its ceiling 0.10% (3 of 20) in version 1"
+    assert sorted((a["campaign_id"], a["action"]) for a in alert_inbox[1]) == [
+        ("order_confirmation", "alerted"), ("win_back", "paused")]  # fmt: skip
+    assert any("win_back: guardrail: complaint_rate" in r.message and r.levelname == "ERROR" for r in caplog.records)
+
+    with sessions() as session:  # the report says so
+        shown = campaign_report(session, "win_back", HouseGuardrails())
+    assert (shown.state, [(b.kpi, b.action) for b in shown.breaches]) == ("paused", [("complaint_rate", "paused")])
+
+    # Resumed by an operator, it stays resumed: that breach was acted on; more news is judged, not acted on again.
+    with sessions.begin() as session:
+        control_campaign(session, "win_back", "resume")
+    wired.fakes.sendgrid.post_events([event(offers[5], "spamreport", "s-again")])
+    assert await wired.flush() == [200]
+    with sessions() as session:
+        assert session.get(CampaignControl, "win_back").state == "running"

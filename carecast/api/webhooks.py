@@ -24,10 +24,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from twilio.request_validator import RequestValidator
 
+from carecast.campaign.documents import InvalidFile
+from carecast.campaign.house_rules import load_house_guardrails
+from carecast.campaign.kpis import HouseGuardrails
 from carecast.config import Settings
 from carecast.feedback import apply_inbound_sms, apply_sendgrid_events, apply_twilio_status
 from carecast.intake.record import IncomingEvent, record_event
 from carecast.intake.relay import relay_now
+from carecast.reporting.guardrails import GuardrailWatch
 from carecast.store.campaigns import active_versions
 from carecast.store.models import utcnow
 
@@ -85,6 +89,9 @@ def webhooks_router(
     settings: Settings, sessions: sessionmaker[Session], temporal: Callable[[], Awaitable[Client]]
 ) -> APIRouter:
     router = APIRouter(prefix="/webhooks")
+    # The providers' news is what a guardrail is judged by: each request may set off a check (throttled).
+    watch = GuardrailWatch(sessions, _local_guardrails(settings), settings.guardrail_check_seconds,
+                           settings.alert_webhook_url)  # fmt: skip
     sendgrid = SendGridVerifier(settings.sendgrid_webhook_public_key) if settings.sendgrid_webhook_public_key else None
     twilio = TwilioVerifier(settings.twilio_auth_token, settings.public_url) if settings.twilio_auth_token else None
 
@@ -106,6 +113,7 @@ def webhooks_router(
         if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body must be a JSON array of event objects")
         summary = await asyncio.to_thread(_apply_sendgrid, sessions, events)
+        await asyncio.to_thread(watch.poke)
         return JSONResponse(summary.__dict__)
 
     @router.post("/twilio/status")
@@ -115,6 +123,7 @@ def webhooks_router(
         delivery_id = int(raw_id) if raw_id.isdigit() else None
         outcome = await asyncio.to_thread(_apply_twilio_status, sessions, delivery_id, form)
         log.info("twilio status for delivery %s: %s", delivery_id, outcome)
+        await asyncio.to_thread(watch.poke)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post("/twilio/inbound")
@@ -125,10 +134,18 @@ def webhooks_router(
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "an inbound message needs MessageSid and From")
         signals = await asyncio.to_thread(_apply_inbound, sessions, sid, sender, body)
         await relay_now(temporal, sessions, settings.task_queue, signals)
+        await asyncio.to_thread(watch.poke)
         # Twilio answers STOP / START / HELP itself (Advanced Opt-Out); we add no second reply.
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     return router
+
+
+def _local_guardrails(settings: Settings) -> HouseGuardrails:
+    try:
+        return load_house_guardrails(settings.campaigns_dir)
+    except InvalidFile:  # `carecast validate` names the mistake; the deployed house rules are what count
+        return HouseGuardrails()
 
 
 def _apply_sendgrid(sessions: sessionmaker[Session], events: list[dict]):

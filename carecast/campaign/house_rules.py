@@ -140,3 +140,11 @@ def load_house_rules(campaigns_dir: Path) -> HouseRules:
     if not path.exists():
         return HouseRules()
     return load_model(path, HouseRulesSpec).to_policy()
+
+
+def load_house_guardrails(campaigns_dir: Path) -> HouseGuardrails:
+    """`guardrails:` of `<campaigns>/policy.yaml` (the defaults without the file); an error at its line."""
+    path = campaigns_dir / POLICY_FILE
+    if not path.exists():
+        return HouseGuardrails()
+    return load_model(path, HouseRulesSpec).guardrails

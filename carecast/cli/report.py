@@ -25,9 +25,9 @@ def report(
     """Per version and step: entries, holdout, messages sent by channel, skips and deferrals by reason,
     deliveries, human opens, clicks, unsubscribes, complaints, goal conversions; lift over the holdout with
     its 95 % interval; and each KPI's verdict: met, missed, or not enough data yet."""
-    from carecast.campaign.documents import InvalidFile, load_model
+    from carecast.campaign.documents import InvalidFile
     from carecast.campaign.durations import parse_duration
-    from carecast.campaign.house_rules import POLICY_FILE, HouseRulesSpec
+    from carecast.campaign.house_rules import load_house_guardrails
     from carecast.campaign.kpis import HouseGuardrails
     from carecast.reporting.campaign import as_dict, campaign_report, house_guardrails, reported_campaigns
     from carecast.store.db import make_sessionmaker
@@ -39,10 +39,9 @@ def report(
             start = datetime.now(UTC) - parse_duration(since)
         except ValueError as exc:
             fail(f"--since {since!r}: {exc}")
-    policy, local = settings.campaigns_dir / POLICY_FILE, HouseGuardrails()
-    if policy.is_file():  # before any deploy; `carecast validate` says what is wrong with a broken one
-        with contextlib.suppress(InvalidFile):
-            local = load_model(policy, HouseRulesSpec).guardrails
+    local = HouseGuardrails()  # before any deploy; `carecast validate` says what is wrong with a broken file
+    with contextlib.suppress(InvalidFile):
+        local = load_house_guardrails(settings.campaigns_dir)
     engine = open_store(settings)
     try:
         with make_sessionmaker(engine)() as session:
@@ -84,6 +83,8 @@ def _print_summary(reports) -> None:
     for r in reports:
         verdicts = [v.verdict for version in r.versions[:1] for v in version.kpis]
         kpis = ", ".join(f"{verdicts.count(word)} {word}" for word in VERDICT_STYLE if word in verdicts) or "–"
+        if r.state != "running":
+            kpis = f"{r.state.upper()}; {kpis}"
         entered = sum(v.entered for v in r.versions)
         table.add_row(r.campaign_id, r.category, str(len(r.versions)), str(entered), str(r.total("sent")),
                       str(r.total("delivered")), str(r.total("opened")), str(r.total("clicked")),
@@ -100,6 +101,11 @@ def _print_campaign(r) -> None:
     console = _console()
     window = f" since {r.since:%Y-%m-%d %H:%M} UTC" if r.since else ""
     console.print(f"[bold]{r.campaign_id}[/bold] — {r.name} ({r.category}){window}")
+    if r.state != "running":
+        console.print(f"[red]{r.state}[/red]: {r.state_reason or 'by an operator'}")
+    for b in r.breaches:
+        console.print(f"[red]guardrail[/red] {b.kpi} {b.value:.2%} over its ceiling {b.ceiling:.2%} in version "
+                      f"{b.version}, {b.found_at:%Y-%m-%d %H:%M} UTC: {b.action}")  # fmt: skip
     for v in r.versions:
         deployed = f", deployed {v.deployed_at:%Y-%m-%d %H:%M} UTC" if v.deployed_at else ""
         held = f", {v.held_out} held out" if v.held_out else ""

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carecast.store.campaigns import PAUSED, STOPPED, DeployedVersion, campaign_states, stored_version
-from carecast.store.models import Enrolment, JourneySignal
+from carecast.store.models import CampaignControl, Enrolment, JourneySignal
 from workflows.journey.contract import JourneyEvent
 
 # Rows written are delivered by their writer at once; the relay loop leaves them alone this long.
@@ -46,6 +46,7 @@ class Outgoing:
     ended: bool
     stopped: bool  # its campaign is stopped: a journey not started yet is not started at all
     start: JourneyStart | None  # for a journey not started yet
+    reason: str | None = None  # of a pause: why its campaign was paused
 
 
 def start_of(
@@ -82,6 +83,10 @@ def load_outgoing(session: Session, ids: list[int]) -> list[Outgoing]:
         .order_by(JourneySignal.id)
     ).all()
     states = campaign_states(session, {e.campaign_id for _, e in found})
+    paused = {e.campaign_id for s, e in found if s.kind == "pause"}
+    reasons = dict(session.execute(
+        select(CampaignControl.campaign_id, CampaignControl.reason).where(CampaignControl.campaign_id.in_(paused))
+    ).all()) if paused else {}  # fmt: skip
     return [
         Outgoing(
             id=signal.id,
@@ -97,6 +102,7 @@ def load_outgoing(session: Session, ids: list[int]) -> list[Outgoing]:
             ended=enrolment.ended_at is not None,
             stopped=states.get(enrolment.campaign_id) == STOPPED,
             start=start_of(session, enrolment, states.get(enrolment.campaign_id)),
+            reason=reasons.get(enrolment.campaign_id) if signal.kind == "pause" else None,
         )  # fmt: skip
         for signal, enrolment in found
     ]

@@ -196,7 +196,7 @@ class Relay:
             if row.kind == "event":
                 await handle.signal(JourneyWorkflow.event, self._event(row), rpc_timeout=RPC_TIMEOUT)
             else:
-                await handle.signal(row.kind, Control(at=row.occurred_at), rpc_timeout=RPC_TIMEOUT)
+                await handle.signal(row.kind, Control(at=row.occurred_at, reason=row.reason), rpc_timeout=RPC_TIMEOUT)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise

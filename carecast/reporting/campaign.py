@@ -32,7 +32,16 @@ from carecast.campaign.model import Campaign
 from carecast.delivery.ledger import HANDED_OVER, Status
 from carecast.reporting.intervals import Interval, newcombe, wilson
 from carecast.reporting.verdicts import NOT_YET, Verdict, judge
-from carecast.store.models import CampaignVersion, Delivery, DeliveryEvent, Enrolment, Event, HouseRulesVersion
+from carecast.store.models import (
+    CampaignControl,
+    CampaignVersion,
+    Delivery,
+    DeliveryEvent,
+    Enrolment,
+    Event,
+    GuardrailBreach,
+    HouseRulesVersion,
+)
 
 NEWCOMBE = "Newcombe hybrid score interval (method 10), 95 %"
 # What a version's totals count: messages handed over, and messages with each kind of news.
@@ -88,12 +97,27 @@ class VersionReport:
 
 
 @dataclass
+class Breach:
+    """A guardrail found over its ceiling (carecast/reporting/guardrails.py), and what was done."""
+
+    version: int
+    kpi: str
+    value: float
+    ceiling: float
+    action: str  # paused or alerted
+    found_at: datetime
+
+
+@dataclass
 class CampaignReport:
     campaign_id: str
     name: str
     category: str
     since: datetime | None
     versions: list[VersionReport]
+    state: str = "running"  # or paused, stopped: an operator's or a guardrail's hold
+    state_reason: str | None = None
+    breaches: list[Breach] = field(default_factory=list)
 
     def total(self, name: str) -> int:
         return sum(v.total(name) for v in self.versions)
@@ -171,8 +195,15 @@ def campaign_report(
         if spec.goal is not None and spec.holdout > 0:
             report.lift = _lift(entered[v], converted[v])
         report.kpis = kpi_verdicts(report, spec.kpis, house, entered[v][False])
-    any_spec = specs[versions[0][0]]
-    return CampaignReport(campaign_id, any_spec.name, any_spec.category, since, list(reports.values()))
+    newest = specs[versions[0][0]]
+    found = session.scalars(
+        select(GuardrailBreach).where(GuardrailBreach.campaign_id == campaign_id).order_by(GuardrailBreach.id)
+    )
+    breaches = [Breach(b.campaign_version, b.kpi, b.value, b.ceiling, b.action, b.found_at) for b in found]
+    report = CampaignReport(campaign_id, newest.name, newest.category, since, list(reports.values()), breaches=breaches)
+    if (control := session.get(CampaignControl, campaign_id)) is not None:
+        report.state, report.state_reason = control.state, control.reason
+    return report
 
 
 def _step_order(spec: Campaign, step_id: str) -> tuple[int, str]:
@@ -189,29 +220,43 @@ def _lift(entered: dict[bool, int], converted: dict[bool, int]) -> Lift:
 def kpi_verdicts(report: VersionReport, kpis: Kpis | None, house: HouseGuardrails, treated: int) -> list[Verdict]:
     """Each KPI the version set, and each guardrail (its own ceiling or the house's), with its verdict."""
     kpis = kpis or Kpis()
-    delivered, sent = report.total("delivered"), report.total("sent")
     email_delivered = sum(s.emails_delivered for s in report.steps)
     rates: dict[str, tuple[int, int]] = {
         "conversion": (report.converted, treated),
         "open_rate": (report.total("opened"), email_delivered),
         "click_rate": (report.total("clicked"), email_delivered),
-        "unsubscribe_rate": (report.total("unsubscribed"), delivered),
-        "complaint_rate": (report.total("complained"), delivered),
-        "bounce_rate": (report.total("bounced"), sent),
     }
     verdicts = []
-    for name in ("conversion", "lift", "open_rate", "click_rate", *GUARDRAILS):
-        target: Target | None = getattr(kpis, name) or getattr(house, name, None)
-        if target is None:
+    for name in ("conversion", "lift", "open_rate", "click_rate"):
+        target: Target | None = getattr(kpis, name)
+        if target is None or (name == "lift" and report.lift is None):
             continue
         if name == "lift":
-            if report.lift is None:
-                continue
             verdicts.append(judge(name, target, report.lift.difference, report.lift.interval))
+        else:
+            hits, trials = rates[name]
+            verdicts.append(judge(name, target, hits / trials if trials else None, wilson(hits, trials)))
+    news = {kind: report.total(kind) for kind in ("delivered", "unsubscribed", "complained", "bounced")}
+    return verdicts + guardrail_verdicts(report.total("sent"), news, kpis, house)
+
+
+def guardrail_verdicts(sent: int, news: dict[str, int], kpis: Kpis | None, house: HouseGuardrails) -> list[Verdict]:
+    """Each guardrail's verdict (the campaign's ceiling, or the house's) from messages sent and their news; none
+    is judged before `house.min_sample` messages went out. The report and the watch that pauses judge alike."""
+    delivered = news.get("delivered", 0)
+    rates = {
+        "unsubscribe_rate": (news.get("unsubscribed", 0), delivered),
+        "complaint_rate": (news.get("complained", 0), delivered),
+        "bounce_rate": (news.get("bounced", 0), sent),
+    }
+    verdicts = []
+    for name in GUARDRAILS:
+        target: Target | None = getattr(kpis or Kpis(), name) or getattr(house, name)
+        if target is None:
             continue
         hits, trials = rates[name]
-        verdict = judge(name, target, hits / trials if trials else None, wilson(hits, trials))
-        if name in GUARDRAILS and sent < house.min_sample:  # as the guardrail that pauses judges it
+        verdict = judge(name, target, hits / trials if trials else None, wilson(hits, trials), hits, trials)
+        if sent < house.min_sample:
             verdict = replace(verdict, verdict=NOT_YET, note=f"{sent} of the {house.min_sample} sent it waits for")
         verdicts.append(verdict)
     return verdicts

@@ -23,12 +23,21 @@ class Verdict:
     interval: Interval
     verdict: str
     note: str = ""  # why not yet, when it is not the interval
+    hits: int | None = None  # of a rate: how many, out of
+    trials: int | None = None
 
 
-def judge(kpi: str, target: Target, value: float | None, interval: Interval) -> Verdict:
+def judge(
+    kpi: str,
+    target: Target,
+    value: float | None,
+    interval: Interval,
+    hits: int | None = None,
+    trials: int | None = None,
+) -> Verdict:
     if target.at_least is not None:
         good, bad = interval.low >= target.at_least, interval.high < target.at_least
     else:
         good, bad = interval.high <= target.at_most, interval.low > target.at_most
     verdict = MET if good and value is not None else MISSED if bad and value is not None else NOT_YET
-    return Verdict(kpi, target.describe(), value, interval, verdict)
+    return Verdict(kpi, target.describe(), value, interval, verdict, hits=hits, trials=trials)

@@ -369,3 +369,25 @@ class DeliveryEvent(Base):
         Boolean, default=True, doc="the first of its kind (and reason) for its message: what reports count"
     )
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class GuardrailBreach(Base):
+    """A campaign version's guardrail rate found over its ceiling, and what was done: paused, or (a
+    transactional campaign, which must go on) alerted. Acted on once a version and rate: a campaign an
+    operator resumes is not paused again for the same breach; a new version is judged afresh."""
+
+    __tablename__ = "guardrail_breaches"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "campaign_version", "kpi", name="uq_guardrail_breaches_campaign_version_kpi"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    campaign_version: Mapped[int] = mapped_column(Integer)
+    kpi: Mapped[str] = mapped_column(String(32), doc="unsubscribe_rate, complaint_rate or bounce_rate")
+    value: Mapped[float] = mapped_column(Float)
+    ceiling: Mapped[float] = mapped_column(Float)
+    hits: Mapped[int] = mapped_column(Integer, doc="unsubscribes, complaints or bounces")
+    trials: Mapped[int] = mapped_column(Integer, doc="messages delivered (bounces: sent)")
+    action: Mapped[str] = mapped_column(String(16), doc="paused or alerted")
+    found_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

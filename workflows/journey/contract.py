@@ -41,6 +41,7 @@ class Control:
     """An operator's stop, pause or resume, with when it was given: a journey applies only the newest."""
 
     at: datetime
+    reason: str | None = None  # why, as `campaign pause --reason` or a guardrail gave it: shown in the UI
 
 
 @dataclass
@@ -74,6 +75,7 @@ class JourneyState:
     history: list[StepOutcome] = field(default_factory=list)
     ended_by: str | None = None  # completed, exit:<event>, goal, stage_left, exit_step, stopped, visits_spent
     paused: bool = False
+    paused_why: str | None = None  # the reason its pause came with
     resumes: int = 0  # how many times the campaign was resumed, so a held send wakes on the next one
     control_at: datetime | None = None  # when the newest stop, pause or resume applied was given
     began_at: datetime | None = None  # when the contact entered; the goal's window runs from here

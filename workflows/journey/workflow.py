@@ -73,8 +73,13 @@ class JourneyWorkflow:
     @workflow.signal
     def pause(self, control: Control) -> None:
         if self._newest(control):
-            self.state.paused = True
-            workflow.set_current_details(f"paused by an operator at step {self.state.current_step}")
+            self.state.paused, self.state.paused_why = True, control.reason
+            workflow.set_current_details(self._paused_details())
+
+    def _paused_details(self) -> str:
+        """What the Temporal UI shows as a paused journey's current details: where, and why."""
+        why = f": {self.state.paused_why}" if self.state.paused_why else " by an operator"
+        return f"paused at step {self.state.current_step}{why}"
 
     @workflow.signal
     def resume(self, control: Control) -> None:
@@ -166,7 +171,7 @@ class JourneyWorkflow:
         """Holds while an operator's pause is in force; asks again through the next send after a while,
         in case the resume was never heard (the store says what holds)."""
         if self.state.paused and not self.ended:
-            workflow.set_current_details(f"paused by an operator at step {self.state.current_step}")
+            workflow.set_current_details(self._paused_details())
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     lambda: not self.state.paused or self.ended, timeout=PAUSED_RECHECK, timeout_summary="paused"

@@ -3,7 +3,8 @@
 - delivery_events: what happened to a message after its step (provider news, opens, clicks,
   unsubscribes, complaints, replies, deferrals), filled here from the deliveries' histories;
 - enrolments.goal_by: the end of the entry's goal window (filled from each entry's own version);
-- enrolments.ended_by: how the journey ended (unknown for journeys ended before this revision).
+- enrolments.ended_by: how the journey ended (unknown for journeys ended before this revision);
+- guardrail_breaches: a version's guardrail rate found over its ceiling, and what was done.
 
 Revision ID: 0011
 Revises: 0010
@@ -67,6 +68,23 @@ def upgrade() -> None:
     op.create_index(
         "ix_delivery_events_campaign_kind", "delivery_events", ["campaign_id", "campaign_version", "kind"], unique=False
     )
+    op.create_table(
+        "guardrail_breaches",
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
+        sa.Column("campaign_id", sa.String(length=64), nullable=False),
+        sa.Column("campaign_version", sa.Integer(), nullable=False),
+        sa.Column("kpi", sa.String(length=32), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("ceiling", sa.Float(), nullable=False),
+        sa.Column("hits", sa.Integer(), nullable=False),
+        sa.Column("trials", sa.Integer(), nullable=False),
+        sa.Column("action", sa.String(length=16), nullable=False),
+        sa.Column("found_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_guardrail_breaches")),
+        sa.UniqueConstraint(
+            "campaign_id", "campaign_version", "kpi", name="uq_guardrail_breaches_campaign_version_kpi"
+        ),
+    )
     connection = op.get_bind()
     _fill_goal_windows(connection)
     _fill_delivery_events(connection)
@@ -128,6 +146,7 @@ def _events_of(delivery) -> list[dict]:
 
 
 def downgrade() -> None:
+    op.drop_table("guardrail_breaches")
     op.drop_index("ix_delivery_events_campaign_kind", table_name="delivery_events")
     op.drop_index(op.f("ix_delivery_events_delivery_id"), table_name="delivery_events")
     op.drop_table("delivery_events")
