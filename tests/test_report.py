@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -53,10 +54,15 @@ def test_intervals_hold_their_estimate_and_stay_in_range(first, second):
 
 
 def test_kpis_are_percentages_and_guardrails_are_ceilings():
-    assert parse_percent("4%") == 0.04 and parse_percent("0.5 %") == 0.005
-    for wrong in (4, "4", "150%", "-1%"):
+    assert parse_percent("4%") == 0.04 and parse_percent("0.5 %") == 0.005 and parse_percent("-1%") == -0.01
+    for wrong in (4, "4", "4 percent"):
         with pytest.raises(ValueError, match="is not a percentage; write it with %"):
             parse_percent(wrong)
+    with pytest.raises(ValueError, match="'150%' is out of range: a rate is 0% to 100%, a lift -100% to 100%"):
+        parse_percent("150%")
+    assert Kpis.model_validate({"lift": {"at_least": "-1%"}}).lift.at_least == -0.01  # no worse than the holdout
+    with pytest.raises(ValidationError, match="conversion is a rate, 0% to 100%: only a lift may be negative"):
+        Kpis.model_validate({"conversion": {"at_least": "-1%"}})
     with pytest.raises(ValidationError, match="unsubscribe_rate is a guardrail: give its ceiling"):
         Kpis.model_validate({"unsubscribe_rate": {"at_least": "1%"}})
     with pytest.raises(ValidationError, match="a KPI has at_least or at_most"):
@@ -68,11 +74,19 @@ def test_kpis_are_percentages_and_guardrails_are_ceilings():
     [
         ({"goal": None}, "a conversion or lift KPI counts goal events: give the campaign a goal"),
         ({"holdout": 0}, "a lift KPI compares with a holdout: give the campaign a holdout"),
+        (
+            {
+                "trigger": None,
+                "steps": None,
+                "entry": None,
+                "audience": {"lifecycle_stage": {"eq": "lapsed"}},
+                "send": {"template": "win_back", "channels": ["email"]},
+            },
+            "conversion and lift count a journey's entries: a broadcast has none to convert",
+        ),
     ],
 )
 def test_a_kpi_the_campaign_cannot_measure_is_refused(change, says):
-    import yaml
-
     document = yaml.safe_load((ROOT / "campaigns" / "win_back.yaml").read_text()) | change
     with pytest.raises(ValidationError, match=says):
         Campaign.model_validate({k: v for k, v in document.items() if v is not None})
@@ -159,7 +173,7 @@ def test_a_report_counts_rows_attributes_each_conversion_once_and_judges_the_kpi
     verdicts = {k.kpi: (k.verdict, k.value) for k in v.kpis}
     assert verdicts["conversion"] == ("met", pytest.approx(4 / 11))  # its interval lies above 4 %
     assert verdicts["lift"][0] == "not enough data yet"  # a holdout of four cannot tell
-    assert verdicts["click_rate"] == ("met", pytest.approx(1 / 6))
+    assert verdicts["click_rate"] == ("met", pytest.approx(1 / 8))  # clicked emails per email sent
     assert verdicts["bounce_rate"] == ("not enough data yet", pytest.approx(1 / 8))  # under the minimum sample
     assert json.loads(json.dumps(as_dict(report)))["versions"][0]["totals"]["opened"] == 2
     with sessions() as session:  # every open is kept; the second open of a message is not its first
@@ -175,6 +189,27 @@ def test_a_report_since_a_moment_counts_what_happened_after_it(sessions, win_bac
     assert (v.entered, v.converted, v.steps) == (1, 1, [])  # c-6's second entry, and its conversion
     with sessions() as session:
         assert campaign_report(session, "win_back", HouseGuardrails(), version=2) is None
+
+
+@pytest.mark.store
+def test_a_conversion_goes_to_the_latest_entry_whatever_version_is_reported(sessions, settings):
+    """c-1 entered under version 1, again under version 2 a day later, then ordered: version 2 converted."""
+    with sessions.begin() as session:
+        deploy(session, settings.templates_dir, ROOT / "campaigns" / "win_back.yaml")
+        document = yaml.safe_load((ROOT / "campaigns" / "win_back.yaml").read_text())
+        deploy(session, settings.templates_dir, Campaign.model_validate(document | {"name": "Win-back, take two"}))
+        entry(session, "c-1", T0)
+        entry(session, "c-1", T0 + timedelta(days=1), key="again").campaign_version = 2
+        ordered(session, "c-1", T0 + timedelta(days=2))
+    with sessions() as session:
+        every = campaign_report(session, "win_back", HouseGuardrails())
+        first = campaign_report(session, "win_back", HouseGuardrails(), version=1)
+    assert [(v.version, v.converted) for v in every.versions] == [(2, 1), (1, 0)]
+    assert [(v.version, v.converted) for v in first.versions] == [(1, 0)]
+
+
+def test_a_rate_with_more_news_than_messages_is_judged_not_failed():
+    assert wilson(3, 2) == wilson(2, 2)  # news of a message being handed over again
 
 
 def carecast(settings, database_url, *args):
@@ -206,3 +241,16 @@ def test_carecast_report_prints_a_campaign_a_line_per_campaign_and_json(settings
 def test_carecast_report_says_what_it_cannot_report(settings, database_url, win_back, args, says):
     done = carecast(settings, database_url, *args)
     assert done.returncode == 1 and says in done.stderr, done.stderr
+
+
+@pytest.mark.store
+def test_a_message_counts_once_a_kind_and_a_deferral_once_a_reason(sessions):
+    with sessions.begin() as session:
+        sent = message(session, 1, "bounced")
+        for kind, reason in (("bounced", "blocked"), ("bounced", "bounce"), ("deferred", "quiet_hours"),
+                             ("deferred", "cap:marketing_daily"), ("deferred", "quiet_hours")):  # fmt: skip
+            add_event(session, sent, kind, T0, reason=reason)
+    with sessions() as session:
+        rows = session.execute(select(DeliveryEvent.kind, DeliveryEvent.first).order_by(DeliveryEvent.id)).all()
+    assert [tuple(r) for r in rows] == [("bounced", True), ("bounced", False), ("deferred", True), ("deferred", True),
+                                        ("deferred", False)]  # fmt: skip

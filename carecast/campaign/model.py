@@ -15,7 +15,7 @@ import json
 from typing import Annotated, Any, Literal
 
 from croniter import croniter
-from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from carecast.campaign.durations import Duration
 from carecast.campaign.kpis import Kpis
@@ -137,11 +137,28 @@ class Campaign(Strict):
             raise ValueError("a journey has a trigger and steps, and no send or schedule of its own")
         if broadcast and (self.send is None or self.steps):
             raise ValueError("a broadcast has an audience and one send, and no steps")
-        if self.kpis is not None and (self.kpis.conversion or self.kpis.lift) and self.goal is None:
-            raise ValueError("a conversion or lift KPI counts goal events: give the campaign a goal")
-        if self.kpis is not None and self.kpis.lift is not None and not self.holdout:
-            raise ValueError("a lift KPI compares with a holdout: give the campaign a holdout, e.g. holdout: 10")
         return self
+
+    @field_validator("id")
+    @classmethod
+    def not_reserved(cls, campaign_id: str) -> str:
+        if campaign_id == "pressure":
+            raise ValueError("`pressure` is taken by `carecast report pressure`: name the campaign otherwise")
+        return campaign_id
+
+    @field_validator("kpis")
+    @classmethod
+    def measurable(cls, kpis: Kpis | None, info: ValidationInfo) -> Kpis | None:
+        """A conversion or lift KPI needs a journey with a goal (a lift, a holdout too): reported at `kpis:`."""
+        if kpis is None or (kpis.conversion is None and kpis.lift is None):
+            return kpis
+        if info.data.get("trigger") is None:
+            raise ValueError("conversion and lift count a journey's entries: a broadcast has none to convert")
+        if info.data.get("goal") is None:
+            raise ValueError("a conversion or lift KPI counts goal events: give the campaign a goal")
+        if kpis.lift is not None and not info.data.get("holdout"):
+            raise ValueError("a lift KPI compares with a holdout: give the campaign a holdout, e.g. holdout: 10")
+        return kpis
 
     @property
     def is_journey(self) -> bool:

@@ -12,19 +12,29 @@ import typer
 
 from carecast.cli.common import app, fail, load_settings, open_store, say
 
+PRESSURE = "pressure"  # `report pressure`, not a campaign (a campaign may not take the name)
 VERDICT_STYLE = {"met": "green", "missed": "red", "not enough data yet": "yellow"}
 
 
 @app.command()
 def report(
-    campaign: Annotated[str | None, typer.Argument(help="a campaign id; all campaigns, a line each, without")] = None,
+    campaign: Annotated[
+        str | None,
+        typer.Argument(help="a campaign id (all campaigns, a line each, without), or `pressure`: messages per contact"),
+    ] = None,
     version: Annotated[int | None, typer.Option(help="only this deployed version")] = None,
-    since: Annotated[str | None, typer.Option(help="only what happened in this long before now, e.g. 7d")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="the entries and messages of this long before now, e.g. 7d, with all their news")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Per version and step: entries, holdout, messages sent by channel, skips and deferrals by reason,
     deliveries, human opens, clicks, unsubscribes, complaints, goal conversions; lift over the holdout with
-    its 95 % interval; and each KPI's verdict: met, missed, or not enough data yet."""
+    its 95 % interval; and each KPI's verdict: met, missed, or not enough data yet.
+
+    `carecast report pressure`: messages per contact over the last 30 days across all campaigns, by
+    category (median, 95th percentile, most), the contacts at 80 % of the global ceiling or more, and
+    the campaigns that sent the most."""
     from carecast.campaign.documents import InvalidFile
     from carecast.campaign.durations import parse_duration
     from carecast.campaign.house_rules import load_house_guardrails
@@ -39,6 +49,9 @@ def report(
             start = datetime.now(UTC) - parse_duration(since)
         except ValueError as exc:
             fail(f"--since {since!r}: {exc}")
+    if campaign == PRESSURE:
+        _pressure(settings, as_json)
+        return
     local = HouseGuardrails()  # before any deploy; `carecast validate` says what is wrong with a broken file
     with contextlib.suppress(InvalidFile):
         local = load_house_guardrails(settings.campaigns_dir)
@@ -51,7 +64,8 @@ def report(
     finally:
         engine.dispose()
     if campaign and reports[0] is None:
-        fail(f"{campaign} was never deployed{f' as version {version}' if version else ''}: nothing to report")
+        as_version = f" as version {version}" if version is not None else ""
+        fail(f"{campaign} was never deployed{as_version}: nothing to report")
     reports = [r for r in reports if r is not None]
     if as_json:
         documents = [as_dict(r) for r in reports]
@@ -60,6 +74,47 @@ def report(
         _print_campaign(reports[0])
     else:
         _print_summary(reports)
+
+
+def _pressure(settings, as_json: bool) -> None:
+    from carecast.campaign.documents import InvalidFile, load_model
+    from carecast.campaign.house_rules import POLICY_FILE, HouseRulesSpec
+    from carecast.reporting.pressure import NEAR, ceiling_of, pressure
+    from carecast.store.db import make_sessionmaker
+
+    local = None  # the global ceiling of the local policy.yaml, before any deploy
+    with contextlib.suppress(InvalidFile, FileNotFoundError):
+        local = ceiling_of(load_model(settings.campaigns_dir / POLICY_FILE, HouseRulesSpec).global_ceiling)
+    engine = open_store(settings)
+    try:
+        with make_sessionmaker(engine)() as session:
+            found = pressure(session, datetime.now(UTC), local)
+    finally:
+        engine.dispose()
+    if as_json:
+        document = {k: v for k, v in found.__dict__.items() if k != "spread"}
+        document["since"] = found.since.isoformat()
+        document["spread"] = {name: s.__dict__ for name, s in found.spread.items()}
+        say(json.dumps(document, indent=2))
+        return
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"messages per contact since {found.since:%Y-%m-%d %H:%M} UTC (30 days), {found.contacts} "
+                  f"contacts, {found.reached} reached")  # fmt: skip
+    spread = Table("category", "median", "95th percentile", "most", title_justify="left")
+    for name, s in found.spread.items():
+        spread.add_row(name, str(s.p50), str(s.p95), str(s.max))
+    console.print(spread)
+    if found.ceiling is not None:
+        ceiling = f"{found.ceiling['max']} per {found.ceiling['per']}"
+        console.print(f"{found.near_ceiling} contacts at {NEAR:.0%} of the global ceiling ({ceiling}) or more")
+    else:
+        console.print("no global ceiling in policy.yaml")
+    campaigns = Table("campaign", "category", "messages", "share", title="who sends the most", title_justify="left")
+    for c in found.campaigns:
+        campaigns.add_row(c["campaign_id"], c["category"], str(c["messages"]), f"{c['share']:.1%}")
+    console.print(campaigns)
 
 
 def _console():
@@ -113,8 +168,8 @@ def _print_campaign(r) -> None:
         console.print(f"\n[bold]version {v.version}[/bold]{deployed}: {v.entered} entered{held}"
                       + (f"; ended: {ended}" if ended else ""))  # fmt: skip
         steps = Table(title_justify="left")
-        for column in ("step", "sent", "skipped", "deferred", "delivered", "opened", "clicked", "unsubscribed",
-                       "complaints", "bounced"):  # fmt: skip
+        for column in ("step", "sent", "held out", "skipped", "deferred", "failed", "waiting", "delivered", "opened",
+                       "clicked", "unsubscribed", "complaints", "bounced"):  # fmt: skip
             steps.add_column(column, justify="left" if column in ("step", "sent", "skipped", "deferred") else "right")
         for s in v.steps:
             steps.add_row(*_step_row(s))
@@ -139,11 +194,10 @@ def _print_campaign(r) -> None:
 
 def _step_row(s) -> list[str]:
     by_channel = ", ".join(f"{n} {channel}" for channel, n in sorted(s.sent.items())) or "0"
-    if s.held_out:
-        by_channel += f" ({s.held_out} held out)"
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(s.skipped.items())) or "–"
     deferred = ", ".join(f"{n} {why}" for why, n in sorted(s.deferred.items())) or "–"
     opened, clicked = s.feedback.get("opened", 0), s.feedback.get("clicked", 0)
     counts = [str(s.feedback.get(kind, 0)) for kind in ("unsubscribed", "complained", "bounced")]
-    rates = [f"{n} ({_percent(n, s.emails_delivered)})" for n in (opened, clicked)]
-    return [s.step, by_channel, skipped, deferred, str(s.feedback.get("delivered", 0)), *rates, *counts]
+    rates = [f"{n} ({_percent(n, s.emails_sent)})" for n in (opened, clicked)]  # of the emails sent
+    return [s.step, by_channel, str(s.held_out), skipped, deferred, str(s.failed), str(s.waiting),
+            str(s.feedback.get("delivered", 0)), *rates, *counts]  # fmt: skip

@@ -34,10 +34,12 @@ ANSWER_WINDOW = timedelta(days=30)
 class News:
     """Rows of news about messages, written together as one INSERT (a webhook batch's, say).
 
-    Each is marked `first` unless its message had news of that kind (and reason) before, in
-    the store or earlier in the batch. `write` flushes the session first, so the deliveries'
-    own updates, which every caller makes, take their rows' locks before the question is
-    asked: two callbacks of one message in two transactions at once cannot both be first.
+    Each is marked `first` unless its message had news of that kind before (for a deferral: of
+    that kind and reason), in the store or earlier in the batch. `write` flushes the session
+    first: a provider's callback updates its delivery, whose row lock is then taken before the
+    question is asked, so two callbacks of one message at once cannot both be first. A reply or
+    an unsubscribe that names no message updates none; two of one message in the same instant
+    could both count, which a person replying twice at once makes rare.
     """
 
     def __init__(self) -> None:
@@ -56,13 +58,19 @@ class News:
         session.flush()
         e = DeliveryEvent
         ids = sorted({row["delivery_id"] for row in self.rows})
-        seen = set(session.execute(select(e.delivery_id, e.kind, e.reason).where(e.first, e.delivery_id.in_(ids))))
+        known = session.execute(select(e.delivery_id, e.kind, e.reason).where(e.first, e.delivery_id.in_(ids)))
+        seen = {_key(*row) for row in known}
         for row in self.rows:
-            key = (row["delivery_id"], row["kind"], row["reason"])
+            key = _key(row["delivery_id"], row["kind"], row["reason"])
             row["first"] = key not in seen
             seen.add(key)
         session.execute(insert(DeliveryEvent.__table__), self.rows)
         self.rows = []
+
+
+def _key(delivery_id: int, kind: str, reason: str | None) -> tuple:
+    """What makes news a message's first of its kind: deferrals count by reason, the rest once a message."""
+    return (delivery_id, kind, reason if kind == "deferred" else None)
 
 
 def add_event(

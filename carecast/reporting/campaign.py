@@ -9,11 +9,15 @@ Three kinds of row, each written where the ledger already writes:
 
 Conversions count goal events: an event of the goal's name that happened between an entry
 and the end of its goal window (`enrolments.goal_by`) converts that entry. One event converts
-one entry of a campaign at most, the latest that began before it (a contact who entered twice
-converts the entry whose window was open, once); an entry converts once however many goal events
-follow. Holdout entries convert the same way, so treated minus holdout conversion is the lift,
-given with Newcombe's interval (carecast/reporting/intervals.py). Conversions count every entry,
-whether or not its journey ended before the goal: the comparison with the holdout stays fair.
+one entry of a campaign at most — the latest entry whose window held it, among all the
+campaign's versions with that goal — and an entry converts once however many goal events
+follow. Conversion is among treated entries, every one, sent to or not and whether or not its
+journey ended before the goal; holdout entries convert the same way, so treated minus holdout
+conversion is a fair lift, given with Newcombe's interval (carecast/reporting/intervals.py).
+
+Rates count messages among the messages sent (handed to a provider): opens and clicks per
+email sent, unsubscribes, complaints and bounces per message sent. `since` takes a cohort:
+the entries and messages made since then, with their news whenever it came.
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ from sqlalchemy import and_, distinct, func, select
 from sqlalchemy.orm import Session
 
 from carecast.campaign.house_rules import HouseRulesSpec
-from carecast.campaign.kpis import GUARDRAILS, HouseGuardrails, Kpis, Target
+from carecast.campaign.kpis import HouseGuardrails, Kpis, Target
 from carecast.campaign.model import Campaign
 from carecast.delivery.ledger import HANDED_OVER, Status
 from carecast.reporting.intervals import Interval, newcombe, wilson
-from carecast.reporting.verdicts import NOT_YET, Verdict, judge
+from carecast.reporting.verdicts import NOT_YET, Breach, Verdict, judge
 from carecast.store.models import (
     CampaignControl,
     CampaignVersion,
@@ -44,6 +48,8 @@ from carecast.store.models import (
 )
 
 NEWCOMBE = "Newcombe hybrid score interval (method 10), 95 %"
+# Each guardrail, and the news whose messages it counts.
+GUARDRAIL_NEWS = {"unsubscribe_rate": "unsubscribed", "complaint_rate": "complained", "bounce_rate": "bounced"}
 # What a version's totals count: messages handed over, and messages with each kind of news.
 TOTALS = ("sent", "delivered", "bounced", "opened", "machine_opened", "clicked", "unsubscribed", "complained",
           "replied")  # fmt: skip
@@ -59,11 +65,15 @@ class StepReport:
     failed: int = 0
     waiting: int = 0  # not settled yet: reserved, deferred or being handed over now
     feedback: dict[str, int] = field(default_factory=dict)  # delivered, opened, clicked, ... → messages
-    emails_delivered: int = 0  # what open and click rates count against
 
     @property
     def handed_over(self) -> int:
         return sum(self.sent.values())
+
+    @property
+    def emails_sent(self) -> int:
+        """What open and click rates count against."""
+        return self.sent.get("email", 0)
 
 
 @dataclass
@@ -81,7 +91,7 @@ class Lift:
 class VersionReport:
     version: int
     deployed_at: datetime | None
-    entered: int = 0  # journeys entered (treated and holdout); a broadcast's messages meant
+    entered: int = 0  # journeys entered (treated and holdout); a broadcast's contacts in its runs
     held_out: int = 0
     ended: dict[str, int] = field(default_factory=dict)  # how journeys ended → how many
     converted: int = 0  # treated entries that reached the goal in its window
@@ -94,18 +104,6 @@ class VersionReport:
         if name == "sent":
             return sum(s.handed_over for s in self.steps)
         return sum(s.feedback.get(name, 0) for s in self.steps)
-
-
-@dataclass
-class Breach:
-    """A guardrail found over its ceiling (carecast/reporting/guardrails.py), and what was done."""
-
-    version: int
-    kpi: str
-    value: float
-    ceiling: float
-    action: str  # paused or alerted
-    found_at: datetime
 
 
 @dataclass
@@ -133,7 +131,7 @@ def campaign_report(
     """The report of a deployed campaign (None if it was never deployed), per version, newest first."""
     versions = session.execute(
         select(CampaignVersion.version, CampaignVersion.spec, CampaignVersion.deployed_at)
-        .where(CampaignVersion.campaign_id == campaign_id, *([CampaignVersion.version == version] if version else []))
+        .where(CampaignVersion.campaign_id == campaign_id, *_version(CampaignVersion.version, version))
         .order_by(CampaignVersion.version.desc())
     ).all()
     if not versions:
@@ -159,7 +157,7 @@ def campaign_report(
             row.failed += count
         else:
             row.waiting += count
-    for v, step_id, channel, kind, reason, count in session.execute(_feedback(campaign_id, version, since)):
+    for v, step_id, kind, reason, count in session.execute(_feedback(campaign_id, version, since)):
         if v not in reports:
             continue
         row = step(v, step_id)
@@ -167,7 +165,6 @@ def campaign_report(
             row.deferred[reason or "?"] = row.deferred.get(reason or "?", 0) + count
         else:
             row.feedback[kind] = row.feedback.get(kind, 0) + count
-            row.emails_delivered += count if (kind, channel) == ("delivered", "email") else 0
     for (v, _), row in sorted(steps.items(), key=lambda item: _step_order(specs[item[0][0]], item[0][1])):
         reports[v].steps.append(row)
     entered: dict[int, dict[bool, int]] = defaultdict(lambda: {False: 0, True: 0})
@@ -178,10 +175,9 @@ def campaign_report(
         if ended_by:
             reports[v].ended[ended_by] = reports[v].ended.get(ended_by, 0) + count
     converted: dict[int, dict[bool, int]] = defaultdict(lambda: {False: 0, True: 0})
-    goals = {s.goal.event for s in specs.values() if s.goal is not None}
-    for goal in goals:
-        for v, holdout, count in session.execute(_conversions(campaign_id, goal, version, since)):
-            if v in reports and specs[v].goal is not None and specs[v].goal.event == goal:
+    for goal, with_goal in _versions_by_goal(session, campaign_id).items():
+        for v, holdout, count in session.execute(_conversions(campaign_id, goal, with_goal, version, since)):
+            if v in reports:
                 converted[v][bool(holdout)] += count
     for v, report in reports.items():
         spec = specs[v]
@@ -199,7 +195,8 @@ def campaign_report(
     found = session.scalars(
         select(GuardrailBreach).where(GuardrailBreach.campaign_id == campaign_id).order_by(GuardrailBreach.id)
     )
-    breaches = [Breach(b.campaign_version, b.kpi, b.value, b.ceiling, b.action, b.found_at) for b in found]
+    breaches = [Breach(b.campaign_id, b.campaign_version, b.kpi, b.value, b.ceiling, b.hits, b.trials, b.action,
+                       b.found_at) for b in found]  # fmt: skip
     report = CampaignReport(campaign_id, newest.name, newest.category, since, list(reports.values()), breaches=breaches)
     if (control := session.get(CampaignControl, campaign_id)) is not None:
         report.state, report.state_reason = control.state, control.reason
@@ -211,6 +208,17 @@ def _step_order(spec: Campaign, step_id: str) -> tuple[int, str]:
     return (order.index(step_id) if step_id in order else len(order), step_id)
 
 
+def _versions_by_goal(session: Session, campaign_id: str) -> dict[str, list[int]]:
+    """Goal event → the campaign's versions (all, not only those reported) that have it."""
+    found: dict[str, list[int]] = defaultdict(list)
+    for version, spec in session.execute(
+        select(CampaignVersion.version, CampaignVersion.spec).where(CampaignVersion.campaign_id == campaign_id)
+    ):
+        if (goal := (spec or {}).get("goal")) is not None:
+            found[goal["event"]].append(version)
+    return found
+
+
 def _lift(entered: dict[bool, int], converted: dict[bool, int]) -> Lift:
     n1, x1, n2, x2 = entered[False], converted[False], entered[True], converted[True]
     difference = x1 / n1 - x2 / n2 if n1 and n2 else None
@@ -220,11 +228,11 @@ def _lift(entered: dict[bool, int], converted: dict[bool, int]) -> Lift:
 def kpi_verdicts(report: VersionReport, kpis: Kpis | None, house: HouseGuardrails, treated: int) -> list[Verdict]:
     """Each KPI the version set, and each guardrail (its own ceiling or the house's), with its verdict."""
     kpis = kpis or Kpis()
-    email_delivered = sum(s.emails_delivered for s in report.steps)
+    emails = sum(s.emails_sent for s in report.steps)
     rates: dict[str, tuple[int, int]] = {
         "conversion": (report.converted, treated),
-        "open_rate": (report.total("opened"), email_delivered),
-        "click_rate": (report.total("clicked"), email_delivered),
+        "open_rate": (report.total("opened"), emails),
+        "click_rate": (report.total("clicked"), emails),
     }
     verdicts = []
     for name in ("conversion", "lift", "open_rate", "click_rate"):
@@ -236,26 +244,24 @@ def kpi_verdicts(report: VersionReport, kpis: Kpis | None, house: HouseGuardrail
         else:
             hits, trials = rates[name]
             verdicts.append(judge(name, target, hits / trials if trials else None, wilson(hits, trials)))
-    news = {kind: report.total(kind) for kind in ("delivered", "unsubscribed", "complained", "bounced")}
+    news = {kind: report.total(kind) for kind in GUARDRAIL_NEWS.values()}
     return verdicts + guardrail_verdicts(report.total("sent"), news, kpis, house)
 
 
+def guardrail_target(name: str, kpis: Kpis | None, house: HouseGuardrails) -> Target | None:
+    """A guardrail's ceiling: the campaign's own, or the house's."""
+    return (kpis and getattr(kpis, name)) or getattr(house, name)
+
+
 def guardrail_verdicts(sent: int, news: dict[str, int], kpis: Kpis | None, house: HouseGuardrails) -> list[Verdict]:
-    """Each guardrail's verdict (the campaign's ceiling, or the house's) from messages sent and their news; none
+    """Each guardrail's verdict from the messages sent and how many of them had its news (`GUARDRAIL_NEWS`); none
     is judged before `house.min_sample` messages went out. The report and the watch that pauses judge alike."""
-    delivered = news.get("delivered", 0)
-    rates = {
-        "unsubscribe_rate": (news.get("unsubscribed", 0), delivered),
-        "complaint_rate": (news.get("complained", 0), delivered),
-        "bounce_rate": (news.get("bounced", 0), sent),
-    }
     verdicts = []
-    for name in GUARDRAILS:
-        target: Target | None = getattr(kpis or Kpis(), name) or getattr(house, name)
-        if target is None:
+    for name, kind in GUARDRAIL_NEWS.items():
+        if (target := guardrail_target(name, kpis, house)) is None:
             continue
-        hits, trials = rates[name]
-        verdict = judge(name, target, hits / trials if trials else None, wilson(hits, trials), hits, trials)
+        hits = news.get(kind, 0)
+        verdict = judge(name, target, hits / sent if sent else None, wilson(hits, sent), hits, sent)
         if sent < house.min_sample:
             verdict = replace(verdict, verdict=NOT_YET, note=f"{sent} of the {house.min_sample} sent it waits for")
         verdicts.append(verdict)
@@ -280,14 +286,16 @@ def _outcomes(campaign_id: str, version: int | None, since: datetime | None):
 
 
 def _feedback(campaign_id: str, version: int | None, since: datetime | None):
+    """(version, step, kind, reason, messages): the news of the messages reported, whenever it came."""
     e = DeliveryEvent
-    return (
-        select(e.campaign_version, e.step_id, e.channel, e.kind, e.reason, func.count())
-        .where(
-            e.campaign_id == campaign_id, e.first, *_version(e.campaign_version, version), *_since(e.occurred_at, since)
-        )  # fmt: skip
-        .group_by(e.campaign_version, e.step_id, e.channel, e.kind, e.reason)
+    query = (
+        select(e.campaign_version, e.step_id, e.kind, e.reason, func.count())
+        .where(e.campaign_id == campaign_id, e.first, *_version(e.campaign_version, version))
+        .group_by(e.campaign_version, e.step_id, e.kind, e.reason)
     )
+    if since is not None:  # the cohort: messages made since then
+        query = query.join(Delivery, Delivery.id == e.delivery_id).where(Delivery.created_at >= since)
+    return query
 
 
 def _entries(campaign_id: str, version: int | None, since: datetime | None):
@@ -299,12 +307,13 @@ def _entries(campaign_id: str, version: int | None, since: datetime | None):
     )
 
 
-def _conversions(campaign_id: str, goal: str, version: int | None, since: datetime | None):
-    """(version, holdout, entries converted): each goal event to the latest entry whose window held it."""
+def _conversions(campaign_id: str, goal: str, with_goal: list[int], version: int | None, since: datetime | None):
+    """(version, holdout, entries converted): each goal event to the latest entry whose window held it, among
+    the entries of every version with this goal; then the entries reported are counted."""
     n, ev = Enrolment, Event
     latest = func.row_number().over(partition_by=ev.id, order_by=(n.enrolled_at.desc(), n.id.desc()))
     pairs = (
-        select(n.id.label("entry"), n.campaign_version, n.holdout, latest.label("rank"))
+        select(n.id.label("entry"), n.campaign_version, n.holdout, n.enrolled_at, latest.label("rank"))
         .join(
             ev,
             and_(
@@ -314,12 +323,12 @@ def _conversions(campaign_id: str, goal: str, version: int | None, since: dateti
                 ev.occurred_at <= n.goal_by,
             ),
         )  # fmt: skip
-        .where(n.campaign_id == campaign_id, *_version(n.campaign_version, version), *_since(n.enrolled_at, since))
+        .where(n.campaign_id == campaign_id, n.campaign_version.in_(with_goal))
         .subquery()
     )
     return (
         select(pairs.c.campaign_version, pairs.c.holdout, func.count(distinct(pairs.c.entry)))
-        .where(pairs.c.rank == 1)
+        .where(pairs.c.rank == 1, *_version(pairs.c.campaign_version, version), *_since(pairs.c.enrolled_at, since))
         .group_by(pairs.c.campaign_version, pairs.c.holdout)
     )
 

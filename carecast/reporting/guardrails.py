@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,33 +30,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from carecast.campaign.kpis import HouseGuardrails
 from carecast.delivery.ledger import HANDED_OVER
 from carecast.intake.controls import control_campaign
-from carecast.reporting.campaign import guardrail_verdicts, house_guardrails
-from carecast.reporting.verdicts import MISSED
+from carecast.reporting.campaign import GUARDRAIL_NEWS, guardrail_target, guardrail_verdicts, house_guardrails
+from carecast.reporting.verdicts import MISSED, Breach
 from carecast.store.campaigns import STOPPED, active_versions
 from carecast.store.models import Delivery, DeliveryEvent, GuardrailBreach, utcnow
 from carecast.store.writes import insert_new
 
 log = logging.getLogger("carecast.guardrails")
-NEWS = ("delivered", "unsubscribed", "complained", "bounced")
 PAUSED, ALERTED = "paused", "alerted"
-
-
-@dataclass(frozen=True)
-class Breach:
-    campaign_id: str
-    campaign_version: int
-    category: str
-    kpi: str
-    value: float
-    ceiling: float
-    hits: int
-    trials: int
-    action: str  # paused or alerted
-
-    @property
-    def reason(self) -> str:
-        return (f"guardrail: {self.kpi} {self.value:.2%} over its ceiling {self.ceiling:.2%} "
-                f"({self.hits} of {self.trials}) in version {self.campaign_version}")  # fmt: skip
 
 
 class GuardrailWatch:
@@ -78,6 +59,9 @@ class GuardrailWatch:
         try:
             self._checked_at = time.monotonic()
             return self.check()
+        except Exception:  # a check that fails must not fail the provider's callback: the next one tries again
+            log.exception("the guardrail check failed")
+            return []
         finally:
             self._lock.release()
 
@@ -86,7 +70,8 @@ class GuardrailWatch:
             newest = session.scalar(select(func.max(DeliveryEvent.id))) or 0
             touched = set(session.scalars(
                 select(DeliveryEvent.campaign_id).distinct()
-                .where(DeliveryEvent.id > self._seen, DeliveryEvent.id <= newest, DeliveryEvent.kind.in_(NEWS[1:]))
+                .where(DeliveryEvent.id > self._seen, DeliveryEvent.id <= newest,
+                       DeliveryEvent.kind.in_(GUARDRAIL_NEWS.values()))
             ))  # fmt: skip
             breaches = self._judge(session, touched) if touched else []
         self._seen = newest
@@ -107,11 +92,11 @@ class GuardrailWatch:
             for verdict in guardrail_verdicts(sent, news, campaign.kpis, house):
                 if verdict.verdict != MISSED:
                     continue
-                ceiling = (campaign.kpis and getattr(campaign.kpis, verdict.kpi)) or getattr(house, verdict.kpi)
+                ceiling = guardrail_target(verdict.kpi, campaign.kpis, house).at_most
                 action = ALERTED if campaign.category == "transactional" else PAUSED
-                breach = Breach(campaign.id, deployed.version, campaign.category, verdict.kpi, verdict.value,
-                                ceiling.at_most, verdict.hits, verdict.trials, action)  # fmt: skip
-                row = {k: v for k, v in asdict(breach).items() if k != "category"} | {"found_at": utcnow()}
+                breach = Breach(campaign.id, deployed.version, verdict.kpi, verdict.value, ceiling, verdict.hits,
+                                verdict.trials, action, utcnow())  # fmt: skip
+                row = asdict(breach)
                 if insert_new(session, GuardrailBreach, row, ["campaign_id", "campaign_version", "kpi"],
                               GuardrailBreach.id) is None:  # fmt: skip
                     continue  # acted on before: an operator may have resumed it since
@@ -123,7 +108,7 @@ class GuardrailWatch:
     def _alert(self, breach: Breach) -> None:
         if not self.alert_url:
             return
-        body = json.dumps(asdict(breach) | {"reason": breach.reason}).encode()
+        body = json.dumps(asdict(breach) | {"found_at": breach.found_at.isoformat(), "reason": breach.reason}).encode()
         request = urllib.request.Request(self.alert_url, body, {"Content-Type": "application/json"}, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 (the operator's own URL)
@@ -140,6 +125,6 @@ def _counts(session: Session, campaign_id: str, version: int) -> tuple[int, dict
     e = DeliveryEvent
     news = dict(session.execute(
         select(e.kind, func.count()).where(e.campaign_id == campaign_id, e.campaign_version == version, e.first,
-                                           e.kind.in_(NEWS)).group_by(e.kind)
+                                           e.kind.in_(GUARDRAIL_NEWS.values())).group_by(e.kind)
     ).all())  # fmt: skip
     return sent or 0, news

@@ -26,9 +26,14 @@ class Interval:
 
 
 def wilson(successes: int, trials: int, z: float = Z95) -> Interval:
-    """Wilson's score interval for `successes` out of `trials` (the whole [0, 1] for no trials)."""
+    """Wilson's score interval for `successes` out of `trials` (the whole [0, 1] for no trials).
+
+    More successes than trials is taken as all of them: news of a message can arrive while the
+    message itself is being handed over again, and a report must not fail for it.
+    """
     if trials == 0:
         return Interval(0.0, 1.0)
+    successes = min(successes, trials)
     p = successes / trials
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
     half = z * sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)

@@ -8,6 +8,7 @@ tell yet. No fixed sample size is needed: a rate far from its target is judged s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from carecast.campaign.kpis import Target
 from carecast.reporting.intervals import Interval
@@ -41,3 +42,23 @@ def judge(
         good, bad = interval.high <= target.at_most, interval.low > target.at_most
     verdict = MET if good and value is not None else MISSED if bad and value is not None else NOT_YET
     return Verdict(kpi, target.describe(), value, interval, verdict, hits=hits, trials=trials)
+
+
+@dataclass(frozen=True)
+class Breach:
+    """A guardrail found over its ceiling (carecast/reporting/guardrails.py), and what was done."""
+
+    campaign_id: str
+    campaign_version: int
+    kpi: str
+    value: float
+    ceiling: float
+    hits: int
+    trials: int
+    action: str  # paused or alerted
+    found_at: datetime | None = None
+
+    @property
+    def reason(self) -> str:
+        return (f"guardrail: {self.kpi} {self.value:.2%} over its ceiling {self.ceiling:.2%} "
+                f"({self.hits} of {self.trials}) in version {self.campaign_version}")  # fmt: skip
