@@ -72,7 +72,7 @@ def hide_password(url: str) -> str:
         return url.split(":", 1)[0] + ":…"
 
 
-def _int_env(env: dict[str, str], name: str, default: int) -> int:
+def _int_env(env: dict[str, str], name: str, default: int | None) -> int | None:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -130,6 +130,11 @@ class Settings:
     provider_timeout_seconds: float = 10.0
     # Where a guardrail breach is POSTed as JSON (an operator's chat or pager hook); None: logged only.
     alert_webhook_url: str | None = None
+    # This process's metrics (a worker's; the API serves them at /metrics), and the Temporal SDK's, each on a
+    # port of its own when set (several workers on one host: one port each).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    temporal_metrics_port: int | None = None
     guardrail_check_seconds: float = 60.0  # how often, at most, news from the providers sets off a check
     api_docs: bool = False  # /docs, /redoc and /openapi.json, off unless CARECAST_API_DOCS=1
     # TLS or mTLS to Temporal, and gRPC metadata, from Temporal's client configuration (temporal_config.py).
@@ -245,6 +250,9 @@ class Settings:
             twilio_from_number=env.get("TWILIO_FROM_NUMBER") or None,
             provider_timeout_seconds=_float_env(env, "CARECAST_PROVIDER_TIMEOUT", 10.0),
             alert_webhook_url=env.get("CARECAST_ALERT_WEBHOOK_URL") or None,
+            metrics_host=env.get("CARECAST_METRICS_HOST") or "127.0.0.1",
+            metrics_port=_int_env(env, "CARECAST_METRICS_PORT", None),
+            temporal_metrics_port=_int_env(env, "CARECAST_TEMPORAL_METRICS_PORT", None),
             guardrail_check_seconds=_float_env(env, "CARECAST_GUARDRAIL_CHECK_SECONDS", 60.0),
             api_docs=env.get("CARECAST_API_DOCS") == "1",
         )

@@ -15,6 +15,7 @@ from temporalio.converter import (
     DefaultPayloadConverter,
     JSONPlainPayloadConverter,
 )
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from carecast.config import Settings
@@ -67,8 +68,9 @@ def data_converter(settings: Settings) -> DataConverter:
     )
 
 
-async def connect(settings: Settings) -> Client:
-    """A client as Temporal's client configuration and carecast's variables say (carecast/temporal_config.py)."""
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """A client as Temporal's client configuration and carecast's variables say (carecast/temporal_config.py);
+    `runtime`, one that serves the SDK's metrics (carecast/metrics.py)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
@@ -76,6 +78,7 @@ async def connect(settings: Settings) -> Client:
         tls=settings.temporal_tls,
         rpc_metadata=settings.temporal_rpc_metadata,
         data_converter=data_converter(settings),
+        runtime=runtime,
     )
 
 

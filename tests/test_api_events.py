@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 
@@ -137,3 +138,18 @@ async def test_a_stage_set_through_the_contacts_api_starts_that_stage_journey(ap
         [journey] = session.scalars(select(Enrolment.workflow_id).where(Enrolment.contact_id == "c-lapsed")).all()
     assert announced == [("stage_entered", {"stage": "lapsed"})]
     assert journey.startswith("journey/win_back/c-lapsed/stage_entered.lapsed.")
+
+
+async def test_the_api_counts_events_at_metrics_for_prometheus_behind_the_key(api, sessions, event_suffix):
+    def recorded() -> float:
+        return REGISTRY.get_sample_value("carecast_api_events_total", {"result": "recorded"}) or 0
+
+    with sessions.begin() as session:
+        add_contact(session)
+    before = recorded()
+    assert (await api.post("/v1/events", json=order(f"m{event_suffix}"), headers=AUTH)).status_code == 200
+    assert recorded() == before + 1
+    assert (await api.get("/metrics")).status_code == 401
+    scraped = await api.get("/metrics", headers=AUTH)
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    assert f'carecast_api_events_total{{result="recorded"}} {before + 1}' in scraped.text

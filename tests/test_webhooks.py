@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, replace
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from carecast.api.app import create_app
@@ -347,7 +348,13 @@ async def test_provider_news_becomes_rows_a_report_counts_once_each(wired, sessi
     for status in ("sent", "delivered"):
         wired.fakes.journal.owe(wired.fakes.twilio.signed(status_url, {"MessageSid": "SM9", "MessageStatus": status}))
     wired.fakes.inbound_sms(PHONE, "STOP")
+
+    def counted(provider, result):
+        return REGISTRY.get_sample_value("carecast_webhook_requests_total", {"provider": provider, "result": result})
+
+    opens, statuses = counted("sendgrid", "open") or 0, counted("twilio", "delivered") or 0
     assert await wired.flush() == [200, 200, 204, 204, 200]
+    assert (counted("sendgrid", "open"), counted("twilio", "delivered")) == (opens + 2, statuses + 1)  # for /metrics
     where_email, where_sms = (email, "win_back", "s", "email"), (sms, "welcome", "s", "sms")
     assert report_rows(sessions) == [
         (*where_email, "delivered", None, None), (*where_email, "opened", None, None),

@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 from temporalio.client import Client
 
@@ -75,6 +76,11 @@ def create_app(
     request_link = link_requester(sessions, temporal_client, settings.task_queue)
     center = PreferenceCenter(sessions, settings.link_signer(), rules, request_link)
     app.include_router(preference_center_router(center))
+
+    @app.get("/metrics", dependencies=[Depends(auth)])
+    async def metrics() -> Response:
+        """This API process's counters (events in, webhook results, guardrail breaches), in Prometheus' format."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

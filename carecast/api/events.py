@@ -23,6 +23,7 @@ from carecast.contacts.schema import CONTACT_ID, ContactFields, personal_id
 from carecast.contacts.writer import create_if_missing
 from carecast.intake.ingest import ingest_event
 from carecast.intake.record import IncomingEvent, UnknownContactError
+from carecast.metrics import EVENTS
 
 MAX_EVENT_ID = 128  # the events table's column
 
@@ -76,10 +77,12 @@ def events_router(
         try:
             result = await ingest_event(client, sessions, task_queue, event, settle_later=True)
         except UnknownContactError as exc:
+            EVENTS.labels("unknown_contact").inc()
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND,
                 f"{exc}; or send create_contact with the contact's fields to create it with the event",
             ) from None
+        EVENTS.labels("duplicate" if result.duplicate else "recorded").inc()
         return EventAccepted(**result.__dict__)
 
     return router

@@ -31,6 +31,7 @@ from carecast.config import Settings
 from carecast.feedback import apply_inbound_sms, apply_sendgrid_events, apply_twilio_status
 from carecast.intake.record import IncomingEvent, record_event
 from carecast.intake.relay import relay_now
+from carecast.metrics import WEBHOOKS
 from carecast.reporting.guardrails import GuardrailWatch
 from carecast.store.campaigns import active_versions
 from carecast.store.models import utcnow
@@ -46,6 +47,7 @@ log = logging.getLogger("carecast.webhooks")
 
 def _forbidden(why: str) -> HTTPException:
     log.warning("webhook refused: %s", why)
+    WEBHOOKS.labels("", "forbidden").inc()
     return HTTPException(status.HTTP_403_FORBIDDEN, why)
 
 
@@ -113,6 +115,9 @@ def webhooks_router(
         if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body must be a JSON array of event objects")
         summary = await asyncio.to_thread(_apply_sendgrid, sessions, events)
+        for kind, count in summary.statuses.items():
+            WEBHOOKS.labels("sendgrid", kind).inc(count)
+        WEBHOOKS.labels("sendgrid", "duplicate").inc(summary.duplicates)
         await asyncio.to_thread(watch.poke)
         return JSONResponse(summary.__dict__)
 
@@ -123,6 +128,7 @@ def webhooks_router(
         delivery_id = int(raw_id) if raw_id.isdigit() else None
         outcome = await asyncio.to_thread(_apply_twilio_status, sessions, delivery_id, form)
         log.info("twilio status for delivery %s: %s", delivery_id, outcome)
+        WEBHOOKS.labels("twilio", outcome).inc()
         await asyncio.to_thread(watch.poke)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -134,6 +140,7 @@ def webhooks_router(
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "an inbound message needs MessageSid and From")
         signals = await asyncio.to_thread(_apply_inbound, sessions, sid, sender, body)
         await relay_now(temporal, sessions, settings.task_queue, signals)
+        WEBHOOKS.labels("twilio", "inbound").inc()
         await asyncio.to_thread(watch.poke)
         # Twilio answers STOP / START / HELP itself (Advanced Opt-Out); we add no second reply.
         return Response(EMPTY_TWIML, media_type="text/xml")

@@ -36,6 +36,7 @@ def dev() -> None:
 @app.command()
 def worker() -> None:
     """Run a worker against CARECAST_TEMPORAL_ADDRESS (as many as you like, on any machine)."""
+    from carecast.metrics import serve_metrics, temporal_runtime
     from carecast.providers import build_provider, describe_providers
     from carecast.temporal import connect
     from carecast.worker import carecast_worker
@@ -46,7 +47,14 @@ def worker() -> None:
     engine = open_store(settings)
 
     async def run() -> None:
-        client = await connect(settings)
+        runtime = None
+        if settings.temporal_metrics_port is not None:
+            runtime = temporal_runtime(settings.metrics_host, settings.temporal_metrics_port)
+            say(f"metrics    Temporal SDK's at http://{settings.metrics_host}:{settings.temporal_metrics_port}/metrics")
+        if settings.metrics_port is not None:
+            serve_metrics(settings.metrics_host, settings.metrics_port)
+            say(f"metrics    carecast's at http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+        client = await connect(settings, runtime)
         try:
             provider = build_provider(settings)
             say(describe_providers(settings))

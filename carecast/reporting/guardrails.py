@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from carecast.campaign.kpis import HouseGuardrails
 from carecast.delivery.ledger import HANDED_OVER
 from carecast.intake.controls import control_campaign
+from carecast.metrics import GUARDRAIL_BREACHES
 from carecast.reporting.campaign import GUARDRAIL_NEWS, guardrail_target, guardrail_verdicts, house_guardrails
 from carecast.reporting.verdicts import MISSED, Breach
 from carecast.store.campaigns import STOPPED, active_versions
@@ -76,6 +77,7 @@ class GuardrailWatch:
             breaches = self._judge(session, touched) if touched else []
         self._seen = newest
         for breach in breaches:
+            GUARDRAIL_BREACHES.labels(breach.action).inc()
             then = "paused; `carecast campaign resume` lifts it" if breach.action == PAUSED else "alert only"
             log.error("%s: %s — %s", breach.campaign_id, breach.reason, then)
             self._alert(breach)

@@ -1,0 +1,97 @@
+"""Metrics in Prometheus' format: what a worker counts, its hand-overs timed, and the Temporal SDK's own."""
+
+import socket
+import urllib.request
+from dataclasses import replace
+
+import pytest
+from prometheus_client import REGISTRY
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from carecast.channels.base import ProviderReceipt
+from carecast.channels.outbox import OutboxProvider
+from carecast.intake.ingest import ingest_event
+from carecast.intake.record import IncomingEvent
+from carecast.metrics import TimedProvider, observe_outcome, serve_metrics, temporal_runtime
+from carecast.store.models import utcnow
+from carecast.temporal import DATA_CONVERTER
+from carecast.worker import carecast_worker
+from tests.factories import add_contact, deploy
+from tests.skipping import skip_until_closed
+from workflows.journey.contract import DeliverResult
+
+
+def sample(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        return answer.read().decode()
+
+
+class Request:
+    category = "marketing"
+
+
+def test_outcomes_are_counted_by_channel_category_and_outcome_and_held_ones_by_reason():
+    sent = sample("carecast_messages_total", category="marketing", channel="sms", outcome="sent")
+    quiet = sample("carecast_messages_held_total", outcome="deferred", reason="quiet_hours")
+    failed = sample("carecast_messages_total", category="marketing", channel="", outcome="failed")
+    observe_outcome(Request(), DeliverResult(1, "sent", "sms"))
+    observe_outcome(Request(), DeliverResult(2, "deferred", "email", "quiet_hours"))
+    observe_outcome(Request(), ApplicationError("a broken template", non_retryable=True))
+    assert sample("carecast_messages_total", category="marketing", channel="sms", outcome="sent") == sent + 1
+    assert sample("carecast_messages_held_total", outcome="deferred", reason="quiet_hours") == quiet + 1
+    assert sample("carecast_messages_total", category="marketing", channel="", outcome="failed") == failed + 1
+
+
+class OneAtATime:
+    name, idempotent = "one", False
+
+    def send(self, message):
+        return ProviderReceipt("one", "m-1")
+
+
+class InBatches(OneAtATime):
+    name = "batches"
+
+    def send_many(self, messages):
+        return [self.send(m) for m in messages]
+
+
+def test_hand_overs_are_timed_and_a_provider_keeps_its_way_of_sending():
+    single, batched = TimedProvider(OneAtATime()), TimedProvider(InBatches())
+    assert not hasattr(single, "send_many") and hasattr(batched, "send_many")  # hand_over asks which
+    before = sample("carecast_provider_request_seconds_count", provider="batches")
+    batched.send_many([object(), object()])
+    assert sample("carecast_provider_request_seconds_count", provider="batches") == before + 1
+
+
+@pytest.mark.store
+async def test_a_worker_serves_its_counts_and_the_temporal_sdks_metrics(time_skipping_env, settings, engine, sessions):
+    ours, sdk = free_port(), free_port()
+    serve_metrics("127.0.0.1", ours)
+    target = time_skipping_env.client.service_client.config.target_host
+    client = await Client.connect(target, data_converter=DATA_CONVERTER, runtime=temporal_runtime("127.0.0.1", sdk))
+    with sessions.begin() as session:
+        deploy(session, settings.templates_dir, settings.campaigns_dir / "welcome.yaml")
+        add_contact(session)
+    settings = replace(settings, task_queue="metrics")
+    before = sample("carecast_messages_total", category="transactional", channel="email", outcome="sent")
+    provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
+    async with carecast_worker(client, settings, engine, provider) as worker, worker:
+        event = IncomingEvent("m-1", "c-1", "signed_up", utcnow())
+        [journey] = (await ingest_event(client, sessions, settings.task_queue, event)).started
+        await skip_until_closed(time_skipping_env, journey)
+    assert sample("carecast_messages_total", category="transactional", channel="email", outcome="sent") == before + 1
+    assert 'carecast_messages_total{category="transactional",channel="email",outcome="sent"}' in scrape(ours)
+    assert "carecast_provider_request_seconds_bucket" in scrape(ours)
+    assert "temporal_workflow_completed" in scrape(sdk) or "temporal_request" in scrape(sdk)
