@@ -114,6 +114,7 @@ class Settings:
     outbox_dir: Path
     temporal_api_key: str | None = None
     api_key: str | None = None
+    operator_key: str | None = None  # the password of /reports (HTTP Basic, any user name)
     secret_key: str | None = None
     public_url: str = ""
     sendgrid_api_key: str | None = None
@@ -238,6 +239,7 @@ class Settings:
             previous_payload_keys=_secret_list(env, "CARECAST_TEMPORAL_PREVIOUS_PAYLOAD_KEYS"),
             codec_port=_int_env(env, "CARECAST_CODEC_PORT", 8081),
             api_key=_secret_env(env, "CARECAST_API_KEY"),
+            operator_key=_secret_env(env, "CARECAST_OPERATOR_KEY"),
             secret_key=_secret_env(env, "CARECAST_SECRET_KEY"),
             public_url=env.get("CARECAST_PUBLIC_URL") or f"http://127.0.0.1:{_int_env(env, 'CARECAST_API_PORT', 8000)}",
             sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,

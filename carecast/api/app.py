@@ -19,6 +19,7 @@ from carecast.api.contacts import contacts_router
 from carecast.api.events import events_router
 from carecast.api.guard import Guard
 from carecast.api.preference_center import PreferenceCenter, preference_center_router
+from carecast.api.reports import reports_router
 from carecast.api.webhooks import webhooks_router
 from carecast.campaign.house_rules import load_house_rules
 from carecast.config import Settings
@@ -76,6 +77,7 @@ def create_app(
     request_link = link_requester(sessions, temporal_client, settings.task_queue)
     center = PreferenceCenter(sessions, settings.link_signer(), rules, request_link)
     app.include_router(preference_center_router(center))
+    app.include_router(reports_router(settings, sessions))
 
     @app.get("/metrics", dependencies=[Depends(auth)])
     async def metrics() -> Response:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, distinct, func, select
@@ -366,3 +366,22 @@ def as_dict(report: CampaignReport) -> dict[str, Any]:
     for version, data in zip(report.versions, document["versions"], strict=True):
         data["totals"] = {name: version.total(name) for name in TOTALS}
     return document
+
+
+def sends_per_day(session: Session, campaign_id: str, days: int = 60) -> tuple[list[str], dict[str, list[int]]]:
+    """The last `days` days up to the campaign's latest send: (days, channel → messages sent each day)."""
+    d = Delivery
+    sent = [d.campaign_id == campaign_id, d.status.in_(HANDED_OVER), d.sent_at.is_not(None)]
+    latest = session.scalar(select(func.max(d.sent_at)).where(*sent))
+    if latest is None:
+        return [], {}
+    first = (latest - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = session.execute(
+        select(func.date(d.sent_at), d.channel, func.count()).where(*sent, d.sent_at >= first)
+        .group_by(func.date(d.sent_at), d.channel)
+    ).all()  # fmt: skip
+    labels = sorted({str(day)[:10] for day, _, _ in rows})
+    by_channel: dict[str, list[int]] = defaultdict(lambda: [0] * len(labels))
+    for day, channel, count in rows:
+        by_channel[channel or "?"][labels.index(str(day)[:10])] += count
+    return labels, dict(by_channel)
