@@ -72,6 +72,16 @@ def hide_password(url: str) -> str:
         return url.split(":", 1)[0] + ":…"
 
 
+def _metrics_ports(env: dict[str, str]) -> tuple[int | None, int | None]:
+    """CARECAST_METRICS_PORT and CARECAST_TEMPORAL_METRICS_PORT, which cannot share a port."""
+    ours, sdk = _int_env(env, "CARECAST_METRICS_PORT", None), _int_env(env, "CARECAST_TEMPORAL_METRICS_PORT", None)
+    if ours is not None and ours == sdk:
+        raise ConfigError(
+            f"CARECAST_METRICS_PORT and CARECAST_TEMPORAL_METRICS_PORT are both {ours}: give each its own"
+        )
+    return ours, sdk
+
+
 def _int_env(env: dict[str, str], name: str, default: int | None) -> int | None:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -253,8 +263,8 @@ class Settings:
             provider_timeout_seconds=_float_env(env, "CARECAST_PROVIDER_TIMEOUT", 10.0),
             alert_webhook_url=env.get("CARECAST_ALERT_WEBHOOK_URL") or None,
             metrics_host=env.get("CARECAST_METRICS_HOST") or "127.0.0.1",
-            metrics_port=_int_env(env, "CARECAST_METRICS_PORT", None),
-            temporal_metrics_port=_int_env(env, "CARECAST_TEMPORAL_METRICS_PORT", None),
+            metrics_port=_metrics_ports(env)[0],
+            temporal_metrics_port=_metrics_ports(env)[1],
             guardrail_check_seconds=_float_env(env, "CARECAST_GUARDRAIL_CHECK_SECONDS", 60.0),
             api_docs=env.get("CARECAST_API_DOCS") == "1",
         )

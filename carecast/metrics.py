@@ -35,9 +35,14 @@ WEBHOOKS = Counter("carecast_webhook_requests", "Provider callbacks, by provider
 
 
 def observe_outcome(request: Any, outcome: Any) -> None:
-    """Counts a deliver outcome (a `DeliverResult`, or the error the activity raises for it)."""
+    """Counts a deliver outcome (a `DeliverResult`, or the error the activity raises for it: `failed` when it
+    ends the message, else `retry`, held by the error's type — a rate limit, a provider away, not due yet)."""
     if isinstance(outcome, ApplicationError):
-        MESSAGES.labels(request.category, "", "failed").inc()
+        if outcome.non_retryable:
+            MESSAGES.labels(request.category, "", "failed").inc()
+        else:
+            MESSAGES.labels(request.category, "", "retry").inc()
+            HELD.labels("retry", outcome.type or "").inc()
         return
     MESSAGES.labels(request.category, outcome.channel or "", outcome.status).inc()
     if outcome.status in ("skipped", "deferred"):
@@ -45,7 +50,7 @@ def observe_outcome(request: Any, outcome: Any) -> None:
 
 
 class TimedProvider:
-    """A provider whose every request is timed into PROVIDER_SECONDS; otherwise the provider itself."""
+    """A provider whose every request is timed into PROVIDER_SECONDS, labelled with its name."""
 
     def __init__(self, inner: Provider) -> None:
         self.inner = inner
@@ -77,4 +82,5 @@ def serve_metrics(host: str, port: int) -> None:
 
 def temporal_runtime(host: str, port: int) -> Runtime:
     """A Temporal runtime that serves the SDK's metrics in Prometheus' format at host:port."""
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{host}:{port}")))
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address in brackets
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))

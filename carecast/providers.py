@@ -14,11 +14,13 @@ from carecast.channels.router import ChannelRouter, Unconfigured
 from carecast.channels.sendgrid_email import SendGridEmail
 from carecast.channels.twilio_channels import TwilioSms, TwilioVoice, twilio_client
 from carecast.config import ConfigError, Settings
+from carecast.metrics import TimedProvider
 
 
 def build_provider(settings: Settings) -> Provider:
+    """The providers the settings configure, each request timed for the metrics (carecast/metrics.py)."""
     if settings.uses_outbox:
-        return OutboxProvider(settings.outbox_dir)
+        return TimedProvider(OutboxProvider(settings.outbox_dir))
     providers: dict[str, Provider] = {
         "email": Unconfigured("email", "SENDGRID_API_KEY"),
         "sms": Unconfigured("sms", "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"),
@@ -41,7 +43,7 @@ def build_provider(settings: Settings) -> Provider:
         )
         if settings.twilio_from_number:
             providers["voice"] = TwilioVoice(client, settings.public_url, from_number=settings.twilio_from_number)
-    return ChannelRouter(providers)
+    return ChannelRouter({c: p if isinstance(p, Unconfigured) else TimedProvider(p) for c, p in providers.items()})
 
 
 def describe_providers(settings: Settings) -> str:

@@ -27,7 +27,7 @@ from carecast.clock import Clock
 from carecast.config import Settings
 from carecast.delivery.claim import Outcome
 from carecast.intake.relay import Relay
-from carecast.metrics import TimedProvider, observe_outcome
+from carecast.metrics import observe_outcome
 from carecast.render.templates import TemplateRenderer
 from carecast.store.db import make_sessionmaker
 from carecast.store.house_rules import DeployedHouseRules
@@ -54,10 +54,10 @@ async def carecast_worker(
     """A configured worker, the thread pool its activities run in, and the outbox relay, closed together.
 
     `clock` and `observe` are for `carecast simulate`: its simulated time, and what each message came to
-    (by default each outcome is counted in this process's metrics, and every hand-over timed).
+    (by default each outcome is counted in this process's metrics).
     """
     sessions = make_sessionmaker(engine)
-    provider, observe = TimedProvider(provider), observe or observe_outcome
+    observe = observe or observe_outcome
     # The rules as last deployed (this folder's until a deploy stores them): limits are never frozen.
     house_rules = DeployedHouseRules(sessions, fallback=load_house_rules(settings.campaigns_dir))
     delivery = DeliveryActivities(

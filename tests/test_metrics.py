@@ -10,10 +10,12 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from carecast.channels.base import ProviderReceipt
-from carecast.channels.outbox import OutboxProvider
+from carecast.channels.router import unconfigured_channels
+from carecast.config import ConfigError, Settings
 from carecast.intake.ingest import ingest_event
 from carecast.intake.record import IncomingEvent
 from carecast.metrics import TimedProvider, observe_outcome, serve_metrics, temporal_runtime
+from carecast.providers import build_provider
 from carecast.store.models import utcnow
 from carecast.temporal import DATA_CONVERTER
 from carecast.worker import carecast_worker
@@ -47,7 +49,10 @@ def test_outcomes_are_counted_by_channel_category_and_outcome_and_held_ones_by_r
     failed = sample("carecast_messages_total", category="marketing", channel="", outcome="failed")
     observe_outcome(Request(), DeliverResult(1, "sent", "sms"))
     observe_outcome(Request(), DeliverResult(2, "deferred", "email", "quiet_hours"))
+    retry = sample("carecast_messages_held_total", outcome="retry", reason="ProviderUnavailable")
     observe_outcome(Request(), ApplicationError("a broken template", non_retryable=True))
+    observe_outcome(Request(), ApplicationError("SendGrid answered 503", type="ProviderUnavailable"))
+    assert sample("carecast_messages_held_total", outcome="retry", reason="ProviderUnavailable") == retry + 1
     assert sample("carecast_messages_total", category="marketing", channel="sms", outcome="sent") == sent + 1
     assert sample("carecast_messages_held_total", outcome="deferred", reason="quiet_hours") == quiet + 1
     assert sample("carecast_messages_total", category="marketing", channel="", outcome="failed") == failed + 1
@@ -75,6 +80,13 @@ def test_hand_overs_are_timed_and_a_provider_keeps_its_way_of_sending():
     assert sample("carecast_provider_request_seconds_count", provider="batches") == before + 1
 
 
+def test_the_configured_providers_are_timed_each_and_unconfigured_channels_still_show(settings):
+    router = build_provider(replace(settings, sendgrid_api_key="SG.key", sendgrid_api_host="http://127.0.0.1:9"))
+    assert set(unconfigured_channels(router)) == {"sms", "voice"}  # so a message that may go by email does
+    assert isinstance(router.providers["email"], TimedProvider) and router.providers["email"].name == "sendgrid"
+    assert isinstance(build_provider(settings), TimedProvider)  # the outbox, under carecast dev
+
+
 @pytest.mark.store
 async def test_a_worker_serves_its_counts_and_the_temporal_sdks_metrics(time_skipping_env, settings, engine, sessions):
     ours, sdk = free_port(), free_port()
@@ -86,8 +98,7 @@ async def test_a_worker_serves_its_counts_and_the_temporal_sdks_metrics(time_ski
         add_contact(session)
     settings = replace(settings, task_queue="metrics")
     before = sample("carecast_messages_total", category="transactional", channel="email", outcome="sent")
-    provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
-    async with carecast_worker(client, settings, engine, provider) as worker, worker:
+    async with carecast_worker(client, settings, engine, build_provider(settings)) as worker, worker:
         event = IncomingEvent("m-1", "c-1", "signed_up", utcnow())
         [journey] = (await ingest_event(client, sessions, settings.task_queue, event)).started
         await skip_until_closed(time_skipping_env, journey)
@@ -95,3 +106,11 @@ async def test_a_worker_serves_its_counts_and_the_temporal_sdks_metrics(time_ski
     assert 'carecast_messages_total{category="transactional",channel="email",outcome="sent"}' in scrape(ours)
     assert "carecast_provider_request_seconds_bucket" in scrape(ours)
     assert "temporal_workflow_completed" in scrape(sdk) or "temporal_request" in scrape(sdk)
+
+
+def test_the_two_metrics_ports_cannot_be_one(tmp_path):
+    env = {"CARECAST_HOME": str(tmp_path), "CARECAST_METRICS_PORT": "9464", "CARECAST_TEMPORAL_METRICS_PORT": "9464"}
+    with pytest.raises(ConfigError, match="CARECAST_METRICS_PORT and CARECAST_TEMPORAL_METRICS_PORT are both 9464"):
+        Settings.from_env(env=env)
+    both = Settings.from_env(env=env | {"CARECAST_TEMPORAL_METRICS_PORT": "9465"})
+    assert (both.metrics_port, both.temporal_metrics_port, both.metrics_host) == (9464, 9465, "127.0.0.1")

@@ -40,7 +40,8 @@ def app(settings, engine, win_back):  # noqa: F811
 
 async def test_reports_need_the_operator_key_over_http_basic(app, settings, engine):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://carecast") as client:
-        for headers in ({}, basic("wrong"), {"Authorization": f"Bearer {KEY}"}, {"Authorization": "Basic !!"}):
+        for headers in ({}, basic("wrong"), {"Authorization": f"Bearer {KEY}"}, {"Authorization": "Basic !!"},
+                        {"Authorization": "Basic 6enp6Q=="}):  # fmt: skip
             refused = await client.get("/reports/win_back", headers=headers)
             assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic realm=")
         shown = await client.get("/reports", headers=basic(KEY))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hmac
 from pathlib import Path
 
@@ -35,8 +34,8 @@ from carecast.reporting.campaign import (
 
 PAGES = Path(__file__).parent / "pages"
 REALM = 'Basic realm="carecast reports", charset="UTF-8"'
-NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'"}  # fmt: skip
+# Reports are not to be kept by a shared cache; the Guard middleware adds the pages' CSP and the rest.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def reports_router(settings: Settings, sessions: sessionmaker[Session]) -> APIRouter:
@@ -54,7 +53,7 @@ def reports_router(settings: Settings, sessions: sessionmaker[Session]) -> APIRo
         scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
         try:
             _, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8
             password = ""
         if scheme.lower() == "basic" and hmac.compare_digest(password.encode(), settings.operator_key.encode()):
             return None

@@ -48,12 +48,16 @@ def worker() -> None:
 
     async def run() -> None:
         runtime = None
-        if settings.temporal_metrics_port is not None:
-            runtime = temporal_runtime(settings.metrics_host, settings.temporal_metrics_port)
-            say(f"metrics    Temporal SDK's at http://{settings.metrics_host}:{settings.temporal_metrics_port}/metrics")
-        if settings.metrics_port is not None:
-            serve_metrics(settings.metrics_host, settings.metrics_port)
-            say(f"metrics    carecast's at http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+        try:
+            if settings.temporal_metrics_port is not None:
+                runtime = temporal_runtime(settings.metrics_host, settings.temporal_metrics_port)
+                say(f"metrics    Temporal SDK's at {settings.metrics_host}:{settings.temporal_metrics_port}/metrics")
+            if settings.metrics_port is not None:
+                serve_metrics(settings.metrics_host, settings.metrics_port)
+                say(f"metrics    carecast's at {settings.metrics_host}:{settings.metrics_port}/metrics")
+        except (OSError, ValueError) as exc:  # the port is taken, or the host is not this machine's
+            fail(f"cannot serve metrics on {settings.metrics_host} (CARECAST_METRICS_PORT, "
+                 f"CARECAST_TEMPORAL_METRICS_PORT): {exc}")  # fmt: skip
         client = await connect(settings, runtime)
         try:
             provider = build_provider(settings)

@@ -380,7 +380,7 @@ def sends_per_day(session: Session, campaign_id: str, days: int = 60) -> tuple[l
         select(func.date(d.sent_at), d.channel, func.count()).where(*sent, d.sent_at >= first)
         .group_by(func.date(d.sent_at), d.channel)
     ).all()  # fmt: skip
-    labels = sorted({str(day)[:10] for day, _, _ in rows})
+    labels = [str((first + timedelta(days=n)).date()) for n in range((latest.date() - first.date()).days + 1)]
     by_channel: dict[str, list[int]] = defaultdict(lambda: [0] * len(labels))
     for day, channel, count in rows:
         by_channel[channel or "?"][labels.index(str(day)[:10])] += count

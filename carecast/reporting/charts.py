@@ -1,7 +1,7 @@
 """A report's charts, drawn on the server as SVG with matplotlib (its SVG backend: no JavaScript, no CDN).
 
 Each function returns an `<svg>` element to put in a page as it is. Figures are made without
-pyplot, so nothing global is shared between requests.
+pyplot, so no figure is shared between requests (only the two SVG settings below, set once).
 """
 
 from __future__ import annotations
