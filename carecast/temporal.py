@@ -82,11 +82,12 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     )
 
 
-async def register_search_attributes(client: Client) -> None:
-    """Registers carecast's Keyword search attributes on the namespace (idempotent).
+async def register_search_attributes(client: Client) -> list[str]:
+    """Registers carecast's Keyword search attributes on the namespace (idempotent); returns those it added.
 
-    The embedded dev server registers them at start; a cluster or a test server
-    needs this once. Temporal Cloud namespaces are configured in the Cloud UI instead.
+    The embedded dev server registers them at start; a cluster (`carecast temporal setup`) or a
+    test server needs this once. Temporal Cloud namespaces take them through tcld or the Cloud UI
+    instead (`cloud_setup_steps`).
     """
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
@@ -107,3 +108,25 @@ async def register_search_attributes(client: Client) -> None:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
         )
+    return sorted(missing)
+
+
+def is_temporal_cloud(settings: Settings) -> bool:
+    """Whether the address is Temporal Cloud's (its namespace endpoints, or the regional API key endpoints)."""
+    host = settings.temporal_address.rsplit(":", 1)[0]
+    return host.endswith((".tmprl.cloud", ".api.temporal.io"))
+
+
+def cloud_setup_steps(namespace: str) -> list[str]:
+    """What an operator runs for a Temporal Cloud namespace, which takes search attributes only from tcld or
+    the Cloud UI."""
+    from workflows.search_attributes import ALL
+
+    attributes = " ".join(f'--sa "{key.name}=Keyword"' for key in ALL)
+    return [
+        f"Temporal Cloud: add carecast's search attributes to the namespace {namespace} once, with tcld",
+        "(https://docs.temporal.io/cloud/tcld) after `tcld login`:",
+        f"  tcld namespace search-attributes add -n {namespace} {attributes}",
+        "or in the Cloud UI: Namespaces → " + namespace + " → Custom Search Attributes, each of type Keyword:",
+        "  " + ", ".join(key.name for key in ALL),
+    ]

@@ -28,6 +28,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(deliveries_app, name="deliveries")
+temporal_app = typer.Typer(help="What a Temporal cluster needs before carecast runs on it.", no_args_is_help=True)
+app.add_typer(temporal_app, name="temporal")
 
 
 def load_settings() -> Settings:
