@@ -46,7 +46,7 @@ from carecast.render.links import LinkSigner
 from carecast.render.templates import TemplateError, TemplateRenderer
 from carecast.store.campaigns import RecentStates
 from carecast.store.models import utcnow
-from carecast.store.pacing import take
+from carecast.store.pacing import PRIORITY, lane, take
 from carecast.store.writes import lock_contact_rows
 from workflows.journey.contract import DELIVER, DELIVER_TIMEOUT, DeliverInput, DeliverResult
 
@@ -216,13 +216,16 @@ class DeliveryActivities:
                    rules.send_rates]  # fmt: skip
         if unpaced:
             yield unpaced
-        for channel, rate in rules.send_rates.items():
-            messages = [c for c in composed if c.message.channel == channel]
+        lanes: dict[tuple[str, float], list[Claimed]] = {}  # transactional and care first: they are not kept waiting
+        for c in sorted(composed, key=lambda c: c.category not in PRIORITY):
+            if (rate := rules.send_rates.get(c.message.channel)) is not None:
+                lanes.setdefault(lane(c.message.channel, c.category, rate, rules.reserved_for_care), []).append(c)
+        for (bucket, rate), messages in lanes.items():
             size = max(1, int(rate / 10))
             for start in range(0, len(messages), size):
                 chunk = messages[start : start + size]
                 with self.sessions.begin() as session:  # real time: it paces real requests to the provider
-                    wait = take(session, channel, len(chunk), rate, utcnow())
+                    wait = take(session, bucket, len(chunk), rate, utcnow())
                 if wait > 0:
                     time.sleep(wait)
                 yield chunk
@@ -259,6 +262,8 @@ def _attempt_left() -> timedelta:
 
 def _lease(channels: Sequence[str], rules: HouseRules) -> timedelta:
     """How long claimed messages are one attempt's: DELIVER_TIMEOUT, plus twice what their send rates need
-    (pages running side by side share each channel's rate), so a slow voice page is not cut short."""
-    pacing = sum(n / rules.send_rates[c] for c, n in Counter(channels).items() if rules.send_rates.get(c))
+    (pages running side by side share each channel's rate; paced in the narrower of its two lanes, as
+    a bound), so a slow voice page is not cut short."""
+    narrowest = min(rules.reserved_for_care, 1 - rules.reserved_for_care)
+    pacing = sum(n / (rules.send_rates[c] * narrowest) for c, n in Counter(channels).items() if rules.send_rates.get(c))
     return DELIVER_TIMEOUT + 2 * timedelta(seconds=pacing)

@@ -40,7 +40,7 @@ def test_no_policy_file_means_no_quiet_hours_and_no_caps(tmp_path):
         (
             "quiet_hour: {start: '21:00', end: '08:00'}",
             "1:1: unknown key 'quiet_hour'; allowed here: timezone, quiet_hours, regional_quiet_hours, frequency_caps, "
-            "global_ceiling, send_rates, email, guardrails",
+            "global_ceiling, send_rates, reserved_for_care, email, guardrails",
         ),
         (
             "regional_quiet_hours: {Florida: {start: '20:00', end: '08:00'}}",
@@ -54,6 +54,15 @@ def test_no_policy_file_means_no_quiet_hours_and_no_caps(tmp_path):
         ),
         ("send_rates: {sms: 0}", "1:13: the sms rate must be above 0 messages per second"),
         ("send_rates: {fax: 10}", "1:19: Input should be 'email', 'sms' or 'voice'"),
+        (
+            "reserved_for_care: 100%",
+            "1:20: write a share above 0% and below 100%: marketing and care each need some of the rate",
+        ),
+        ("reserved_for_care: 0.2", "1:20: 0.2 is not a percentage; write it with %, e.g. 4% or 0.5%"),
+        (
+            "guardrails: {complaint_rate: {at_least: 1%}}",
+            "1:13: complaint_rate is a guardrail: give its ceiling, e.g. {at_most: 0.5%}",
+        ),
     ],
 )
 def test_mistakes_name_the_file_line_and_column(tmp_path, text, message):

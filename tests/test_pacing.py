@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from carecast.store.pacing import take
+from carecast.store.pacing import lane, take
 
 pytestmark = pytest.mark.store
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -42,3 +42,21 @@ def test_channels_are_paced_apart(sessions):
     with sessions.begin() as session:
         take(session, "sms", 100, rate=100, now=T0)
         assert take(session, "email", 100, rate=100, now=T0) == 0
+
+
+def test_a_share_of_each_rate_is_kept_for_transactional_and_care_messages():
+    assert lane("email", "marketing", 500, 0.2) == ("email", pytest.approx(400))
+    assert lane("email", "transactional", 500, 0.2) == lane("email", "care", 500, 0.2) == ("email:care", 100)
+
+
+def test_a_confirmation_never_queues_behind_a_broadcast(sessions):
+    """A broadcast reserves ten seconds of marketing sends ahead; an order confirmation goes at once,
+    and the two lanes together never pass the channel's rate."""
+    rate, reserved = 500, 0.2
+    bulk, bulk_rate = lane("email", "marketing", rate, reserved)
+    care, care_rate = lane("email", "transactional", rate, reserved)
+    with sessions.begin() as session:
+        assert take(session, bulk, 4400, bulk_rate, now=T0) == pytest.approx(10)
+    with sessions.begin() as session:
+        assert take(session, care, 1, care_rate, now=T0) == 0
+    assert bulk_rate + care_rate == rate

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from carecast.campaign.documents import load_model
 from carecast.campaign.durations import Duration
-from carecast.campaign.kpis import HouseGuardrails
+from carecast.campaign.kpis import HouseGuardrails, Percent
 from carecast.campaign.patterns import CLOCK, RULE_NAME, Mailbox
 from carecast.policy.model import CapRule, EmailIdentity, HouseRules, QuietHours
 from carecast.policy.timezones import is_known_zone
@@ -77,6 +77,9 @@ class HouseRulesSpec(Strict):
     send_rates: dict[Literal["email", "sms", "voice"], float] = Field(
         default_factory=dict, description="messages per second handed to each channel's provider, across all workers"
     )
+    reserved_for_care: Percent = Field(
+        default=0.2, description="of each send rate, the share kept for transactional and care messages, e.g. 20%"
+    )
     email: EmailSpec | None = Field(default=None, description="sender, reply-to and postal address of emails")
     guardrails: HouseGuardrails = Field(
         default_factory=HouseGuardrails, description="every campaign's ceilings on unsubscribes, complaints, bounces"
@@ -89,6 +92,13 @@ class HouseRulesSpec(Strict):
             if rate <= 0:
                 raise ValueError(f"the {channel} rate must be above 0 messages per second")
         return rates
+
+    @field_validator("reserved_for_care")
+    @classmethod
+    def a_share_for_each(cls, share: float) -> float:
+        if not 0 < share < 1:
+            raise ValueError("write a share above 0% and below 100%: marketing and care each need some of the rate")
+        return share
 
     @field_validator("regional_quiet_hours")
     @classmethod
@@ -130,6 +140,7 @@ class HouseRulesSpec(Strict):
             regional_quiet_hours={region: spec.to_policy() for region, spec in self.regional_quiet_hours.items()},
             caps=tuple(caps),
             send_rates=dict(self.send_rates),
+            reserved_for_care=self.reserved_for_care,
             email=self.email.to_policy() if self.email else EmailIdentity(),
         )
 

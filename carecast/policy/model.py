@@ -67,6 +67,7 @@ class HouseRules:
     caps: tuple[CapRule, ...] = ()
     # Messages per second each channel's provider is handed, across all workers (absent: unpaced).
     send_rates: Mapping[str, float] = field(default_factory=dict)
+    reserved_for_care: float = 0.2  # of each send rate, for transactional and care messages (store/pacing.py)
     email: EmailIdentity = field(default_factory=EmailIdentity)
 
     def quiet_hours_for(self, region: str | None) -> tuple[QuietHours, ...]:
