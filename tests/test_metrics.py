@@ -6,17 +6,19 @@ from dataclasses import replace
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from carecast.channels.base import ProviderReceipt
-from carecast.channels.router import unconfigured_channels
+from carecast.channels.outbox import OutboxProvider
+from carecast.channels.router import ChannelRouter, Unconfigured, unconfigured_channels
 from carecast.config import ConfigError, Settings
 from carecast.intake.ingest import ingest_event
 from carecast.intake.record import IncomingEvent
 from carecast.metrics import TimedProvider, observe_outcome, serve_metrics, temporal_runtime
 from carecast.providers import build_provider
-from carecast.store.models import utcnow
+from carecast.store.models import Delivery, utcnow
 from carecast.temporal import DATA_CONVERTER
 from carecast.worker import carecast_worker
 from tests.factories import add_contact, deploy
@@ -106,6 +108,28 @@ async def test_a_worker_serves_its_counts_and_the_temporal_sdks_metrics(time_ski
     assert 'carecast_messages_total{category="transactional",channel="email",outcome="sent"}' in scrape(ours)
     assert "carecast_provider_request_seconds_bucket" in scrape(ours)
     assert "temporal_workflow_completed" in scrape(sdk) or "temporal_request" in scrape(sdk)
+
+
+@pytest.mark.store
+async def test_a_message_goes_by_the_configured_channel_when_the_preferred_one_has_no_provider(
+    time_skipping_env, settings, engine, sessions
+):
+    """As a worker with SendGrid but no Twilio meets it: a care message to a contact who prefers texts goes by
+    email, as the policy chooses among the channels a provider is configured for (what the metrics must not hide)."""
+    with sessions.begin() as session:
+        deploy(session, settings.templates_dir, settings.campaigns_dir / "delivery_delay.yaml")
+        add_contact(session, sms_consent=True, preferred=("sms",), timezone="UTC")
+    settings = replace(settings, task_queue="no-twilio")
+    only_email = ChannelRouter({"email": OutboxProvider(settings.outbox_dir, echo=lambda line: None),
+                                "sms": Unconfigured("sms", "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"),
+                                "voice": Unconfigured("voice", "TWILIO_FROM_NUMBER")})  # fmt: skip
+    async with carecast_worker(time_skipping_env.client, settings, engine, only_email) as worker, worker:
+        event = IncomingEvent("late-1", "c-1", "delivery_delayed", utcnow(), {"order_id": "A-1", "new_eta": "Friday"})
+        [journey] = (await ingest_event(time_skipping_env.client, sessions, settings.task_queue, event)).started
+        await skip_until_closed(time_skipping_env, journey)
+    with sessions() as session:
+        apology = session.scalars(select(Delivery).where(Delivery.step_id == "apologise")).one()
+    assert (apology.status, apology.channel) == ("sent", "email")
 
 
 def test_the_two_metrics_ports_cannot_be_one(tmp_path):
