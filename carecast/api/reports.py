@@ -19,8 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from sqlalchemy.orm import Session, sessionmaker
 
-from carecast.campaign.documents import InvalidFile
-from carecast.campaign.house_rules import load_house_guardrails
+from carecast.campaign.house_rules import local_house_spec
 from carecast.campaign.kpis import HouseGuardrails
 from carecast.config import Settings
 from carecast.reporting import charts
@@ -41,10 +40,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 def reports_router(settings: Settings, sessions: sessionmaker[Session]) -> APIRouter:
     router = APIRouter()
     pages = Environment(loader=FileSystemLoader(PAGES), autoescape=select_autoescape(["j2"]))
-    try:
-        local = load_house_guardrails(settings.campaigns_dir)
-    except InvalidFile:
-        local = HouseGuardrails()
+    local = local_house_spec(settings.campaigns_dir).guardrails
 
     def refused(request: Request) -> HTMLResponse | None:
         """The answer to a request without the operator key, or None when it has it."""

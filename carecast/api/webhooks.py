@@ -24,9 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from twilio.request_validator import RequestValidator
 
-from carecast.campaign.documents import InvalidFile
-from carecast.campaign.house_rules import load_house_guardrails
-from carecast.campaign.kpis import HouseGuardrails
+from carecast.campaign.house_rules import local_house_spec
 from carecast.config import Settings
 from carecast.feedback import apply_inbound_sms, apply_sendgrid_events, apply_twilio_status
 from carecast.intake.record import IncomingEvent, record_event
@@ -92,8 +90,8 @@ def webhooks_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/webhooks")
     # The providers' news is what a guardrail is judged by: each request may set off a check (throttled).
-    watch = GuardrailWatch(sessions, _local_guardrails(settings), settings.guardrail_check_seconds,
-                           settings.alert_webhook_url)  # fmt: skip
+    local = local_house_spec(settings.campaigns_dir).guardrails
+    watch = GuardrailWatch(sessions, local, settings.guardrail_check_seconds, settings.alert_webhook_url)
     sendgrid = SendGridVerifier(settings.sendgrid_webhook_public_key) if settings.sendgrid_webhook_public_key else None
     twilio = TwilioVerifier(settings.twilio_auth_token, settings.public_url) if settings.twilio_auth_token else None
 
@@ -146,13 +144,6 @@ def webhooks_router(
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     return router
-
-
-def _local_guardrails(settings: Settings) -> HouseGuardrails:
-    try:
-        return load_house_guardrails(settings.campaigns_dir)
-    except InvalidFile:  # `carecast validate` names the mistake; the deployed house rules are what count
-        return HouseGuardrails()
 
 
 def _apply_sendgrid(sessions: sessionmaker[Session], events: list[dict]):

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from carecast.campaign.documents import load_model
+from carecast.campaign.documents import InvalidFile, load_model
 from carecast.campaign.durations import Duration
 from carecast.campaign.kpis import HouseGuardrails, Percent
 from carecast.campaign.patterns import CLOCK, RULE_NAME, Mailbox
@@ -153,9 +153,11 @@ def load_house_rules(campaigns_dir: Path) -> HouseRules:
     return load_model(path, HouseRulesSpec).to_policy()
 
 
-def load_house_guardrails(campaigns_dir: Path) -> HouseGuardrails:
-    """`guardrails:` of `<campaigns>/policy.yaml` (the defaults without the file); an error at its line."""
+def local_house_spec(campaigns_dir: Path) -> HouseRulesSpec:
+    """`<campaigns>/policy.yaml` as reports read it before any deploy: the defaults when the file is missing or
+    has a mistake (`carecast validate` names it; the deployed house rules are what count)."""
     path = campaigns_dir / POLICY_FILE
-    if not path.exists():
-        return HouseGuardrails()
-    return load_model(path, HouseRulesSpec).guardrails
+    try:
+        return load_model(path, HouseRulesSpec) if path.exists() else HouseRulesSpec()
+    except InvalidFile:
+        return HouseRulesSpec()

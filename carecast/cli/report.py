@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from datetime import UTC, datetime
@@ -35,10 +34,8 @@ def report(
     `carecast report pressure`: messages per contact over the last 30 days across all campaigns, by
     category (median, 95th percentile, most), the contacts at 80 % of the global ceiling or more, and
     the campaigns that sent the most."""
-    from carecast.campaign.documents import InvalidFile
     from carecast.campaign.durations import parse_duration
-    from carecast.campaign.house_rules import load_house_guardrails
-    from carecast.campaign.kpis import HouseGuardrails
+    from carecast.campaign.house_rules import local_house_spec
     from carecast.reporting.campaign import as_dict, campaign_report, house_guardrails, reported_campaigns
     from carecast.store.db import make_sessionmaker
 
@@ -52,9 +49,7 @@ def report(
     if campaign == PRESSURE:
         _pressure(settings, as_json)
         return
-    local = HouseGuardrails()  # before any deploy; `carecast validate` says what is wrong with a broken file
-    with contextlib.suppress(InvalidFile):
-        local = load_house_guardrails(settings.campaigns_dir)
+    local = local_house_spec(settings.campaigns_dir).guardrails  # before any deploy
     engine = open_store(settings)
     try:
         with make_sessionmaker(engine)() as session:
@@ -77,14 +72,11 @@ def report(
 
 
 def _pressure(settings, as_json: bool) -> None:
-    from carecast.campaign.documents import InvalidFile, load_model
-    from carecast.campaign.house_rules import POLICY_FILE, HouseRulesSpec
+    from carecast.campaign.house_rules import local_house_spec
     from carecast.reporting.pressure import NEAR, ceiling_of, pressure
     from carecast.store.db import make_sessionmaker
 
-    local = None  # the global ceiling of the local policy.yaml, before any deploy
-    with contextlib.suppress(InvalidFile, FileNotFoundError):
-        local = ceiling_of(load_model(settings.campaigns_dir / POLICY_FILE, HouseRulesSpec).global_ceiling)
+    local = ceiling_of(local_house_spec(settings.campaigns_dir).global_ceiling)  # before any deploy
     engine = open_store(settings)
     try:
         with make_sessionmaker(engine)() as session:

@@ -30,12 +30,12 @@ from typing import Any
 from sqlalchemy import and_, distinct, func, select
 from sqlalchemy.orm import Session
 
-from carecast.campaign.house_rules import HouseRulesSpec
 from carecast.campaign.kpis import HouseGuardrails, Kpis, Target
 from carecast.campaign.model import Campaign
 from carecast.delivery.ledger import HANDED_OVER, Status
 from carecast.reporting.intervals import Interval, newcombe, wilson
 from carecast.reporting.verdicts import NOT_YET, Breach, Verdict, judge
+from carecast.store.house_rules import newest_house_spec
 from carecast.store.models import (
     CampaignControl,
     CampaignVersion,
@@ -44,7 +44,6 @@ from carecast.store.models import (
     Enrolment,
     Event,
     GuardrailBreach,
-    HouseRulesVersion,
 )
 
 NEWCOMBE = "Newcombe hybrid score interval (method 10), 95 %"
@@ -340,10 +339,8 @@ def reported_campaigns(session: Session) -> list[str]:
 
 def house_guardrails(session: Session, fallback: HouseGuardrails) -> HouseGuardrails:
     """The guardrails of the newest deployed policy.yaml (`fallback`, the local file's, before any deploy)."""
-    document = session.scalar(select(HouseRulesVersion.document).order_by(HouseRulesVersion.id.desc()).limit(1))
-    if document is None:
-        return fallback
-    return HouseRulesSpec.model_validate(document).guardrails
+    deployed = newest_house_spec(session)
+    return deployed.guardrails if deployed is not None else fallback
 
 
 def as_dict(report: CampaignReport) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from carecast.campaign.durations import format_duration
-from carecast.campaign.house_rules import CeilingSpec, HouseRulesSpec
+from carecast.campaign.house_rules import CeilingSpec
 from carecast.delivery.ledger import HANDED_OVER
-from carecast.store.models import Contact, Delivery, HouseRulesVersion
+from carecast.store.house_rules import newest_house_spec
+from carecast.store.models import Contact, Delivery
 
 WINDOW = timedelta(days=30)
 NEAR = 0.8  # of the ceiling
@@ -70,7 +71,8 @@ def pressure(session: Session, now: datetime, fallback_ceiling: dict | None, top
         counts = [sum(c.values()) if name == "all" else c[name] for c in per_contact.values()]
         counts = sorted(counts + [0] * (contacts - len(counts)))  # those who got nothing count too
         spread[name] = Spread(percentile(counts, 0.5), percentile(counts, 0.95), counts[-1] if counts else 0)
-    ceiling = _deployed_ceiling(session) or fallback_ceiling
+    deployed = newest_house_spec(session)
+    ceiling = ceiling_of(deployed.global_ceiling) if deployed is not None else fallback_ceiling
     report = Pressure(since, contacts, len(per_contact), spread, ceiling)
     if ceiling is not None:
         report.near_ceiling = _near_ceiling(session, now, ceiling)
@@ -82,13 +84,6 @@ def pressure(session: Session, now: datetime, fallback_ceiling: dict | None, top
     report.campaigns = [dict(campaign_id=c, category=cat, messages=n, share=n / total if total else 0.0)
                         for c, cat, n in rows]  # fmt: skip
     return report
-
-
-def _deployed_ceiling(session: Session) -> dict | None:
-    document = session.scalar(select(HouseRulesVersion.document).order_by(HouseRulesVersion.id.desc()).limit(1))
-    if document is None:
-        return None
-    return ceiling_of(HouseRulesSpec.model_validate(document).global_ceiling)
 
 
 def ceiling_of(spec: CeilingSpec | None) -> dict | None:

@@ -140,9 +140,17 @@ def events_within(events: list[ScheduledEvent], length: timedelta) -> None:
             )
 
 
+def _weekday_time(text: str) -> tuple[str, str] | None:
+    """`monday 09:00` → ("mon", "09:00"); None for anything else."""
+    found = _WEEKDAY_TIME.match(text.strip())
+    if found is None or found[1].lower() not in WEEKDAY_NAMES:
+        return None
+    return WEEKDAY_NAMES[found[1].lower()], f"{found[2]}:{found[3]}"
+
+
 def check_start(text: str) -> str:
     """A start as a marketer writes it, checked (its moment depends on when and for whom it runs)."""
-    if (found := _WEEKDAY_TIME.match(text.strip())) and found[1].lower() in WEEKDAY_NAMES:
+    if _weekday_time(text) is not None:
         return text
     try:
         datetime.fromisoformat(text)
@@ -155,9 +163,9 @@ def start_moment(text: str | None, now: datetime, tz: ZoneInfo) -> datetime:
     """When a simulation given `text` starts, seen at `now` (the server's) by a contact in `tz`."""
     if text is None:
         return now
-    if (found := _WEEKDAY_TIME.match(text.strip())) and found[1].lower() in WEEKDAY_NAMES:
-        day, hour, minute = found.groups()
-        return next_local_time(now, tz, f"{hour}:{minute}", [WEEKDAY_NAMES[day.lower()]])
+    if (weekly := _weekday_time(text)) is not None:
+        day, time_of_day = weekly
+        return next_local_time(now, tz, time_of_day, [day])
     moment = datetime.fromisoformat(text)
     moment = (moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)).astimezone(UTC)
     if moment < now:

@@ -27,6 +27,12 @@ READ_EVERY_SECONDS = 2.0
 log = logging.getLogger("carecast.house_rules")
 
 
+def newest_house_spec(session: Session) -> HouseRulesSpec | None:
+    """The house rules last deployed, as written (None before any deploy)."""
+    document = session.scalar(select(HouseRulesVersion.document).order_by(HouseRulesVersion.id.desc()).limit(1))
+    return HouseRulesSpec.model_validate(document) if document is not None else None
+
+
 def deploy_house_rules(session: Session, campaigns_dir: Path) -> bool:
     """Stores the folder's policy.yaml when it differs from the newest stored; True when it did."""
     path = campaigns_dir / POLICY_FILE
