@@ -803,3 +803,26 @@ def test_a_late_record_of_an_attempt_whose_message_was_taken_over_changes_nothin
         ledger.record(session, late)
     [row] = deliveries(sessions)
     assert (row.status, row.status_history) == ("sending", [])
+
+
+def test_an_order_confirmation_never_waits_behind_a_broadcasts_reserved_sends(
+    engine, sessions, tmp_path, printed, monkeypatch
+):
+    """A marketing page reserves its sends seconds ahead; the confirmation after it goes at once, from the
+    share of the rate kept for transactional and care messages (the waits are recorded, not slept)."""
+    import time as real_time
+    from types import SimpleNamespace
+
+    import activities.deliver as deliver_module
+
+    waits: list[float] = []
+    monkeypatch.setattr(deliver_module, "time", SimpleNamespace(sleep=waits.append, monotonic=real_time.monotonic))
+    paced = HouseRules(default_timezone="UTC", send_rates={"email": 10})  # 8/s for marketing, 2/s kept for care
+    delivery = activities(engine, sessions, tmp_path, printed, rules=paced)
+    with sessions.begin() as session:
+        add_contact(session)
+    page = delivery.deliver_batch([request(n, category="marketing", channels=("email",)) for n in range(40)])
+    assert {o.status for o in page} == {"sent"} and sum(waits) > 3  # 40 at 8/s: reserved four seconds ahead
+    waits.clear()
+    [confirmation] = delivery.deliver_batch([request(99, channels=("email",))])
+    assert (confirmation.status, waits) == ("sent", [])
