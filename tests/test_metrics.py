@@ -118,13 +118,15 @@ async def test_a_message_goes_by_the_configured_channel_when_the_preferred_one_h
     email, as the policy chooses among the channels a provider is configured for (what the metrics must not hide)."""
     with sessions.begin() as session:
         deploy(session, settings.templates_dir, settings.campaigns_dir / "delivery_delay.yaml")
-        add_contact(session, sms_consent=True, preferred=("sms",), timezone="UTC")
+        # ids of its own: the test server is shared, and a journey id it has seen is never started again
+        add_contact(session, "c-no-twilio", sms_consent=True, preferred=("sms",), timezone="UTC")
     settings = replace(settings, task_queue="no-twilio")
     only_email = ChannelRouter({"email": OutboxProvider(settings.outbox_dir, echo=lambda line: None),
                                 "sms": Unconfigured("sms", "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"),
                                 "voice": Unconfigured("voice", "TWILIO_FROM_NUMBER")})  # fmt: skip
     async with carecast_worker(time_skipping_env.client, settings, engine, only_email) as worker, worker:
-        event = IncomingEvent("late-1", "c-1", "delivery_delayed", utcnow(), {"order_id": "A-1", "new_eta": "Friday"})
+        data = {"order_id": "NT-1", "new_eta": "Friday"}
+        event = IncomingEvent("late-no-twilio", "c-no-twilio", "delivery_delayed", utcnow(), data)
         [journey] = (await ingest_event(time_skipping_env.client, sessions, settings.task_queue, event)).started
         await skip_until_closed(time_skipping_env, journey)
     with sessions() as session:
