@@ -328,7 +328,7 @@ async def run(plan: Plan, database_url: str | None, deadline: float = 900) -> tu
                 began = time.monotonic()
                 faults = Faults(began, workers, fakes, chaos, engine)
                 faults.temporal = (temporal, settings)
-                broadcast_id = await start_broadcast(client, settings.task_queue, campaign, version, "faults")
+                broadcast_id = await start_broadcast(client, settings.broadcast_task_queue, campaign, version, "faults")
                 span = plan.stream_seconds
                 faults.say(f"broadcast to {contacts:,} started; {journeys} journeys over {span:.0f} s; chaos on")
                 timeline = [

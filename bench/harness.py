@@ -50,10 +50,11 @@ def scratch_postgres(server_url: str):
     return make_url(admin).set(database=name).render_as_string(hide_password=False), drop
 
 
-def add_contacts(sessions, count: int, attributes: dict) -> None:
+def add_contacts(sessions, count: int, attributes: dict, prefix: str = "c") -> None:
+    """`count` contacts with email consent, ids `c-0000000` onwards (another `prefix` for a second set)."""
     now = datetime.now(UTC)
     for start in range(0, count, 10_000):
-        ids = [f"c-{n:07d}" for n in range(start, min(count, start + 10_000))]
+        ids = [f"{prefix}-{n:07d}" for n in range(start, min(count, start + 10_000))]
         with sessions.begin() as session:
             session.execute(insert(Contact.__table__), [
                 dict(id=i, email=f"{i}@example.com", timezone="UTC", lifecycle_stage="active",
@@ -81,14 +82,7 @@ def fake_sendgrid():
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"the fake providers did not start: {process.stderr.read().decode()}")
-            time.sleep(0.1)
+        wait_for_port(port, process, "the fake providers")
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -122,11 +116,11 @@ def worker_environment(settings: Settings, url: str, temporal_address: str, fake
 
 
 class WorkerPool:
-    """`carecast worker` processes on one task queue. `kill_one` ends the oldest with SIGKILL — no
-    goodbye, as a crash or an OOM kill — and starts another in its place."""
+    """`carecast worker --queues QUEUES` processes. `kill_one` ends the oldest with SIGKILL — no goodbye, as
+    a crash or an OOM kill — and starts another in its place unless told not to."""
 
-    def __init__(self, env: dict[str, str], count: int) -> None:
-        self.env, self.count = env, count
+    def __init__(self, env: dict[str, str], count: int, queues: str = "journeys,broadcasts") -> None:
+        self.env, self.count, self.queues = env, count, queues
         self.processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> WorkerPool:
@@ -135,15 +129,20 @@ class WorkerPool:
 
     def _spawn(self) -> subprocess.Popen:
         return subprocess.Popen(
-            [str(BIN / "carecast"), "worker"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+            [str(BIN / "carecast"), "worker", "--queues", self.queues],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
 
-    def kill_one(self) -> int:
+    def kill_one(self, replace: bool = True) -> int:
         victim = self.processes.pop(0)
         victim.kill()
         victim.wait()
-        self.processes.append(self._spawn())
+        if replace:
+            self.processes.append(self._spawn())
         return victim.pid
+
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
 
     def __exit__(self, *exc) -> None:
         for process in self.processes:
@@ -154,6 +153,34 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if time.monotonic() > deadline or process.poll() is not None:
+            error = process.stderr.read().decode() if process.stderr and process.poll() is not None else "too slow"
+            raise RuntimeError(f"{what} did not start: {error}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def api_process(env: dict[str, str], port: int):
+    """`carecast api` in a process of its own on 127.0.0.1:`port`, once it answers."""
+    process = subprocess.Popen(
+        [str(BIN / "carecast"), "api"],
+        env={**env, "CARECAST_API_HOST": "127.0.0.1", "CARECAST_API_PORT": str(port)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, process, "carecast api")
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @contextmanager

@@ -158,6 +158,9 @@ class Settings:
     previous_secret_keys: tuple[str, ...] = ()
     previous_payload_keys: tuple[str, ...] = ()
     codec_port: int = 8081  # where `carecast codec-server` and `carecast dev` serve the UI's codec endpoint
+    # Broadcasts (workflows and pages) have a task queue of their own, so a big one never sits in front
+    # of a journey's confirmation; None: `task_queue` + "-broadcasts".
+    broadcast_queue: str | None = None
 
     def local_secret(self, name: str, given: str | None) -> str:
         """`given` if set, else a random secret made once and kept in the home folder as `name`.
@@ -205,6 +208,10 @@ class Settings:
         return AddressKey(self.shared_secret(), previous=self.previous_secret_keys)
 
     @property
+    def broadcast_task_queue(self) -> str:
+        return self.broadcast_queue or f"{self.task_queue}-broadcasts"
+
+    @property
     def uses_twilio(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
 
@@ -234,6 +241,7 @@ class Settings:
             temporal_address=temporal.address,
             temporal_namespace=temporal.namespace,
             task_queue=env.get("CARECAST_TASK_QUEUE") or TASK_QUEUE,
+            broadcast_queue=env.get("CARECAST_BROADCAST_TASK_QUEUE") or None,
             temporal_port=temporal_port,
             temporal_ui_port=_int_env(env, "CARECAST_TEMPORAL_UI_PORT", temporal_port + 1000),
             api_host=env.get("CARECAST_API_HOST") or "127.0.0.1",

@@ -36,6 +36,7 @@ from carecast.campaign.house_rules import load_house_rules
 from carecast.campaign.lifecycle import Lifecycle
 from carecast.campaign.load import load_campaign
 from carecast.campaign.model import Campaign
+from carecast.config import Settings
 from carecast.policy.model import EmailIdentity
 from carecast.store.campaigns import Deployment, deploy_campaign
 from carecast.store.models import CampaignVersion
@@ -138,7 +139,8 @@ LIFECYCLE_SCHEDULE = "lifecycle/recompute"
 
 
 async def _ensure(client: Client, schedule_id_: str, wanted: Schedule, label: str) -> list[Change]:
-    """Creates the schedule, or updates it when its note (what it runs), overlap policy or paused state differ."""
+    """Creates the schedule, or updates it when its note (what it runs), overlap policy, task queue or paused state
+    differ."""
     handle = client.get_schedule_handle(schedule_id_)
     try:
         current = await handle.describe()
@@ -151,7 +153,10 @@ async def _ensure(client: Client, schedule_id_: str, wanted: Schedule, label: st
             return []
         return [Change(label, f"schedule created: {wanted.state.note}")]
     same_policy = current.schedule.policy.overlap == wanted.policy.overlap
-    if current.schedule.state.note == wanted.state.note and not current.schedule.state.paused and same_policy:
+    # A schedule deployed before broadcasts had a task queue of their own moves to it.
+    same_queue = getattr(current.schedule.action, "task_queue", None) == wanted.action.task_queue
+    same = current.schedule.state.note == wanted.state.note and same_policy and same_queue
+    if same and not current.schedule.state.paused:
         return []
 
     def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
@@ -195,17 +200,20 @@ async def sync_schedules(
     campaigns: list[Campaign],
     versions: dict[str, int],
     removed: list[str],
-    task_queue: str,
+    settings: Settings,
     lifecycle: Lifecycle | None = None,
 ) -> list[Change]:
+    """Makes Temporal's schedules match the campaigns: lifecycle recomputes start on the journeys' task
+    queue, scheduled broadcasts on the broadcasts' (`settings.task_queue`, `settings.broadcast_task_queue`)."""
     changes = []
     if lifecycle is not None:
-        changes += await _ensure(client, LIFECYCLE_SCHEDULE, lifecycle_schedule(lifecycle, task_queue), "lifecycle")
+        wanted = lifecycle_schedule(lifecycle, settings.task_queue)
+        changes += await _ensure(client, LIFECYCLE_SCHEDULE, wanted, "lifecycle")
     else:
         changes += await _pause(client, LIFECYCLE_SCHEDULE, "lifecycle", "no campaigns/lifecycle.yaml")
     for campaign in campaigns:
         if campaign.schedule is not None:
-            wanted = desired_schedule(campaign, versions[campaign.id], task_queue)
+            wanted = desired_schedule(campaign, versions[campaign.id], settings.broadcast_task_queue)
             changes += await _ensure(client, schedule_id(campaign.id), wanted, campaign.id)
     for campaign_id in removed:
         changes += await _pause(client, schedule_id(campaign_id), campaign_id, "campaign removed from the folder")

@@ -208,9 +208,7 @@ async def run_dev(settings: Settings, say: Callable[[str], None]) -> None:
     process, client = await start_dev_server(settings)
     try:
         say(f"temporal   {settings.temporal_address}, UI http://127.0.0.1:{settings.temporal_ui_port}")
-        schedules = await sync_schedules(
-            client, plan.campaigns, plan.versions, plan.removed, settings.task_queue, plan.lifecycle
-        )
+        schedules = await sync_schedules(client, plan.campaigns, plan.versions, plan.removed, settings, plan.lifecycle)
         for change in schedules:
             say(f"schedule   {change}")
         app = create_app(settings, engine=engine, temporal=lambda: asyncio.sleep(0, client))

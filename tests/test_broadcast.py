@@ -66,7 +66,7 @@ async def broadcast(time_skipping_env, settings, engine, sessions, tmp_path):
                     "offer", 1, page_size=page_size, pages_per_run=pages_per_run, parallel_pages=parallel_pages
                 ),
                 id=workflow_id,
-                task_queue=task_queue,
+                task_queue=settings.broadcast_task_queue,
                 start_signal=start_signal,
             )
             if during is not None:

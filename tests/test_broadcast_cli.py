@@ -64,3 +64,42 @@ async def test_start_then_status_until_completed(dev_server_env, settings, datab
     assert code == 1 and "audience   0 contact(s) match" in out and "attr.vip:bool" in err
     code, out, _ = await cli(env, "start", campaign_id, "--allow-empty")
     assert code == 0 and f"started    broadcast/{campaign_id}/" in out
+
+
+async def test_broadcasts_run_on_their_own_queue_so_journey_workers_never_take_their_pages(
+    dev_server_env, settings, database_url, engine, sessions, tmp_path
+):
+    campaign_id = f"promo_{uuid.uuid4().hex[:6]}"
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / f"{campaign_id}.yaml").write_text(
+        f"id: {campaign_id}\nname: Promo\ncategory: care\naudience: {{attributes.vip: {{eq: true}}}}\n"
+        "send: {template: welcome, channels: [email]}\n"
+    )
+    settings = replace(settings, campaigns_dir=campaigns, task_queue=f"cli-{uuid.uuid4().hex[:6]}")
+    with sessions.begin() as session:
+        deploy(session, settings.templates_dir, campaigns / f"{campaign_id}.yaml")
+        add_contact(session, "v-1", attributes={"first_name": "Vi", "vip": True})
+    env = cli_environment(tmp_path, database_url, dev_server_env, settings.task_queue)
+    provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
+    client = dev_server_env.client
+    async with carecast_worker(client, settings, engine, provider, roles=["journeys"]) as journeys, journeys:
+        assert list(journeys.by_queue) == [settings.task_queue]
+        code, out, err = await cli(env, "start", campaign_id)
+        assert code == 0, err
+        workflow_id = out.split("started    ")[1].split()[0]
+        described = await client.get_workflow_handle(workflow_id).describe()
+        assert described.task_queue == f"{settings.task_queue}-broadcasts"
+        async with carecast_worker(client, settings, engine, provider, roles=["broadcasts"]) as pages, pages:
+            assert list(pages.by_queue) == [f"{settings.task_queue}-broadcasts"]
+            state = await asyncio.wait_for(client.get_workflow_handle(workflow_id).result(), 30)
+    assert state["counters"]["sent"] == 1
+
+
+async def test_worker_refuses_queues_it_does_not_know(tmp_path):
+    process = await asyncio.create_subprocess_exec(
+        CARECAST, "worker", "--queues", "journeys,pages", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _, err = await process.communicate()
+    assert process.returncode == 1
+    assert "--queues 'journeys,pages': name one or both of journeys, broadcasts, separated by a comma" in err.decode()

@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPORAL = str(Path(sys.executable).with_name("temporal"))
 
 
-async def deploy(client, sessions, folder, task_queue):
+async def deploy(client, sessions, folder, settings):
     campaigns = load_campaigns(folder)
     with sessions.begin() as session:
         house = load_house_rules(folder).email
         changes, versions, removed = deploy_versions(session, campaigns, ROOT / "templates", house)
-    return [str(c) for c in changes + await sync_schedules(client, campaigns, versions, removed, task_queue)]
+    return [str(c) for c in changes + await sync_schedules(client, campaigns, versions, removed, settings)]
 
 
 @pytest.fixture
@@ -47,11 +47,11 @@ def folder(tmp_path):
     return target, f"restock_{suffix}"
 
 
-async def test_deploy_twice_changes_nothing_the_second_time(dev_server_env, sessions, folder):
+async def test_deploy_twice_changes_nothing_the_second_time(dev_server_env, settings, sessions, folder):
     target, campaign_id = folder
     client = dev_server_env.client
-    first = await deploy(client, sessions, target, "carecast")
-    second = await deploy(client, sessions, target, "carecast")
+    first = await deploy(client, sessions, target, settings)
+    second = await deploy(client, sessions, target, settings)
 
     assert f"{campaign_id:<22} deployed version 1" in first
     assert any(line.startswith(f"{campaign_id:<22} schedule created") for line in first)
@@ -67,13 +67,15 @@ async def test_deploy_twice_changes_nothing_the_second_time(dev_server_env, sess
     assert schedule_id(campaign_id) in listed.stdout
 
 
-async def test_a_changed_campaign_gets_a_new_version_and_its_schedule_follows(dev_server_env, sessions, folder):
+async def test_a_changed_campaign_gets_a_new_version_and_its_schedule_follows(
+    dev_server_env, settings, sessions, folder
+):
     target, campaign_id = folder
     client = dev_server_env.client
-    await deploy(client, sessions, target, "carecast")
+    await deploy(client, sessions, target, settings)
     path = target / f"{campaign_id}.yaml"
     path.write_text(path.read_text().replace('cron: "0 10 * * 1"', 'cron: "0 11 * * 1"'))
-    changes = await deploy(client, sessions, target, "carecast")
+    changes = await deploy(client, sessions, target, settings)
 
     assert f"{campaign_id:<22} deployed version 2" in changes
     assert any(line.startswith(f"{campaign_id:<22} schedule updated: Back in stock v2") for line in changes)
@@ -83,13 +85,13 @@ async def test_a_changed_campaign_gets_a_new_version_and_its_schedule_follows(de
 
 
 async def test_a_campaign_removed_from_the_folder_is_deactivated_and_its_schedule_paused(
-    dev_server_env, sessions, folder
+    dev_server_env, settings, sessions, folder
 ):
     target, campaign_id = folder
     client = dev_server_env.client
-    await deploy(client, sessions, target, "carecast")
+    await deploy(client, sessions, target, settings)
     (target / f"{campaign_id}.yaml").unlink()
-    changes = await deploy(client, sessions, target, "carecast")
+    changes = await deploy(client, sessions, target, settings)
 
     assert changes == [f"{campaign_id:<22} removed from the folder: deactivated", f"{campaign_id:<22} schedule paused"]
     schedule = await client.get_schedule_handle(schedule_id(campaign_id)).describe()
@@ -97,11 +99,11 @@ async def test_a_campaign_removed_from_the_folder_is_deactivated_and_its_schedul
 
 
 async def test_a_contact_local_broadcast_fires_for_the_next_zones_while_a_run_still_holds_messages(
-    dev_server_env, sessions, folder
+    dev_server_env, settings, sessions, folder
 ):
     target, campaign_id = folder
     client = dev_server_env.client
-    await deploy(client, sessions, target, "carecast")
+    await deploy(client, sessions, target, settings)
     handle = client.get_schedule_handle(schedule_id(campaign_id))
     assert (await handle.describe()).schedule.policy.overlap == ScheduleOverlapPolicy.ALLOW_ALL
 
@@ -110,9 +112,28 @@ async def test_a_contact_local_broadcast_fires_for_the_next_zones_while_a_run_st
         return ScheduleUpdate(schedule=update.description.schedule)
 
     await handle.update(as_deployed_before)
-    changes = await deploy(client, sessions, target, "carecast")
+    changes = await deploy(client, sessions, target, settings)
     assert any(line.startswith(f"{campaign_id:<22} schedule updated") for line in changes)
     assert (await handle.describe()).schedule.policy.overlap == ScheduleOverlapPolicy.ALLOW_ALL
+
+
+async def test_broadcast_schedules_start_on_the_broadcast_queue_and_old_ones_move_there(
+    dev_server_env, settings, sessions, folder
+):
+    target, campaign_id = folder
+    client = dev_server_env.client
+    await deploy(client, sessions, target, settings)
+    handle = client.get_schedule_handle(schedule_id(campaign_id))
+    assert (await handle.describe()).schedule.action.task_queue == "carecast-broadcasts"
+
+    def as_deployed_before(update: ScheduleUpdateInput) -> ScheduleUpdate:  # when every workflow shared one queue
+        update.description.schedule.action.task_queue = "carecast"
+        return ScheduleUpdate(schedule=update.description.schedule)
+
+    await handle.update(as_deployed_before)
+    changes = await deploy(client, sessions, target, settings)
+    assert any(line.startswith(f"{campaign_id:<22} schedule updated") for line in changes)
+    assert (await handle.describe()).schedule.action.task_queue == "carecast-broadcasts"
 
 
 async def test_a_late_fire_judges_the_contacts_local_time_when_it_was_due(
@@ -120,7 +141,8 @@ async def test_a_late_fire_judges_the_contacts_local_time_when_it_was_due(
 ):
     target, campaign_id = folder
     client, task_queue = dev_server_env.client, f"deploy-{uuid.uuid4().hex[:6]}"
-    await deploy(client, sessions, target, task_queue)
+    settings = replace(settings, campaigns_dir=target, task_queue=task_queue)
+    await deploy(client, sessions, target, settings)
     handle = client.get_schedule_handle(schedule_id(campaign_id))
     await handle.pause(note="only the backfill below runs")
     now = datetime.now(UTC)
@@ -128,7 +150,6 @@ async def test_a_late_fire_judges_the_contacts_local_time_when_it_was_due(
     # A fire three hours late, as a catch-up after downtime starts it.
     await handle.backfill(ScheduleBackfill(start_at=due - timedelta(seconds=1), end_at=due + timedelta(seconds=1),
                                            overlap=ScheduleOverlapPolicy.ALLOW_ALL))  # fmt: skip
-    settings = replace(settings, campaigns_dir=target, task_queue=task_queue)
     provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
     async with carecast_worker(client, settings, engine, provider) as worker, worker:
         for _ in range(100):

@@ -83,7 +83,10 @@ async def test_killing_the_worker_mid_broadcast_sends_everyone_exactly_once(
     second = None
     try:
         await client.start_workflow(
-            BroadcastWorkflow.run, BroadcastInput("crash_offer", 1), id=workflow_id, task_queue=task_queue
+            BroadcastWorkflow.run,
+            BroadcastInput("crash_offer", 1),
+            id=workflow_id,
+            task_queue=f"{task_queue}-broadcasts",
         )
         deadline = time.monotonic() + 120
         while counts(sessions).get("sent", 0) < CONTACTS // 4:

@@ -43,7 +43,8 @@ def broadcast_start(
             "compares were imported with their types (e.g. attr.vip:bool); --allow-empty starts it anyway"
         )
     label = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    workflow_id = run_temporal(settings, lambda c: start_broadcast(c, settings.task_queue, campaign, version, label))
+    queue = settings.broadcast_task_queue
+    workflow_id = run_temporal(settings, lambda c: start_broadcast(c, queue, campaign, version, label))
     say(f"started    {workflow_id}")
 
 

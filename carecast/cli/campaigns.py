@@ -122,7 +122,7 @@ def deploy(
             )
             if deploy_house_rules(session, settings.campaigns_dir):
                 changes.append(Change("policy.yaml", "house rules deployed: every worker applies them within seconds"))
-        schedules = await sync_schedules(client, campaigns, versions, removed, settings.task_queue, report.lifecycle)
+        schedules = await sync_schedules(client, campaigns, versions, removed, settings, report.lifecycle)
         return changes + schedules
 
     try:

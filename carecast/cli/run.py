@@ -34,14 +34,23 @@ def dev() -> None:
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    queues: Annotated[
+        str,
+        typer.Option(help="what this worker runs: journeys, broadcasts, or both (scale each on its own)"),
+    ] = "journeys,broadcasts",
+) -> None:
     """Run a worker against CARECAST_TEMPORAL_ADDRESS (as many as you like, on any machine)."""
     from carecast.metrics import serve_metrics, temporal_runtime
     from carecast.providers import build_provider, describe_providers
     from carecast.temporal import connect
-    from carecast.worker import carecast_worker
+    from carecast.worker import QueuesError, carecast_worker, parse_roles
 
     configure_logging()
+    try:
+        roles = parse_roles(queues)
+    except QueuesError as exc:
+        fail(str(exc))
     settings = load_settings()
     require_shared_secret(settings)
     engine = open_store(settings)
@@ -62,9 +71,10 @@ def worker() -> None:
         try:
             provider = build_provider(settings)
             say(describe_providers(settings))
-            async with carecast_worker(client, settings, engine, provider) as w:
-                say(f"worker     polling task queue {settings.task_queue!r} on {settings.temporal_address}")
-                await w.run()
+            async with carecast_worker(client, settings, engine, provider, roles=roles) as workers:
+                for queue in workers.by_queue:
+                    say(f"worker     polling task queue {queue!r} on {settings.temporal_address}")
+                await workers.run()
         finally:
             engine.dispose()
 
