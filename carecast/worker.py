@@ -127,7 +127,7 @@ async def carecast_worker(
         broadcasts.broadcast_page,
         broadcasts.retry_deferred,
     ]
-    served = {}
+    served = {}  # task queue: (workflows, activities, whether its activities may run eagerly)
     if "journeys" in roles:
         served[settings.task_queue] = (
             # JourneyWorkflowV1 runs only the journeys started before the `Journey` type, to their end; and
@@ -143,9 +143,13 @@ async def carecast_worker(
                 lifecycle.recompute_stages,
                 *broadcast_activities,
             ],
+            # A journey's activity runs on the worker that ran its workflow task: no second trip through
+            # the queue before a confirmation goes out.
+            True,
         )
     if "broadcasts" in roles:
-        served[settings.broadcast_task_queue] = (broadcast_workflows, broadcast_activities)
+        # Eager execution would hand every page to the worker running the broadcast, however many there are.
+        served[settings.broadcast_task_queue] = (broadcast_workflows, broadcast_activities, False)
     relay, stopping = Relay(client, sessions, settings.task_queue), asyncio.Event()
     relaying = asyncio.create_task(relay.run(stopping), name="carecast outbox relay") if "journeys" in roles else None
     try:
@@ -160,11 +164,9 @@ async def carecast_worker(
                         activities=activities,
                         activity_executor=executor,
                         max_concurrent_activities=ACTIVITY_THREADS,
-                        # Eager execution would hand every activity to the worker running its workflow, so a
-                        # broadcast's pages would all land on one process however many workers there are.
-                        disable_eager_activity_execution=True,
+                        disable_eager_activity_execution=not eager,
                     )
-                    for queue, (workflows, activities) in served.items()
+                    for queue, (workflows, activities, eager) in served.items()
                 }
             )
     finally:
