@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ class Received:
     errors: list[str]
     status: int = 0
     answered_after: float = 0.0  # seconds an injected failure held the answer back
+    at: float = field(default_factory=time.monotonic)  # when it arrived (benchmarks time messages by it)
 
 
 @dataclass
