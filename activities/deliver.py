@@ -141,7 +141,7 @@ class DeliveryActivities:
                     row.channel, row.sent_at = decision.channel, now
                     move(row, Status.SENDING, how_far, channel=decision.channel, resend=resend or None)
                 claims.append((index, row, decision, resend))
-            lease_ends = now + _lease([decision.channel for _, _, decision, _ in claims], rules)
+            lease_ends = now + _lease([(decision.channel, requests[i].category) for i, _, decision, _ in claims], rules)
             for _, row, _, _ in claims:
                 row.retry_at = lease_ends  # a `sending` row's retry_at is the end of its lease
             ledger.write(session, rows.values(), now)  # and the new rows learn their ids
@@ -260,10 +260,12 @@ def _attempt_left() -> timedelta:
     return max(deadline - utcnow() - HANDOVER_MARGIN, timedelta(0))
 
 
-def _lease(channels: Sequence[str], rules: HouseRules) -> timedelta:
-    """How long claimed messages are one attempt's: DELIVER_TIMEOUT, plus twice what their send rates need
-    (pages running side by side share each channel's rate; paced in the narrower of its two lanes, as
-    a bound), so a slow voice page is not cut short."""
-    narrowest = min(rules.reserved_for_care, 1 - rules.reserved_for_care)
-    pacing = sum(n / (rules.send_rates[c] * narrowest) for c, n in Counter(channels).items() if rules.send_rates.get(c))
+def _lease(sends: Sequence[tuple[str, str]], rules: HouseRules) -> timedelta:
+    """How long claimed messages are one attempt's: DELIVER_TIMEOUT, plus twice what their lanes' rates need
+    (pages running side by side share a lane), so a slow voice page is not cut short, and a page whose
+    worker died is taken over no later than that."""
+    pacing = 0.0
+    for (channel, category), n in Counter(sends).items():
+        if rate := rules.send_rates.get(channel):
+            pacing += n / lane(channel, category, rate, rules.reserved_for_care)[1]
     return DELIVER_TIMEOUT + 2 * timedelta(seconds=pacing)

@@ -73,7 +73,7 @@ async def main() -> None:
             BroadcastWorkflow.run,
             BroadcastInput("offer", 1, parallel_pages=args.parallel_pages),
             id=f"broadcast/offer/{uuid.uuid4().hex[:6]}",
-            task_queue=settings.task_queue,
+            task_queue=settings.broadcast_task_queue,
         )
         broadcast_seconds = time.perf_counter() - began
         broadcast_rate = state.counters.sent / broadcast_seconds

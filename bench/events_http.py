@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from bench.baseline import METADATA
 from bench.harness import (
@@ -82,18 +82,23 @@ TEMPLATES = {
 }
 API_KEY = "bench-api-key-" + "k" * 32
 TICKS = os.sysconf("SC_CLK_TCK")
+SETTLE_SECONDS = 2.0  # after the last email, before the CPU is read (for both systems alike)
+WARM_EVENTS = 20  # through each system before anything is timed
 DRAIN_SECONDS = 120  # after the last POST, how long the emails may take before the rest count as missing
 
 
 def cpu_seconds(pids: list[int], database_server: bool) -> float:
-    """CPU time so far of `pids` and, for PostgreSQL, of every `postgres` process (with reaped backends')."""
+    """CPU time so far of `pids` and, for PostgreSQL, of every `postgres` process on this machine (the
+    server's, with the backends it reaped): the machine's server, which nothing else uses meanwhile."""
     total = 0
     for pid in pids:
         total += _ticks(pid, children=False)
     if database_server:
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and _comm(entry) == "postgres":
-                total += _ticks(int(entry.name), children=True)
+        postgres = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and
+                    _comm(entry) == "postgres"]  # fmt: skip
+        if not postgres:
+            raise RuntimeError("no postgres process on this machine: the database's CPU cannot be counted")
+        total += sum(_ticks(pid, children=True) for pid in postgres)
     return total / TICKS
 
 
@@ -170,10 +175,11 @@ class Load:
             began = time.monotonic()
             posts = []
             for offset, number in enumerate(numbers):
-                delay = began + offset / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                posts.append(asyncio.create_task(self._post(http, number)))
+                due = began + offset / rate
+                if due > time.monotonic():
+                    await asyncio.sleep(due - time.monotonic())
+                # Timed from when it was due: a late start is the system's wait as much as a slow answer.
+                posts.append(asyncio.create_task(self._post(http, number, due)))
             answers = await asyncio.gather(*posts)
             answered = time.monotonic() - began
         statuses = [status for status, _ in answers]
@@ -187,6 +193,7 @@ class Load:
             if len(arrived) >= count or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.25)
+        await asyncio.sleep(SETTLE_SECONDS)  # the journeys' last writes and closing after the last email
         cpu = cpu_seconds(system.pids, self.database_server) - cpu_before
         latencies = [arrived[n] - self.posted_at[n] for n in arrived]
         span = (max(arrived.values()) - began) if arrived else float("nan")
@@ -195,18 +202,18 @@ class Load:
             len(arrived) / span, latencies, cpu * 1000 / max(1, len(arrived)), [took for _, took in answers],
         )  # fmt: skip
 
-    async def _post(self, http: httpx.AsyncClient, number: int) -> tuple[int, float]:
-        """The answer's status (0: none) and how long it took."""
+    async def _post(self, http: httpx.AsyncClient, number: int, due: float) -> tuple[int, float]:
+        """The answer's status (0: none) and how long it took from when the POST was due."""
         event = {
             "event_id": f"e-{number}", "contact_id": f"j-{number:07d}", "name": "order_placed",
             "occurred_at": "2026-12-07T09:00:00Z", "data": {"order_id": f"A-{number}"},
         }  # fmt: skip
-        self.posted_at[number] = posted = time.monotonic()
+        self.posted_at[number] = due
         try:
             response = await http.post("/v1/events", json=event, headers={"Authorization": f"Bearer {API_KEY}"})
         except httpx.HTTPError:
-            return 0, time.monotonic() - posted
-        return response.status_code, time.monotonic() - posted
+            return 0, time.monotonic() - due
+        return response.status_code, time.monotonic() - due
 
 
 def accepted_mail(received):
@@ -265,7 +272,7 @@ def baseline_processes(env: dict[str, str], workers: int, port: int):
 async def warm(load: Load, systems: list[System]) -> None:
     """A few events through each, so imports, pools and caches are ready before anything is timed."""
     for system in systems:
-        await load.phase(system, 10, 2)
+        await load.phase(system, 10, WARM_EVENTS / 10)
 
 
 async def run(args) -> None:
@@ -284,10 +291,15 @@ async def run(args) -> None:
         stack.callback(stop_process, temporal)
         await register_search_attributes(client)
         sessions = make_sessionmaker(engine)
-        journeys = sum(max(1, round(rate * args.seconds)) for rate in rates) * 2 + 100 + len(rates) * 50
-        add_contacts(sessions, journeys, {"wants": False}, prefix="j")
+        # A contact per event: the warm-up, each rate for both systems, and the phase during the broadcast.
+        events = 2 * WARM_EVENTS + 2 * sum(max(1, round(rate * args.seconds)) for rate in rates)
+        events += max(1, round(min(rates) * args.seconds)) if args.broadcast else 0
+        add_contacts(sessions, events, {"wants": False}, prefix="j")
         if args.broadcast:
             add_contacts(sessions, args.broadcast, {"wants": True}, prefix="b")
+        if postgres:  # fresh statistics, and no autovacuum of the new rows during a timed phase
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.execute(text("VACUUM ANALYZE"))
         with sessions.begin() as session:
             deploy_files(session, [settings.campaigns_dir / "confirm.yaml", settings.campaigns_dir / "offer.yaml"],
                          settings.templates_dir)  # fmt: skip
@@ -308,12 +320,13 @@ async def run(args) -> None:
         print(f"database            {engine.dialect.name}; {args.workers} worker process(es) each; "
               f"{args.seconds:g} s a rate", flush=True)  # fmt: skip
         phases: list[tuple[Phase, Phase]] = []
-        for rate in rates:
-            ours = await load.phase(carecast, rate, args.seconds)
-            print(ours.line(), flush=True)
-            theirs = await load.phase(plain, rate, args.seconds)
-            print(theirs.line(), flush=True)
-            phases.append((ours, theirs))
+        for turn, rate in enumerate(rates):
+            # Taking turns at going first, so neither always meets the other's leftovers.
+            measured = {}
+            for system in (carecast, plain) if turn % 2 == 0 else (plain, carecast):
+                measured[system.name] = await load.phase(system, rate, args.seconds)
+                print(measured[system.name].line(), flush=True)
+            phases.append((measured["carecast"], measured["baseline"]))
         print()
         for ours, theirs in phases:
             print(f"at {ours.rate:g}/s: sent {ours.sent_per_second / theirs.sent_per_second:.2f}× the baseline's rate, "
@@ -337,7 +350,10 @@ async def during_broadcast(load, carecast, client, sessions, fakes, settings, ra
             if request.body.get("custom_args", {}).get("campaign_id") == "offer"
         )
 
+    deadline = time.monotonic() + 300
     while offered() < 2000:  # pages are going out
+        if time.monotonic() > deadline:
+            raise RuntimeError("the broadcast sent under 2,000 emails in 5 minutes; see the workers")
         await asyncio.sleep(0.25)
     before, began = offered(), time.monotonic()
     busy = await load.phase(carecast, rate, args.seconds)

@@ -230,6 +230,12 @@ class Settings:
             temporal = temporal_connection(env, default_address=f"127.0.0.1:{temporal_port}")
         except TemporalConfigError as exc:
             raise ConfigError(str(exc)) from None
+        task_queue = env.get("CARECAST_TASK_QUEUE") or TASK_QUEUE
+        if env.get("CARECAST_BROADCAST_TASK_QUEUE") == task_queue:
+            raise ConfigError(
+                f"CARECAST_BROADCAST_TASK_QUEUE and CARECAST_TASK_QUEUE are both {task_queue!r}: broadcasts need a "
+                f"queue of their own (unset it for {task_queue + '-broadcasts'!r})"
+            )
         if env.get("CARECAST_TEMPORAL_PREVIOUS_PAYLOAD_KEYS") and not env.get("CARECAST_TEMPORAL_PAYLOAD_KEY"):
             raise ConfigError(
                 "CARECAST_TEMPORAL_PREVIOUS_PAYLOAD_KEYS is set without CARECAST_TEMPORAL_PAYLOAD_KEY: sealed "
@@ -240,7 +246,7 @@ class Settings:
             database_url=env.get("CARECAST_DATABASE_URL") or f"sqlite:///{home / 'carecast.db'}",
             temporal_address=temporal.address,
             temporal_namespace=temporal.namespace,
-            task_queue=env.get("CARECAST_TASK_QUEUE") or TASK_QUEUE,
+            task_queue=task_queue,
             broadcast_queue=env.get("CARECAST_BROADCAST_TASK_QUEUE") or None,
             temporal_port=temporal_port,
             temporal_ui_port=_int_env(env, "CARECAST_TEMPORAL_UI_PORT", temporal_port + 1000),

@@ -1,18 +1,23 @@
 """`carecast broadcast start|status` against a real dev server and worker."""
 
 import asyncio
+import os
 import subprocess
 import sys
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from carecast.channels.outbox import OutboxProvider
+from carecast.config import ConfigError, Settings
 from carecast.store.models import Contact
 from carecast.worker import carecast_worker
-from tests.factories import add_contact, cli_environment, deploy
+from tests.factories import add_contact, cli_environment, deploy, pollers
+from workflows.broadcast import BroadcastWorkflow
+from workflows.broadcast_contract import BroadcastInput
 
 pytestmark = pytest.mark.integration
 
@@ -90,16 +95,53 @@ async def test_broadcasts_run_on_their_own_queue_so_journey_workers_never_take_t
         workflow_id = out.split("started    ")[1].split()[0]
         described = await client.get_workflow_handle(workflow_id).describe()
         assert described.task_queue == f"{settings.task_queue}-broadcasts"
+        # The journeys worker polls its own queue and nothing else: the broadcast waits, unsent.
+        assert await pollers(client, settings.task_queue) == {os.getpid()}
+        assert await pollers(client, f"{settings.task_queue}-broadcasts", activities=False) == set()
+        assert not list(settings.outbox_dir.glob("*.eml"))
         async with carecast_worker(client, settings, engine, provider, roles=["broadcasts"]) as pages, pages:
             assert list(pages.by_queue) == [f"{settings.task_queue}-broadcasts"]
             state = await asyncio.wait_for(client.get_workflow_handle(workflow_id).result(), 30)
     assert state["counters"]["sent"] == 1
 
 
-async def test_worker_refuses_queues_it_does_not_know(tmp_path):
-    process = await asyncio.create_subprocess_exec(
-        CARECAST, "worker", "--queues", "journeys,pages", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+async def test_a_broadcast_started_on_the_journeys_queue_before_the_split_finishes_there(
+    dev_server_env, settings, engine, sessions, tmp_path
+):
+    campaign_id = f"promo_{uuid.uuid4().hex[:6]}"
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / f"{campaign_id}.yaml").write_text(
+        f"id: {campaign_id}\nname: Promo\ncategory: care\naudience: {{attributes.vip: {{eq: true}}}}\n"
+        "send: {template: welcome, channels: [email]}\n"
     )
-    _, err = await process.communicate()
+    settings = replace(settings, campaigns_dir=campaigns, task_queue=f"cli-{uuid.uuid4().hex[:6]}")
+    with sessions.begin() as session:
+        deploy(session, settings.templates_dir, campaigns / f"{campaign_id}.yaml")
+        add_contact(session, "v-1", attributes={"first_name": "Vi", "vip": True})
+    provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
+    client = dev_server_env.client
+    async with carecast_worker(client, settings, engine, provider, roles=["journeys"]) as journeys, journeys:
+        state = await client.execute_workflow(
+            BroadcastWorkflow.run, BroadcastInput(campaign_id, 1), id=f"broadcast/{campaign_id}/old",
+            task_queue=settings.task_queue, execution_timeout=timedelta(seconds=60),
+        )  # fmt: skip
+    assert state.counters.sent == 1
+
+
+async def test_worker_refuses_queues_it_does_not_know(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARECAST_")} | {"CARECAST_HOME": str(tmp_path)}
+    process = await asyncio.create_subprocess_exec(
+        CARECAST, "worker", "--queues", "journeys,pages", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1
     assert "--queues 'journeys,pages': name one or both of journeys, broadcasts, separated by a comma" in err.decode()
+
+
+def test_broadcasts_and_journeys_cannot_share_a_task_queue(tmp_path):
+    env = {"CARECAST_HOME": str(tmp_path), "CARECAST_TASK_QUEUE": "acme"}
+    assert Settings.from_env(env=env).broadcast_task_queue == "acme-broadcasts"
+    assert Settings.from_env(env=env | {"CARECAST_BROADCAST_TASK_QUEUE": "bulk"}).broadcast_task_queue == "bulk"
+    with pytest.raises(ConfigError, match="CARECAST_BROADCAST_TASK_QUEUE and CARECAST_TASK_QUEUE are both 'acme'"):
+        Settings.from_env(env=env | {"CARECAST_BROADCAST_TASK_QUEUE": "acme"})

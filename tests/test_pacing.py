@@ -60,3 +60,18 @@ def test_a_confirmation_never_queues_behind_a_broadcast(sessions):
     with sessions.begin() as session:
         assert take(session, care, 1, care_rate, now=T0) == 0
     assert bulk_rate + care_rate == rate
+
+
+def test_a_page_is_leased_for_what_its_own_lane_needs():
+    """A killed worker's page is taken over when its lease ends: twice what the page's lane needs, not the
+    narrower lane's."""
+    from activities.deliver import _lease
+    from carecast.policy.model import HouseRules
+
+    rules = HouseRules(send_rates={"email": 200, "voice": 5}, reserved_for_care=0.2)
+    assert _lease([("email", "marketing")] * 1000, rules) == timedelta(minutes=1, seconds=2 * 1000 / 160)
+    assert _lease([("email", "transactional")] * 100, rules) == timedelta(minutes=1, seconds=2 * 100 / 40)
+    assert _lease([("sms", "marketing")] * 1000, rules) == timedelta(minutes=1)  # no rate, no pacing
+    assert _lease([("voice", "care")] * 3 + [("email", "marketing")] * 80, rules) == timedelta(
+        minutes=1, seconds=2 * (3 / 1 + 80 / 160)
+    )

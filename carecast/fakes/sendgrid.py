@@ -109,6 +109,7 @@ class FakeSendGrid:
         return [Route("/v3/mail/send", self.mail_send, methods=["POST"])]
 
     async def mail_send(self, request: Request) -> Response:
+        arrived = time.monotonic()  # before the body is read and checked: when the provider got it
         raw = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         errors = validate(SENDGRID_SPEC, "POST", "/v3/mail/send", headers, raw)
@@ -116,7 +117,7 @@ class FakeSendGrid:
             body = json.loads(raw or b"null")
         except ValueError:
             body = None
-        received = self.journal.record(Received("sendgrid", request.url.path, headers, body, errors))
+        received = self.journal.record(Received("sendgrid", request.url.path, headers, body, errors, at=arrived))
         response = await self._answer(headers, errors, body, received)
         received.status = response.status_code
         return response

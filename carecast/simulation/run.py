@@ -159,7 +159,7 @@ async def _drive(env: WorkflowEnvironment, scratch: Scratch, scenario: Scenario)
     async def fire_broadcast(campaign_id: str, version: int, local_cron: str | None) -> None:
         workflow_id = f"broadcast/{campaign_id}/{clock():%Y%m%dT%H%MZ}"
         await client.start_workflow(BROADCAST_WORKFLOW, BroadcastInput(campaign_id, version, local_cron),
-                                    id=workflow_id, task_queue=TASK_QUEUE)  # fmt: skip
+                                    id=workflow_id, task_queue=scratch.settings.broadcast_task_queue)  # fmt: skip
         broadcasts.append((campaign_id, clock(), workflow_id))
 
     stages = LifecycleActivities(sessions, scratch.lifecycle, lambda: client, TASK_QUEUE, clock)
