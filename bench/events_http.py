@@ -1,7 +1,7 @@
 """Events over HTTP at fixed rates: what carecast sustains, how fast a confirmation goes out and what it costs,
 against a baseline of the same shape measured in the same run.
 
-    .venv/bin/python -m bench.events_http [--rates 10,20,40] [--seconds 30] [--workers 1]
+    .venv/bin/python -m bench.events_http [--rates 5,10,20] [--seconds 30] [--workers 1]
         [--broadcast 100000] [--database-url URL]
 
 One run, one store (SQLite by default, a scratch database on --database-url's PostgreSQL server):
@@ -21,7 +21,8 @@ Per rate and system:
   took to be answered (p95);
 - CPU-ms per journey: the CPU time of the API, the workers, the Temporal dev server and (on
   PostgreSQL) the database server's processes over the phase, per email sent. This process (the
-  load and the fake) is left out of both.
+  load and the fake) is left out of both. And how busy the whole machine was (2 cores: near
+  100 % every latency is mostly waiting for a core).
 With --broadcast N (0: none) a last phase runs carecast at the lowest rate while a broadcast to
 N contacts is in flight (the house rules' email rate, 500/s with 20 % kept for transactional and
 care messages), and compares the confirmations' p95 with the idle one.
@@ -102,6 +103,13 @@ def cpu_seconds(pids: list[int], database_server: bool) -> float:
     return total / TICKS
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of the whole machine so far, from /proc/stat."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def _comm(entry: Path) -> str:
     try:
         return (entry / "comm").read_text().strip()
@@ -139,6 +147,7 @@ class Phase:
     latencies: list[float]
     cpu_ms_per_journey: float
     answers: list[float]  # how long each POST took to be answered
+    machine_busy: float  # the share of the machine's CPU in use over the phase, everything on it counted
 
     def percentile(self, q: float, of: str = "latencies") -> float:
         ordered = sorted(getattr(self, of))
@@ -151,7 +160,7 @@ class Phase:
             f"sent {self.sent_per_second:6.1f}/s  p50 {self.percentile(0.5):6.0f} ms  "
             f"p95 {self.percentile(0.95):6.0f} ms  p99 {self.percentile(0.99):6.0f} ms  "
             + (f"CPU {self.cpu_ms_per_journey:5.1f} ms/journey  " if cpu else "(CPU: the broadcast's too)  ")
-            + f"answered p95 {self.percentile(0.95, 'answers'):5.0f} ms"
+            + f"answered p95 {self.percentile(0.95, 'answers'):5.0f} ms  machine {self.machine_busy:4.0%} busy"
             f"{missing}"
         )
 
@@ -169,7 +178,7 @@ class Load:
         numbers = range(self.next_number, self.next_number + count)
         self.next_number += count
         seen = len(self.fakes.received)
-        cpu_before = cpu_seconds(system.pids, self.database_server)
+        cpu_before, machine_before = cpu_seconds(system.pids, self.database_server), machine_ticks()
         limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
         async with httpx.AsyncClient(base_url=system.url, timeout=120, limits=limits) as http:
             began = time.monotonic()
@@ -195,11 +204,13 @@ class Load:
             await asyncio.sleep(0.25)
         await asyncio.sleep(SETTLE_SECONDS)  # the journeys' last writes and closing after the last email
         cpu = cpu_seconds(system.pids, self.database_server) - cpu_before
+        busy, ticks = (after - before for after, before in zip(machine_ticks(), machine_before, strict=True))
         latencies = [arrived[n] - self.posted_at[n] for n in arrived]
         span = (max(arrived.values()) - began) if arrived else float("nan")
         return Phase(
             system.name, rate, count, statuses.count(200), len(arrived), statuses.count(200) / answered,
             len(arrived) / span, latencies, cpu * 1000 / max(1, len(arrived)), [took for _, took in answers],
+            busy / ticks,
         )  # fmt: skip
 
     async def _post(self, http: httpx.AsyncClient, number: int, due: float) -> tuple[int, float]:
@@ -372,7 +383,7 @@ async def during_broadcast(load, carecast, client, sessions, fakes, settings, ra
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rates", default="10,20,40", help="events per second, one phase each")
+    parser.add_argument("--rates", default="5,10,20", help="events per second, one phase each")
     parser.add_argument("--seconds", type=float, default=30, help="how long each rate is held")
     parser.add_argument("--workers", type=int, default=1, help="journey worker processes (and baseline workers)")
     parser.add_argument("--broadcast", type=int, default=100_000, help="contacts of the broadcast phase (0: none)")

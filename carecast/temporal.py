@@ -6,6 +6,9 @@ import dataclasses
 import functools
 
 from pydantic import TypeAdapter
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 from temporalio.converter import (
@@ -109,6 +112,17 @@ async def register_search_attributes(client: Client) -> list[str]:
             AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
         )
     return sorted(missing)
+
+
+async def pollers(client: Client, task_queue: str, activities: bool = False) -> set[str]:
+    """The identities (pid@host) of the workers that polled `task_queue` lately, for workflow (or activity) tasks."""
+    kind = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY if activities else TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+    described = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind
+        )
+    )
+    return {poller.identity for poller in described.pollers}
 
 
 def is_temporal_cloud(settings: Settings) -> bool:

@@ -82,15 +82,7 @@ def legacy_link_token(secret: str, contact_id: str, topic: str | None = None) ->
 
 
 async def pollers(client, task_queue: str, activities: bool = True) -> set[int]:
-    """The ids of the processes polling `task_queue` for activity (else workflow) tasks: a worker is pid@host."""
-    from temporalio.api.enums.v1 import TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
-    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+    """The ids of the processes polling `task_queue` for activity (else workflow) tasks."""
+    from carecast.temporal import pollers
 
-    kind = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY if activities else TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
-    described = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind
-        )
-    )
-    return {int(poller.identity.split("@")[0]) for poller in described.pollers}
+    return {int(identity.split("@")[0]) for identity in await pollers(client, task_queue, activities)}

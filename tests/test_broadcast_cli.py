@@ -52,6 +52,7 @@ async def test_start_then_status_until_completed(dev_server_env, settings, datab
         code, out, err = await cli(env, "start", campaign_id)
         assert code == 0, err
         assert out.startswith("audience   3 contact(s) match") and f"started    broadcast/{campaign_id}/" in out
+        assert "waiting" not in out  # this test's worker serves the broadcasts' queue
         for _ in range(100):
             code, out, err = await cli(env, "status", campaign_id)
             if "completed" in out:
@@ -93,6 +94,7 @@ async def test_broadcasts_run_on_their_own_queue_so_journey_workers_never_take_t
         code, out, err = await cli(env, "start", campaign_id)
         assert code == 0, err
         workflow_id = out.split("started    ")[1].split()[0]
+        assert f"waiting    no worker serves the broadcasts' task queue '{settings.task_queue}-broadcasts' yet" in out
         described = await client.get_workflow_handle(workflow_id).describe()
         assert described.task_queue == f"{settings.task_queue}-broadcasts"
         # The journeys worker polls its own queue and nothing else: the broadcast waits, unsent.

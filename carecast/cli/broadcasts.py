@@ -25,6 +25,7 @@ def broadcast_start(
     """Start a broadcast run now, whatever its schedule; it says how many contacts its audience matches."""
     from carecast.broadcasts import BroadcastError, audience_size, deployed_broadcast, start_broadcast
     from carecast.store.db import make_sessionmaker
+    from carecast.temporal import pollers
 
     settings = load_settings()
     engine = open_store(settings)
@@ -44,8 +45,15 @@ def broadcast_start(
         )
     label = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     queue = settings.broadcast_task_queue
-    workflow_id = run_temporal(settings, lambda c: start_broadcast(c, queue, campaign, version, label))
+
+    async def start(client) -> tuple[str, set[str]]:
+        return await start_broadcast(client, queue, campaign, version, label), await pollers(client, queue)
+
+    workflow_id, workers = run_temporal(settings, start)
     say(f"started    {workflow_id}")
+    if not workers:
+        say(f"waiting    no worker serves the broadcasts' task queue {queue!r} yet; it sends once one does "
+            "(`carecast worker`, or `carecast worker --queues broadcasts`)")  # fmt: skip
 
 
 def _signal_broadcast(campaign_id: str, signal: str) -> None:
