@@ -32,7 +32,9 @@ async def cli(env, *args):
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_start_then_status_until_completed(dev_server_env, settings, database_url, engine, sessions, tmp_path):
+def promo(settings, tmp_path):
+    """A care broadcast to VIPs in a campaigns folder of its own, and settings with that folder and a task
+    queue of their own (the dev server is the session's)."""
     campaign_id = f"promo_{uuid.uuid4().hex[:6]}"
     campaigns = tmp_path / "campaigns"
     campaigns.mkdir()
@@ -40,9 +42,13 @@ async def test_start_then_status_until_completed(dev_server_env, settings, datab
         f"id: {campaign_id}\nname: Promo\ncategory: care\naudience: {{attributes.vip: {{eq: true}}}}\n"
         "send: {template: welcome, channels: [email]}\n"
     )
-    settings = replace(settings, campaigns_dir=campaigns, task_queue=f"cli-{uuid.uuid4().hex[:6]}")
+    return campaign_id, replace(settings, campaigns_dir=campaigns, task_queue=f"cli-{uuid.uuid4().hex[:6]}")
+
+
+async def test_start_then_status_until_completed(dev_server_env, settings, database_url, engine, sessions, tmp_path):
+    campaign_id, settings = promo(settings, tmp_path)
     with sessions.begin() as session:
-        deploy(session, settings.templates_dir, campaigns / f"{campaign_id}.yaml")
+        deploy(session, settings.templates_dir, settings.campaigns_dir / f"{campaign_id}.yaml")
         for n in range(3):
             add_contact(session, f"v-{n}", attributes={"first_name": "Vi", "vip": True})
         add_contact(session, "not-vip")
@@ -75,16 +81,9 @@ async def test_start_then_status_until_completed(dev_server_env, settings, datab
 async def test_broadcasts_run_on_their_own_queue_so_journey_workers_never_take_their_pages(
     dev_server_env, settings, database_url, engine, sessions, tmp_path
 ):
-    campaign_id = f"promo_{uuid.uuid4().hex[:6]}"
-    campaigns = tmp_path / "campaigns"
-    campaigns.mkdir()
-    (campaigns / f"{campaign_id}.yaml").write_text(
-        f"id: {campaign_id}\nname: Promo\ncategory: care\naudience: {{attributes.vip: {{eq: true}}}}\n"
-        "send: {template: welcome, channels: [email]}\n"
-    )
-    settings = replace(settings, campaigns_dir=campaigns, task_queue=f"cli-{uuid.uuid4().hex[:6]}")
+    campaign_id, settings = promo(settings, tmp_path)
     with sessions.begin() as session:
-        deploy(session, settings.templates_dir, campaigns / f"{campaign_id}.yaml")
+        deploy(session, settings.templates_dir, settings.campaigns_dir / f"{campaign_id}.yaml")
         add_contact(session, "v-1", attributes={"first_name": "Vi", "vip": True})
     env = cli_environment(tmp_path, database_url, dev_server_env, settings.task_queue)
     provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
@@ -110,16 +109,9 @@ async def test_broadcasts_run_on_their_own_queue_so_journey_workers_never_take_t
 async def test_a_broadcast_started_on_the_journeys_queue_before_the_split_finishes_there(
     dev_server_env, settings, engine, sessions, tmp_path
 ):
-    campaign_id = f"promo_{uuid.uuid4().hex[:6]}"
-    campaigns = tmp_path / "campaigns"
-    campaigns.mkdir()
-    (campaigns / f"{campaign_id}.yaml").write_text(
-        f"id: {campaign_id}\nname: Promo\ncategory: care\naudience: {{attributes.vip: {{eq: true}}}}\n"
-        "send: {template: welcome, channels: [email]}\n"
-    )
-    settings = replace(settings, campaigns_dir=campaigns, task_queue=f"cli-{uuid.uuid4().hex[:6]}")
+    campaign_id, settings = promo(settings, tmp_path)
     with sessions.begin() as session:
-        deploy(session, settings.templates_dir, campaigns / f"{campaign_id}.yaml")
+        deploy(session, settings.templates_dir, settings.campaigns_dir / f"{campaign_id}.yaml")
         add_contact(session, "v-1", attributes={"first_name": "Vi", "vip": True})
     provider = OutboxProvider(settings.outbox_dir, echo=lambda line: None)
     client = dev_server_env.client

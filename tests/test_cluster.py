@@ -14,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from bench import events_http
 from bench.faults import tally
 from bench.harness import WorkerPool, add_contacts, api_process, free_port, worker_environment
 from carecast.broadcasts import start_broadcast
@@ -32,25 +33,11 @@ pytestmark = [
     ),
 ]
 
-CAMPAIGNS = {
-    "confirm.yaml": (
-        "id: confirm\nname: Confirm\ncategory: transactional\ntrigger: {event: order_placed}\n"
-        "entry: {key: order_id, reentry: always}\n"
-        "steps:\n  - {id: email, send: {template: confirm, channels: [email]}}\n"
-    ),
-    "offer.yaml": (
-        "id: offer\nname: Offer\ncategory: marketing\ntopic: offers\naudience: {attributes.wants: {eq: true}}\n"
-        "send: {template: offer, channels: [email]}\n"
-    ),
+CAMPAIGNS = events_http.CAMPAIGNS | {
     # Offers go at 800 a second (confirmations have their own 200): the broadcast takes 5 s, and is sending at the kill.
     "policy.yaml": "timezone: UTC\nsend_rates: {email: 1000}\nreserved_for_care: 20%\n",
 }
-TEMPLATES = {
-    "confirm.email.subject.j2": "Order {{ event.order_id }} confirmed",
-    "confirm.email.txt.j2": "Thank you for order {{ event.order_id }}.",
-    "offer.email.subject.j2": "An offer",
-    "offer.email.txt.j2": "Hello {{ contact.id }}. {{ unsubscribe_url }}",
-}
+TEMPLATES = events_http.TEMPLATES
 AUDIENCE = 4000
 ORDERS = 150
 RATE = 30  # events a second
